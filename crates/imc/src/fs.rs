@@ -82,7 +82,10 @@ impl std::str::FromStr for OpKind {
             .find(|k| k.name() == s)
             .ok_or_else(|| {
                 let names: Vec<&str> = OpKind::ALL.iter().map(|k| k.name()).collect();
-                format!("unknown operation `{s}`; expected one of {}", names.join(", "))
+                format!(
+                    "unknown operation `{s}`; expected one of {}",
+                    names.join(", ")
+                )
             })
     }
 }

@@ -1,0 +1,630 @@
+//! One SMTP session (RFC 5321): the command state machine, DATA streamed into the
+//! spool, and the profile's answers to every fault.
+
+use crate::event::EventId;
+use crate::line::{Ending, Line, LineReader};
+use crate::profile::{Failure, InMissingAtMove};
+use crate::service::Shared;
+use crate::spool::WorkFile;
+use crate::win32;
+use std::io;
+use std::net::IpAddr;
+use std::sync::Arc;
+use tokio::io::{AsyncRead, AsyncWrite, AsyncWriteExt};
+use tokio::sync::watch;
+
+/// Command lines: 512 octets including CRLF (RFC 5321 4.5.3.1.4).
+pub const MAX_COMMAND_LINE: usize = 512;
+/// Text lines: 1000 octets including CRLF (RFC 5321 4.5.3.1.6).
+pub const MAX_TEXT_LINE: usize = 1000;
+/// DATA is written to the work file in chunks of this size, never held whole.
+const CHUNK: usize = 64 * 1024;
+
+/// Whether the session goes on after a step.
+#[derive(PartialEq, Eq)]
+enum Flow {
+    Continue,
+    Close,
+}
+
+/// The envelope of the transaction in progress.
+#[derive(Default)]
+struct Transaction {
+    from: Option<String>,
+    recipients: Vec<String>,
+}
+
+/// A session on one connection.
+pub(crate) struct Session<R, W> {
+    shared: Arc<Shared>,
+    reader: LineReader<R>,
+    writer: W,
+    out: Vec<u8>,
+    peer: IpAddr,
+    helo: Option<(String, bool)>,
+    txn: Transaction,
+    shutdown: watch::Receiver<bool>,
+}
+
+enum Input {
+    Line(Line),
+    Timeout,
+    Shutdown,
+}
+
+impl<R: AsyncRead + Unpin, W: AsyncWrite + Unpin> Session<R, W> {
+    pub(crate) fn new(
+        shared: Arc<Shared>,
+        reader: R,
+        writer: W,
+        peer: IpAddr,
+        shutdown: watch::Receiver<bool>,
+    ) -> Self {
+        Session {
+            shared,
+            reader: LineReader::new(reader),
+            writer,
+            out: Vec::new(),
+            peer,
+            helo: None,
+            txn: Transaction::default(),
+            shutdown,
+        }
+    }
+
+    /// Runs the session to its end. I/O errors on the socket just end it.
+    pub(crate) async fn run(mut self) {
+        let _ = self.converse().await;
+        let _ = self.flush().await;
+        let _ = self.writer.shutdown().await;
+    }
+
+    async fn converse(&mut self) -> io::Result<()> {
+        if self.refuse_connection().await? == Flow::Close {
+            return Ok(());
+        }
+        let greeting = self.render(self.shared.profile.replies.greeting, "");
+        self.reply(&greeting);
+        loop {
+            let line = match self.next_input(MAX_COMMAND_LINE).await? {
+                Input::Line(line) => line,
+                Input::Timeout => {
+                    let r = self.render(self.shared.profile.replies.timeout, "");
+                    self.reply(&r);
+                    return Ok(());
+                }
+                Input::Shutdown => {
+                    let r = self.render(self.shared.profile.replies.shutting_down, "");
+                    self.reply(&r);
+                    return Ok(());
+                }
+            };
+            let flow = match line {
+                Line::Eof => return Ok(()),
+                Line::TooLong => {
+                    self.reply(self.shared.profile.replies.line_too_long);
+                    Flow::Continue
+                }
+                Line::Complete(bytes, _) => self.command(&String::from_utf8_lossy(&bytes)).await?,
+            };
+            if flow == Flow::Close {
+                return Ok(());
+            }
+        }
+    }
+
+    /// The profile's refusals of a new connection (KB-1, KB-2).
+    async fn refuse_connection(&mut self) -> io::Result<Flow> {
+        let s = self.shared.profile.situations;
+        if let Some(reply) = s.connect_in_missing {
+            let in_dir = self.shared.spool.in_dir();
+            if !self.shared.spool.is_dir(in_dir.clone()).await {
+                self.shared.log(
+                    EventId::ConnectionRefused,
+                    format!(
+                        "Refused a connection from {}: the directory {} is missing.",
+                        self.peer,
+                        win32::path(&in_dir)
+                    ),
+                );
+                self.reply(reply);
+                return Ok(Flow::Close);
+            }
+        }
+        if let Some(reply) = s.connect_low_disk {
+            if self.shared.check_disk().await {
+                self.shared.log(
+                    EventId::ConnectionRefused,
+                    format!(
+                        "Refused a connection from {}: the spool volume is in flush mode.",
+                        self.peer
+                    ),
+                );
+                self.reply(reply);
+                return Ok(Flow::Close);
+            }
+        }
+        Ok(Flow::Continue)
+    }
+
+    /// Waits for a line, the command timeout, or the service stopping. Replies
+    /// queued so far are sent first unless more pipelined input is already here.
+    async fn next_input(&mut self, limit: usize) -> io::Result<Input> {
+        if !self.reader.has_line() {
+            self.flush().await?;
+        }
+        if *self.shutdown.borrow() {
+            return Ok(Input::Shutdown);
+        }
+        let timeout = self.shared.config.command_timeout;
+        tokio::select! {
+            line = tokio::time::timeout(timeout, self.reader.next_line(limit)) => match line {
+                Ok(line) => Ok(Input::Line(line?)),
+                Err(_) => Ok(Input::Timeout),
+            },
+            _ = self.shutdown.changed() => Ok(Input::Shutdown),
+        }
+    }
+
+    fn reply(&mut self, text: &str) {
+        self.out.extend_from_slice(text.as_bytes());
+        self.out.extend_from_slice(b"\r\n");
+    }
+
+    async fn flush(&mut self) -> io::Result<()> {
+        if !self.out.is_empty() {
+            self.writer.write_all(&self.out).await?;
+            self.writer.flush().await?;
+            self.out.clear();
+        }
+        Ok(())
+    }
+
+    fn render(&self, template: &str, id: &str) -> String {
+        template
+            .replace("{host}", &self.shared.config.hostname)
+            .replace("{max}", &self.shared.config.max_message_size.to_string())
+            .replace("{id}", id)
+    }
+
+    async fn command(&mut self, line: &str) -> io::Result<Flow> {
+        let (verb, arg) = match line.split_once(' ') {
+            Some((v, a)) => (v, a.trim()),
+            None => (line.trim_end(), ""),
+        };
+        let replies = &self.shared.profile.replies;
+        let verb = verb.to_ascii_uppercase();
+        match verb.as_str() {
+            "HELO" | "EHLO" => {
+                if arg.is_empty() || arg.contains(' ') {
+                    self.reply(replies.syntax);
+                } else {
+                    self.helo = Some((arg.to_string(), verb == "EHLO"));
+                    self.txn = Transaction::default();
+                    if verb == "HELO" {
+                        let r = self.render(replies.helo, "");
+                        self.reply(&r);
+                    } else {
+                        self.ehlo();
+                    }
+                }
+            }
+            "MAIL" => return self.mail(arg).await,
+            "RCPT" => self.rcpt(arg),
+            "DATA" => {
+                if !arg.is_empty() {
+                    self.reply(replies.syntax);
+                } else if self.txn.recipients.is_empty() {
+                    self.reply(replies.bad_sequence);
+                } else {
+                    return self.data().await;
+                }
+            }
+            "RSET" => {
+                if arg.is_empty() {
+                    self.txn = Transaction::default();
+                    self.reply(replies.ok);
+                } else {
+                    self.reply(replies.syntax);
+                }
+            }
+            "NOOP" => self.reply(replies.ok),
+            "VRFY" => {
+                if arg.is_empty() {
+                    self.reply(replies.syntax);
+                } else {
+                    self.reply(replies.vrfy);
+                }
+            }
+            "HELP" => self.reply(replies.help),
+            "QUIT" => {
+                let r = self.render(replies.quit, "");
+                self.reply(&r);
+                return Ok(Flow::Close);
+            }
+            "EXPN" | "TURN" | "SEND" | "SOML" | "SAML" => self.reply(replies.not_implemented),
+            _ => self.reply(replies.unrecognized),
+        }
+        Ok(Flow::Continue)
+    }
+
+    fn ehlo(&mut self) {
+        let replies = &self.shared.profile.replies;
+        let mut lines = vec![self.render(replies.ehlo, "")];
+        lines.extend(
+            replies
+                .ehlo_keywords
+                .iter()
+                .map(|k| format!("250 {}", self.render(k, ""))),
+        );
+        let last = lines.len() - 1;
+        for (i, mut l) in lines.into_iter().enumerate() {
+            if i < last {
+                l.replace_range(3..4, "-");
+            }
+            self.reply(&l);
+        }
+    }
+
+    async fn mail(&mut self, arg: &str) -> io::Result<Flow> {
+        let replies = &self.shared.profile.replies;
+        if self.helo.is_none() || self.txn.from.is_some() {
+            self.reply(replies.bad_sequence);
+            return Ok(Flow::Continue);
+        }
+        let Some((path, params)) = parse_path(arg, "FROM:") else {
+            self.reply(replies.syntax);
+            return Ok(Flow::Continue);
+        };
+        if !path.is_empty() && !is_mailbox(&path) {
+            self.reply(replies.syntax);
+            return Ok(Flow::Continue);
+        }
+        let mut declared = 0u64;
+        for param in params.split_ascii_whitespace() {
+            let (key, value) = param.split_once('=').unwrap_or((param, ""));
+            match key.to_ascii_uppercase().as_str() {
+                "SIZE" => match value.parse::<u64>() {
+                    Ok(n) => declared = n,
+                    Err(_) => {
+                        self.reply(replies.syntax);
+                        return Ok(Flow::Continue);
+                    }
+                },
+                "BODY" if ["7BIT", "8BITMIME"].contains(&value.to_ascii_uppercase().as_str()) => {}
+                _ => {
+                    self.reply(replies.bad_parameters);
+                    return Ok(Flow::Continue);
+                }
+            }
+        }
+        if declared > self.shared.config.max_message_size {
+            self.reply(replies.too_big);
+            return Ok(Flow::Continue);
+        }
+        if let Some(reply) = self.shared.profile.situations.mail_low_disk {
+            let free = self.shared.spool.available_space().await.unwrap_or(0);
+            if free < self.shared.config.low_water_mark.saturating_add(declared) {
+                self.reply(reply);
+                return Ok(Flow::Continue);
+            }
+        }
+        self.txn.from = Some(path);
+        self.reply(self.shared.profile.replies.mail_ok);
+        Ok(Flow::Continue)
+    }
+
+    fn rcpt(&mut self, arg: &str) {
+        let replies = &self.shared.profile.replies;
+        if self.txn.from.is_none() {
+            self.reply(replies.bad_sequence);
+            return;
+        }
+        let Some((path, params)) = parse_path(arg, "TO:") else {
+            self.reply(replies.syntax);
+            return;
+        };
+        if !(is_mailbox(&path) || path.eq_ignore_ascii_case("postmaster")) {
+            self.reply(replies.syntax);
+            return;
+        }
+        if !params.is_empty() {
+            self.reply(replies.bad_parameters);
+            return;
+        }
+        if self.txn.recipients.len() >= self.shared.config.max_recipients {
+            self.reply(replies.too_many_recipients);
+            return;
+        }
+        self.txn.recipients.push(path);
+        self.reply(replies.rcpt_ok);
+    }
+
+    /// DATA: create the work file, stream the text into it, then move it into IN.
+    async fn data(&mut self) -> io::Result<Flow> {
+        let txn = std::mem::take(&mut self.txn);
+        let id = self.shared.ids.next_id();
+        let mut work = match self.shared.spool.create_work(&id).await {
+            Ok(w) => w,
+            Err(e) => {
+                let path = self.shared.spool.work_dir().join(&id);
+                self.log_write_failure(&path, &e);
+                let failure = self.write_failure(&e);
+                return self.fail(failure, Some(path)).await;
+            }
+        };
+        let r = self.render(self.shared.profile.replies.data_start, &id);
+        self.reply(&r);
+
+        let mut chunk = self.received_header(&id, &txn);
+        let mut size = 0u64;
+        let mut too_big = false;
+        let mut line_too_long = false;
+        let mut write_error: Option<io::Error> = None;
+        let mut previous = Ending::CrLf;
+        loop {
+            let line = match self.next_input(MAX_TEXT_LINE).await? {
+                Input::Line(line) => line,
+                Input::Timeout | Input::Shutdown => {
+                    // The client is not answered for this message: it stays the client's.
+                    let _ = self.shared.spool.remove(work.path().to_path_buf()).await;
+                    let template = if *self.shutdown.borrow() {
+                        self.shared.profile.replies.shutting_down
+                    } else {
+                        self.shared.profile.replies.timeout
+                    };
+                    let r = self.render(template, "");
+                    self.reply(&r);
+                    return Ok(Flow::Close);
+                }
+            };
+            let (content, ending) = match line {
+                Line::Eof => {
+                    let _ = self.shared.spool.remove(work.path().to_path_buf()).await;
+                    return Ok(Flow::Close);
+                }
+                Line::TooLong => {
+                    line_too_long = true;
+                    continue;
+                }
+                Line::Complete(content, ending) => (content, ending),
+            };
+            // Only <CRLF>.<CRLF> ends the data: a dot after a bare LF does not
+            // (the "SMTP smuggling" ambiguity).
+            if content == b"." && ending == Ending::CrLf && previous == Ending::CrLf {
+                break;
+            }
+            previous = ending;
+            let text = content.strip_prefix(b".").unwrap_or(&content);
+            size += (text.len() + ending.bytes().len()) as u64;
+            if size > self.shared.config.max_message_size {
+                too_big = true;
+            }
+            if too_big || line_too_long || write_error.is_some() {
+                continue; // read on to the dot, store nothing more
+            }
+            chunk.extend_from_slice(text);
+            chunk.extend_from_slice(ending.bytes());
+            if chunk.len() >= CHUNK {
+                if let Err(e) = work.write(std::mem::take(&mut chunk)).await {
+                    write_error = Some(e);
+                }
+            }
+        }
+        let replies = &self.shared.profile.replies;
+        if too_big || line_too_long {
+            let _ = self.shared.spool.remove(work.path().to_path_buf()).await;
+            self.reply(if too_big {
+                replies.too_big
+            } else {
+                replies.data_line_too_long
+            });
+            return Ok(Flow::Continue);
+        }
+        if write_error.is_none() && !chunk.is_empty() {
+            write_error = work.write(chunk).await.err();
+        }
+        if let Some(e) = write_error {
+            self.log_write_failure(work.path(), &e);
+            let failure = self.write_failure(&e);
+            let path = work.path().to_path_buf();
+            drop(work);
+            return self.fail(failure, Some(path)).await;
+        }
+        self.commit(work).await
+    }
+
+    /// Flush, move into IN, flush IN; reply 250 only when all three succeeded.
+    async fn commit(&mut self, mut work: WorkFile) -> io::Result<Flow> {
+        let spool = self.shared.spool.clone();
+        let work_path = work.path().to_path_buf();
+        if let Err(e) = work.sync_all().await {
+            self.log_write_failure(&work_path, &e);
+            let failure = self.write_failure(&e);
+            drop(work);
+            return self.fail(failure, Some(work_path)).await;
+        }
+        let id = work.id().to_string();
+        drop(work); // closed before the move
+        let in_path = spool.in_dir().join(&id);
+        if let Err(e) = spool.move_into_in(&id).await {
+            let in_missing = !spool.is_dir(spool.in_dir()).await;
+            let failure = match self.shared.profile.situations.in_missing_at_move {
+                InMissingAtMove::Recreate(failure) if in_missing => {
+                    match self.recreate_in_and_move(&id).await {
+                        Ok(()) => return self.synced_into_in(&id, in_path).await,
+                        Err(e) => {
+                            self.log_move_failure(&id, &e);
+                            failure
+                        }
+                    }
+                }
+                InMissingAtMove::Fail(failure) if in_missing => {
+                    self.log_move_failure(&id, &e);
+                    failure
+                }
+                _ => {
+                    self.log_move_failure(&id, &e);
+                    self.shared.profile.situations.move_failed
+                }
+            };
+            return self.fail(failure, Some(work_path)).await;
+        }
+        self.synced_into_in(&id, in_path).await
+    }
+
+    async fn recreate_in_and_move(&mut self, id: &str) -> io::Result<()> {
+        let spool = self.shared.spool.clone();
+        if spool.ensure_dir(spool.in_dir()).await? {
+            self.shared.log(
+                EventId::DirectoryCreated,
+                format!(
+                    "The directory {} was missing and has been created.",
+                    win32::path(&spool.in_dir())
+                ),
+            );
+        }
+        spool.move_into_in(id).await
+    }
+
+    async fn synced_into_in(&mut self, id: &str, in_path: std::path::PathBuf) -> io::Result<Flow> {
+        let spool = self.shared.spool.clone();
+        if let Err(e) = spool.sync_in().await {
+            self.log_write_failure(&spool.in_dir(), &e);
+            let failure = self.write_failure(&e);
+            return self.fail(failure, Some(in_path)).await;
+        }
+        let r = self.render(self.shared.profile.replies.queued, id);
+        self.reply(&r);
+        Ok(Flow::Continue)
+    }
+
+    /// Applies a profile's failure: remove what was stored (if it says so), reply, maybe close.
+    async fn fail(
+        &mut self,
+        failure: Failure,
+        stored: Option<std::path::PathBuf>,
+    ) -> io::Result<Flow> {
+        if failure.remove_message {
+            if let Some(path) = stored {
+                let _ = self.shared.spool.remove(path).await;
+            }
+        }
+        self.reply(failure.reply);
+        Ok(if failure.close {
+            Flow::Close
+        } else {
+            Flow::Continue
+        })
+    }
+
+    fn write_failure(&self, e: &io::Error) -> Failure {
+        let s = &self.shared.profile.situations;
+        match e.raw_os_error() {
+            Some(libc::ENOSPC) | Some(libc::EDQUOT) => s.write_no_space,
+            _ => s.write_failed,
+        }
+    }
+
+    fn log_write_failure(&self, path: &std::path::Path, e: &io::Error) {
+        let (_, text) = win32::describe(e);
+        self.shared.log(
+            EventId::WriteFailed,
+            format!(
+                "Unable to write file {} due to system error. {text}",
+                win32::path(path)
+            ),
+        );
+    }
+
+    /// Event 4055, worded as KB Q146791 prints it.
+    fn log_move_failure(&self, id: &str, e: &io::Error) {
+        let spool = &self.shared.spool;
+        let (_, text) = win32::describe(e);
+        self.shared.log(
+            EventId::MoveFailed,
+            format!(
+                "Unable to move file {} to {} due to system error. {text}",
+                win32::path(&spool.work_dir().join(id)),
+                win32::path(&spool.in_dir().join(id))
+            ),
+        );
+    }
+
+    /// The trace header stored in front of the message (RFC 5321 4.4).
+    fn received_header(&self, id: &str, _txn: &Transaction) -> Vec<u8> {
+        let (helo, esmtp) = self.helo.clone().unwrap_or_default();
+        let date = self.shared.config.clock.now().to_rfc2822();
+        format!(
+            "Received: from {helo} ([{}])\r\n\tby {} with {} id {id};\r\n\t{date}\r\n",
+            self.peer,
+            self.shared.config.hostname,
+            if esmtp { "ESMTP" } else { "SMTP" },
+        )
+        .into_bytes()
+    }
+}
+
+/// Splits `FROM:<path> params` into the path (without brackets) and the params.
+fn parse_path(arg: &str, keyword: &str) -> Option<(String, String)> {
+    let head = arg.get(..keyword.len())?;
+    if !head.eq_ignore_ascii_case(keyword) {
+        return None;
+    }
+    let rest = arg[keyword.len()..].trim_start();
+    let rest = rest.strip_prefix('<')?;
+    let end = rest.find('>')?;
+    let path = &rest[..end];
+    let params = rest[end + 1..].trim();
+    if !params.is_empty() && !rest[end + 1..].starts_with(' ') {
+        return None;
+    }
+    Some((path.to_string(), params.to_string()))
+}
+
+/// A plausible `local@domain` mailbox: no spaces or controls, both sides non-empty.
+fn is_mailbox(path: &str) -> bool {
+    // A source route (`@a,@b:user@c`) is allowed and ignored (RFC 5321 4.1.2).
+    let mailbox = path.rsplit_once(':').map_or(path, |(_, m)| m);
+    match mailbox.rsplit_once('@') {
+        Some((local, domain)) => {
+            !local.is_empty()
+                && !domain.is_empty()
+                && mailbox
+                    .chars()
+                    .all(|c| !c.is_whitespace() && !c.is_control() && c != '<' && c != '>')
+        }
+        None => false,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn paths() {
+        assert_eq!(
+            parse_path("FROM:<a@b.c> SIZE=10", "FROM:"),
+            Some(("a@b.c".into(), "SIZE=10".into()))
+        );
+        assert_eq!(
+            parse_path("from: <>", "FROM:"),
+            Some((String::new(), String::new()))
+        );
+        assert_eq!(parse_path("FROM:a@b.c", "FROM:"), None);
+        assert_eq!(parse_path("FROM:<a@b.c", "FROM:"), None);
+        assert_eq!(parse_path("TO:<a@b.c>x", "TO:"), None);
+        assert_eq!(parse_path("TO", "TO:"), None);
+    }
+
+    #[test]
+    fn mailboxes() {
+        assert!(is_mailbox("alice@example.org"));
+        assert!(is_mailbox("@relay.example:alice@example.org"));
+        assert!(!is_mailbox("alice"));
+        assert!(!is_mailbox("@example.org"));
+        assert!(!is_mailbox("al ice@example.org"));
+        assert!(!is_mailbox("alice@"));
+    }
+}

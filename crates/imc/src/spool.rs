@@ -1,0 +1,249 @@
+//! The spool: `imcdata/work` receives a message, `imcdata/in` holds finished ones.
+//!
+//! A message is written to `work/<id>`, flushed, renamed into `in/<id>`, and `in/`
+//! is flushed; only then is it acknowledged. Every disk access goes through
+//! [`Fs`], on tokio's blocking pool so a slow disk never stalls other sessions.
+
+use crate::fs::{Fs, FsFile};
+use std::io;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+
+/// Where message ids come from. Tests use [`CounterIds`] so runs are reproducible.
+pub trait IdGenerator: Send + Sync + 'static {
+    /// A new id, unique for this spool, usable as a file name.
+    fn next_id(&self) -> String;
+}
+
+/// Ids `00000001`, `00000002`, ... (8 upper-case hex digits).
+#[derive(Debug, Default)]
+pub struct CounterIds(AtomicU64);
+
+impl IdGenerator for CounterIds {
+    fn next_id(&self) -> String {
+        format!("{:08X}", self.0.fetch_add(1, Ordering::Relaxed) + 1)
+    }
+}
+
+/// Ids from the clock: 16 hex digits of microseconds since the epoch, strictly
+/// increasing within a process, so a restarted service never reuses a name in IN.
+#[derive(Debug, Default)]
+pub struct ClockIds(AtomicU64);
+
+impl IdGenerator for ClockIds {
+    fn next_id(&self) -> String {
+        let now = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map(|d| d.as_micros() as u64)
+            .unwrap_or(0);
+        let mut prev = self.0.load(Ordering::Relaxed);
+        loop {
+            let next = now.max(prev + 1);
+            match self
+                .0
+                .compare_exchange(prev, next, Ordering::Relaxed, Ordering::Relaxed)
+            {
+                Ok(_) => return format!("{next:016X}"),
+                Err(p) => prev = p,
+            }
+        }
+    }
+}
+
+/// The spool's directories and its filesystem.
+#[derive(Clone)]
+pub struct Spool {
+    fs: Arc<dyn Fs>,
+    root: PathBuf,
+}
+
+impl Spool {
+    /// A spool under `root` (the directory holding `imcdata`).
+    pub fn new(fs: Arc<dyn Fs>, root: PathBuf) -> Self {
+        Spool { fs, root }
+    }
+
+    /// The filesystem.
+    pub fn fs(&self) -> &Arc<dyn Fs> {
+        &self.fs
+    }
+
+    /// `<root>`.
+    pub fn root(&self) -> &Path {
+        &self.root
+    }
+
+    /// `<root>/imcdata`.
+    pub fn imcdata(&self) -> PathBuf {
+        self.root.join("imcdata")
+    }
+
+    /// `<root>/imcdata/work`.
+    pub fn work_dir(&self) -> PathBuf {
+        self.root.join("imcdata").join("work")
+    }
+
+    /// `<root>/imcdata/in`.
+    pub fn in_dir(&self) -> PathBuf {
+        self.root.join("imcdata").join("in")
+    }
+
+    /// Runs a filesystem call on the blocking pool.
+    pub async fn blocking<T: Send + 'static>(
+        &self,
+        f: impl FnOnce(&dyn Fs) -> io::Result<T> + Send + 'static,
+    ) -> io::Result<T> {
+        let fs = self.fs.clone();
+        tokio::task::spawn_blocking(move || f(&*fs))
+            .await
+            .unwrap_or_else(|e| Err(io::Error::other(format!("filesystem task failed: {e}"))))
+    }
+
+    /// True when `path` is a directory (any error counts as missing).
+    pub async fn is_dir(&self, path: PathBuf) -> bool {
+        self.blocking(move |fs| fs.metadata(&path))
+            .await
+            .map(|m| m.is_dir)
+            .unwrap_or(false)
+    }
+
+    /// Free bytes on the spool volume, measured at `imcdata` (or the root while
+    /// `imcdata` is missing).
+    pub async fn available_space(&self) -> io::Result<u64> {
+        let imcdata = self.imcdata();
+        let root = self.root.clone();
+        self.blocking(move |fs| match fs.available_space(&imcdata) {
+            Err(e) if e.kind() == io::ErrorKind::NotFound => fs.available_space(&root),
+            other => other,
+        })
+        .await
+    }
+
+    /// Creates `work/<id>` for a new message.
+    pub async fn create_work(&self, id: &str) -> io::Result<WorkFile> {
+        let path = self.work_dir().join(id);
+        let p = path.clone();
+        let file = self.blocking(move |fs| fs.create(&p)).await?;
+        Ok(WorkFile {
+            file: Some(file),
+            path,
+            id: id.to_string(),
+        })
+    }
+
+    /// Moves `work/<id>` into `in/<id>` (the work file must be closed).
+    pub async fn move_into_in(&self, id: &str) -> io::Result<()> {
+        let from = self.work_dir().join(id);
+        let to = self.in_dir().join(id);
+        self.blocking(move |fs| fs.rename(&from, &to)).await
+    }
+
+    /// Flushes IN's entries, making a move into it durable.
+    pub async fn sync_in(&self) -> io::Result<()> {
+        let dir = self.in_dir();
+        self.blocking(move |fs| fs.sync_dir(&dir)).await
+    }
+
+    /// Removes a file, ignoring a file already gone.
+    pub async fn remove(&self, path: PathBuf) -> io::Result<()> {
+        self.blocking(move |fs| match fs.remove_file(&path) {
+            Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(()),
+            other => other,
+        })
+        .await
+    }
+
+    /// Creates `path` if it is missing; true when it was created.
+    pub async fn ensure_dir(&self, path: PathBuf) -> io::Result<bool> {
+        self.blocking(move |fs| match fs.metadata(&path) {
+            Ok(m) if m.is_dir => Ok(false),
+            Ok(_) => Err(io::Error::from_raw_os_error(libc::ENOTDIR)),
+            Err(e) if e.kind() == io::ErrorKind::NotFound => {
+                fs.create_dir(&path)?;
+                if let Some(parent) = path.parent() {
+                    fs.sync_dir(parent)?;
+                }
+                Ok(true)
+            }
+            Err(e) => Err(e),
+        })
+        .await
+    }
+
+    /// The files in `work/`, sorted.
+    pub async fn work_files(&self) -> io::Result<Vec<PathBuf>> {
+        let dir = self.work_dir();
+        self.blocking(move |fs| fs.read_dir(&dir)).await
+    }
+}
+
+/// A message being received into `work/<id>`.
+pub struct WorkFile {
+    file: Option<Box<dyn FsFile>>,
+    path: PathBuf,
+    id: String,
+}
+
+impl WorkFile {
+    /// The message id (its file name).
+    pub fn id(&self) -> &str {
+        &self.id
+    }
+
+    /// `<root>/imcdata/work/<id>`.
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
+    /// Appends `buf` to the file (all of it, or an error).
+    pub async fn write(&mut self, buf: Vec<u8>) -> io::Result<()> {
+        self.with_file(move |file| file.write_all(&buf)).await
+    }
+
+    /// Flushes the file's data to stable storage.
+    pub async fn sync_all(&mut self) -> io::Result<()> {
+        self.with_file(|file| file.sync_all()).await
+    }
+
+    async fn with_file(
+        &mut self,
+        f: impl FnOnce(&mut dyn FsFile) -> io::Result<()> + Send + 'static,
+    ) -> io::Result<()> {
+        // The handle travels to the blocking pool and back; a panic there loses it.
+        let Some(mut file) = self.file.take() else {
+            return Err(io::Error::other(
+                "the work file was lost by an earlier failure",
+            ));
+        };
+        let (file, result) = tokio::task::spawn_blocking(move || {
+            let r = f(&mut *file);
+            (file, r)
+        })
+        .await
+        .map_err(|e| io::Error::other(format!("filesystem task failed: {e}")))?;
+        self.file = Some(file);
+        result
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn counter_ids_are_fixed_width_hex() {
+        let ids = CounterIds::default();
+        assert_eq!(ids.next_id(), "00000001");
+        assert_eq!(ids.next_id(), "00000002");
+    }
+
+    #[test]
+    fn clock_ids_strictly_increase() {
+        let ids = ClockIds::default();
+        let a = ids.next_id();
+        let b = ids.next_id();
+        assert_eq!(a.len(), 16);
+        assert!(b > a, "{b} should sort after {a}");
+    }
+}
