@@ -1,0 +1,361 @@
+//! Faults that change the tree under the root, done for real with `std::fs`.
+//!
+//! These act from outside the connector's view, as an operator or another
+//! process would: they bypass the faulty filesystem, so they are neither logged
+//! as connector operations nor counted by rules and triggers.
+
+use std::collections::HashMap;
+use std::fs::{self, File, OpenOptions};
+use std::io;
+use std::path::{Path, PathBuf};
+use std::sync::{Mutex, MutexGuard, PoisonError};
+
+use fs4::FileExt;
+
+use crate::paths::{RelPath, resolve};
+use crate::{SandboxError, quota};
+
+/// Name of the ballast file `FillDisk` grows, directly under the root.
+pub(crate) const BALLAST: &str = "ballast.bin";
+
+/// Applies the on-disk faults and remembers how to undo them.
+#[derive(Debug)]
+pub(crate) struct Disk {
+    root: PathBuf,
+    stash: PathBuf,
+    /// Held for the whole of each fault, so that faults applied from several
+    /// threads (triggers fire on the connector's threads) never interleave.
+    undo: Mutex<Undo>,
+}
+
+/// What `Restore` can undo, per root-relative path.
+#[derive(Debug, Default)]
+struct Undo {
+    by_path: HashMap<String, Vec<Undoable>>,
+    stashed: u64,
+}
+
+/// One undoable fault, as recorded under the path it was applied to.
+#[derive(Debug)]
+enum Undoable {
+    /// `Remove`: what was there (only its kind can be brought back).
+    Removed { was_dir: bool },
+    /// `Rename`: where it went.
+    Renamed { to: RelPath },
+    /// `Replace`: where in the stash it is kept.
+    Replaced { stashed: PathBuf },
+}
+
+impl Disk {
+    /// A disk acting on `root`, stashing replaced trees in `stash` (which must be
+    /// on the same volume, so that stashing is a rename).
+    pub(crate) fn new(root: PathBuf, stash: PathBuf) -> Disk {
+        Disk {
+            root,
+            stash,
+            undo: Mutex::new(Undo::default()),
+        }
+    }
+
+    fn lock(&self) -> MutexGuard<'_, Undo> {
+        // A panic elsewhere must not make every later fault panic too.
+        self.undo.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    /// Checks that `path` is a valid scenario path.
+    pub(crate) fn resolve(&self, path: &str) -> Result<RelPath, SandboxError> {
+        resolve(&self.root, path)
+    }
+
+    /// `Fault::Remove`.
+    pub(crate) fn remove(&self, path: &str) -> Result<String, SandboxError> {
+        let p = self.resolve(path)?;
+        let mut undo = self.lock();
+        let meta =
+            fs::symlink_metadata(&p.abs).map_err(|e| SandboxError::io("remove", &p.rel, e))?;
+        let was_dir = meta.is_dir();
+        if was_dir {
+            fs::remove_dir_all(&p.abs)
+        } else {
+            fs::remove_file(&p.abs)
+        }
+        .map_err(|e| SandboxError::io("remove", &p.rel, e))?;
+        undo.push(&p.rel, Undoable::Removed { was_dir });
+        Ok(format!("removed {} {}", kind(was_dir), p.rel))
+    }
+
+    /// `Fault::Rename`.
+    pub(crate) fn rename(&self, from: &str, to: &str) -> Result<String, SandboxError> {
+        let from = self.resolve(from)?;
+        let to = self.resolve(to)?;
+        if from.rel == to.rel {
+            return Err(SandboxError::conflict(
+                &from.rel,
+                "cannot rename a path onto itself",
+            ));
+        }
+        let mut undo = self.lock();
+        let meta = fs::symlink_metadata(&from.abs)
+            .map_err(|e| SandboxError::io("rename", &from.rel, e))?;
+        if fs::symlink_metadata(&to.abs).is_ok() {
+            return Err(SandboxError::conflict(
+                &to.rel,
+                format!(
+                    "the rename target already exists; renaming {} onto it could not be undone",
+                    from.rel
+                ),
+            ));
+        }
+        fs::rename(&from.abs, &to.abs)
+            .map_err(|e| SandboxError::io(format!("rename to {}", to.rel), &from.rel, e))?;
+        let description = format!("renamed {} {} -> {}", kind(meta.is_dir()), from.rel, to.rel);
+        undo.push(&from.rel, Undoable::Renamed { to });
+        Ok(description)
+    }
+
+    /// `Fault::Replace`.
+    pub(crate) fn replace(&self, path: &str) -> Result<String, SandboxError> {
+        let p = self.resolve(path)?;
+        let mut undo = self.lock();
+        let meta =
+            fs::symlink_metadata(&p.abs).map_err(|e| SandboxError::io("replace", &p.rel, e))?;
+        undo.stashed += 1;
+        let stashed = self.stash.join(undo.stashed.to_string());
+        fs::rename(&p.abs, &stashed).map_err(|e| SandboxError::io("stash", &p.rel, e))?;
+        if let Err(e) = File::create_new(&p.abs) {
+            // Put things back rather than leave a half-applied fault behind.
+            let _ = fs::rename(&stashed, &p.abs);
+            return Err(SandboxError::io("create the placeholder file", &p.rel, e));
+        }
+        undo.push(&p.rel, Undoable::Replaced { stashed });
+        Ok(format!(
+            "replaced {} {} with an empty file (original stashed)",
+            kind(meta.is_dir()),
+            p.rel
+        ))
+    }
+
+    /// `Fault::Restore`: undoes the last undoable fault on `path`. The record is
+    /// dropped only once the undo succeeded, so a failed restore can be retried.
+    pub(crate) fn restore(&self, path: &str) -> Result<String, SandboxError> {
+        let p = self.resolve(path)?;
+        let mut undo = self.lock();
+        let Some(last) = undo.by_path.get(&p.rel).and_then(|stack| stack.last()) else {
+            return Err(SandboxError::conflict(
+                &p.rel,
+                "nothing to restore: it was not removed, renamed or replaced (or was already restored)",
+            ));
+        };
+        let description = match last {
+            Undoable::Removed { was_dir } => self.recreate(&p, *was_dir)?,
+            Undoable::Renamed { to } => {
+                let how = move_back(&to.abs, &to.rel, &p)?;
+                format!("restored {} from {}: {how}", p.rel, to.rel)
+            }
+            Undoable::Replaced { stashed } => {
+                let placeholder = fs::symlink_metadata(&p.abs).is_ok_and(|m| m.is_file());
+                if placeholder {
+                    fs::remove_file(&p.abs)
+                        .map_err(|e| SandboxError::io("remove the placeholder file", &p.rel, e))?;
+                }
+                let how = move_back(stashed, "the stash", &p)?;
+                let removed = if placeholder {
+                    "removed the placeholder file, "
+                } else {
+                    ""
+                };
+                format!("restored {} from the stash: {removed}{how}", p.rel)
+            }
+        };
+        undo.pop(&p.rel);
+        Ok(description)
+    }
+
+    /// Undoes a `Remove`: brings back an empty directory (or empty file).
+    fn recreate(&self, p: &RelPath, was_dir: bool) -> Result<String, SandboxError> {
+        match fs::symlink_metadata(&p.abs) {
+            Ok(meta) if meta.is_dir() == was_dir => Ok(format!(
+                "restored {}: it already exists again as {}",
+                p.rel,
+                article(was_dir)
+            )),
+            Ok(meta) => Err(SandboxError::conflict(
+                &p.rel,
+                format!(
+                    "it now exists as {}, not as the {} that was removed",
+                    article(meta.is_dir()),
+                    kind(was_dir)
+                ),
+            )),
+            Err(e) if e.kind() == io::ErrorKind::NotFound => {
+                let created = if was_dir {
+                    fs::create_dir_all(&p.abs)
+                } else {
+                    p.abs
+                        .parent()
+                        .map_or(Ok(()), fs::create_dir_all)
+                        .and_then(|()| File::create_new(&p.abs).map(drop))
+                };
+                created.map_err(|e| SandboxError::io("recreate", &p.rel, e))?;
+                Ok(format!(
+                    "restored {}: recreated it as an empty {}",
+                    p.rel,
+                    kind(was_dir)
+                ))
+            }
+            Err(e) => Err(SandboxError::io("restore", &p.rel, e)),
+        }
+    }
+
+    /// `Fault::FillDisk`: grows the ballast so that `leave` of the `limit` bytes
+    /// stay free.
+    pub(crate) fn fill(&self, limit: u64, leave: u64) -> Result<String, SandboxError> {
+        let _undo = self.lock();
+        let free = limit.saturating_sub(quota::usage(&self.root));
+        if free <= leave {
+            return Ok(format!(
+                "disk left as is: {free} bytes free, not more than the {leave} to leave"
+            ));
+        }
+        let path = self.root.join(BALLAST);
+        let io_err = |e| SandboxError::io("grow the ballast", BALLAST, e);
+        let file = OpenOptions::new()
+            .create(true)
+            .write(true)
+            .truncate(false)
+            .open(&path)
+            .map_err(io_err)?;
+        let len = file.metadata().map_err(io_err)?.len() + (free - leave);
+        // `allocate` skips files whose blocks already cover `len` (the last block
+        // of an earlier ballast may have room), so extend the length explicitly.
+        FileExt::allocate(&file, len).map_err(io_err)?;
+        if file.metadata().map_err(io_err)?.len() < len {
+            file.set_len(len).map_err(io_err)?;
+        }
+        Ok(format!(
+            "filled disk: {BALLAST} is {len} bytes, leaving {leave} of {limit} bytes free"
+        ))
+    }
+
+    /// `Fault::FreeDisk`: removes the ballast.
+    pub(crate) fn free(&self) -> Result<String, SandboxError> {
+        let _undo = self.lock();
+        let path = self.root.join(BALLAST);
+        let meta = match fs::symlink_metadata(&path) {
+            Ok(meta) if meta.is_file() => meta,
+            Ok(_) => {
+                return Err(SandboxError::conflict(
+                    BALLAST,
+                    "is not a regular file, not removing it",
+                ));
+            }
+            Err(e) if e.kind() == io::ErrorKind::NotFound => {
+                return Err(SandboxError::conflict(
+                    BALLAST,
+                    "no ballast file to free: the disk was not filled",
+                ));
+            }
+            Err(e) => return Err(SandboxError::io("free", BALLAST, e)),
+        };
+        fs::remove_file(&path).map_err(|e| SandboxError::io("remove", BALLAST, e))?;
+        Ok(format!(
+            "freed disk: removed {BALLAST} ({} bytes)",
+            meta.len()
+        ))
+    }
+}
+
+impl Undo {
+    fn push(&mut self, rel: &str, undoable: Undoable) {
+        self.by_path
+            .entry(rel.to_owned())
+            .or_default()
+            .push(undoable);
+    }
+
+    fn pop(&mut self, rel: &str) {
+        if let Some(stack) = self.by_path.get_mut(rel) {
+            stack.pop();
+            if stack.is_empty() {
+                self.by_path.remove(rel);
+            }
+        }
+    }
+}
+
+/// Moves `src` back to `dst`. If the connector has recreated `dst` as a
+/// directory meanwhile, the entries of `src` are moved into it instead, so that
+/// both what it wrote since and what was taken away end up in place; a name
+/// present in both is refused before anything moves.
+fn move_back(src: &Path, src_label: &str, dst: &RelPath) -> Result<String, SandboxError> {
+    let src_meta =
+        fs::symlink_metadata(src).map_err(|e| SandboxError::io("restore from", src_label, e))?;
+    match fs::symlink_metadata(&dst.abs) {
+        Err(e) if e.kind() == io::ErrorKind::NotFound => {
+            fs::rename(src, &dst.abs).map_err(|e| SandboxError::io("move back", &dst.rel, e))?;
+            Ok(format!("moved the {} back", kind(src_meta.is_dir())))
+        }
+        Err(e) => Err(SandboxError::io("restore", &dst.rel, e)),
+        Ok(meta) if meta.is_dir() && src_meta.is_dir() => {
+            let entries = merge_into(src, &dst.abs).map_err(|e| match e {
+                Merge::Clash(name) => SandboxError::conflict(
+                    &dst.rel,
+                    format!("`{name}` exists both in {src_label} and in the recreated directory"),
+                ),
+                Merge::Io(e) => SandboxError::io("merge into", &dst.rel, e),
+            })?;
+            Ok(format!(
+                "moved {entries} entries into the directory recreated meanwhile"
+            ))
+        }
+        Ok(meta) => Err(SandboxError::conflict(
+            &dst.rel,
+            format!(
+                "{} is in the way of the {} to restore",
+                article(meta.is_dir()),
+                kind(src_meta.is_dir())
+            ),
+        )),
+    }
+}
+
+/// Why [`merge_into`] stopped.
+enum Merge {
+    /// An entry name present on both sides.
+    Clash(String),
+    /// An OS error.
+    Io(io::Error),
+}
+
+/// Moves every entry of directory `src` into directory `dst`, then removes
+/// `src`; returns how many entries moved. Clashes are checked for all entries
+/// before the first one moves.
+fn merge_into(src: &Path, dst: &Path) -> Result<usize, Merge> {
+    let mut names = fs::read_dir(src)
+        .and_then(|entries| {
+            entries
+                .map(|e| e.map(|e| e.file_name()))
+                .collect::<io::Result<Vec<_>>>()
+        })
+        .map_err(Merge::Io)?;
+    names.sort();
+    if let Some(clash) = names
+        .iter()
+        .find(|name| fs::symlink_metadata(dst.join(name)).is_ok())
+    {
+        return Err(Merge::Clash(clash.to_string_lossy().into_owned()));
+    }
+    for name in &names {
+        fs::rename(src.join(name), dst.join(name)).map_err(Merge::Io)?;
+    }
+    fs::remove_dir(src).map_err(Merge::Io)?;
+    Ok(names.len())
+}
+
+fn kind(is_dir: bool) -> &'static str {
+    if is_dir { "directory" } else { "file" }
+}
+
+fn article(is_dir: bool) -> &'static str {
+    if is_dir { "a directory" } else { "a file" }
+}

@@ -1,0 +1,278 @@
+//! Errno rules and triggers: what they match and when they strike.
+//!
+//! Both count the operations that match them, starting from the moment they are
+//! installed, and act on the `nth`; they share [`Counter`] so the two can never
+//! disagree on what "the 3rd rename into `imcdata/in`" means.
+
+use std::fmt;
+
+use globset::{GlobBuilder, GlobMatcher};
+use imc::fs::OpKind;
+
+use crate::{Errno, Fault, SandboxError};
+
+/// Makes operations fail with an OS error, as a scenario describes it.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ErrnoRule {
+    /// The kind of operation counted.
+    pub op: OpKind,
+    /// Glob over root-relative paths, `globset` syntax (`*` stays within one
+    /// path component, `**` crosses them; the root itself is `.`). For a rename
+    /// either side may match; for writes and syncs it is the file's path.
+    pub path: String,
+    /// Which matching operation fails first, counting from 1.
+    pub nth: u32,
+    /// The error it fails with.
+    pub errno: Errno,
+    /// Whether every matching operation after the `nth` fails too.
+    pub persistent: bool,
+}
+
+impl fmt::Display for ErrnoRule {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let ErrnoRule {
+            op,
+            path,
+            nth,
+            errno,
+            persistent,
+        } = self;
+        if *persistent {
+            write!(
+                f,
+                "every {op} matching `{path}` from the {} on fails with {errno}",
+                Ordinal(*nth)
+            )
+        } else {
+            write!(
+                f,
+                "the {} {op} matching `{path}` fails with {errno}",
+                Ordinal(*nth)
+            )
+        }
+    }
+}
+
+/// Names the operation right before which an armed fault is applied.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct OpTrigger {
+    /// The kind of operation counted.
+    pub op: OpKind,
+    /// Glob over root-relative paths, as in [`ErrnoRule::path`].
+    pub path: String,
+    /// Which matching operation fires the trigger, counting from 1.
+    pub nth: u32,
+}
+
+impl fmt::Display for OpTrigger {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(
+            f,
+            "before the {} {} matching `{}`",
+            Ordinal(self.nth),
+            self.op,
+            self.path
+        )
+    }
+}
+
+/// Counts the operations of one kind whose path matches one glob.
+#[derive(Debug)]
+pub(crate) struct Counter {
+    op: OpKind,
+    glob: GlobMatcher,
+    nth: u32,
+    seen: u64,
+}
+
+/// Where a counted operation falls relative to a counter's `nth`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum Count {
+    /// The operation does not match.
+    Unmatched,
+    /// A matching operation before the `nth`.
+    Before,
+    /// The `nth` matching operation.
+    Nth,
+    /// A matching operation after the `nth`.
+    After,
+}
+
+impl Counter {
+    /// Validates `nth` and compiles `pattern`.
+    pub(crate) fn new(op: OpKind, pattern: &str, nth: u32) -> Result<Counter, SandboxError> {
+        if nth == 0 {
+            return Err(SandboxError::InvalidRule {
+                reason: format!(
+                    "nth must be at least 1 (operations are counted from 1), got 0 for `{pattern}`"
+                ),
+            });
+        }
+        let glob = GlobBuilder::new(pattern)
+            .literal_separator(true)
+            .build()
+            .map_err(|e| SandboxError::InvalidRule {
+                reason: e.to_string(),
+            })?;
+        Ok(Counter {
+            op,
+            glob: glob.compile_matcher(),
+            nth,
+            seen: 0,
+        })
+    }
+
+    /// Counts one operation on `paths` (two for a rename) if it matches.
+    pub(crate) fn count(&mut self, op: OpKind, paths: &[&str]) -> Count {
+        if op != self.op || !paths.iter().any(|p| self.glob.is_match(p)) {
+            return Count::Unmatched;
+        }
+        self.seen += 1;
+        match self.seen.cmp(&u64::from(self.nth)) {
+            std::cmp::Ordering::Less => Count::Before,
+            std::cmp::Ordering::Equal => Count::Nth,
+            std::cmp::Ordering::Greater => Count::After,
+        }
+    }
+}
+
+/// An installed errno rule with its own count.
+#[derive(Debug)]
+pub(crate) struct ArmedRule {
+    errno: Errno,
+    persistent: bool,
+    counter: Counter,
+}
+
+impl ArmedRule {
+    /// Validates and installs `rule`, counting from zero.
+    pub(crate) fn new(rule: &ErrnoRule) -> Result<ArmedRule, SandboxError> {
+        Ok(ArmedRule {
+            errno: rule.errno,
+            persistent: rule.persistent,
+            counter: Counter::new(rule.op, &rule.path, rule.nth)?,
+        })
+    }
+
+    /// Counts the operation and returns the error it must fail with, if any.
+    pub(crate) fn strike(&mut self, op: OpKind, paths: &[&str]) -> Option<Errno> {
+        match self.counter.count(op, paths) {
+            Count::Nth => Some(self.errno),
+            Count::After if self.persistent => Some(self.errno),
+            _ => None,
+        }
+    }
+}
+
+/// An armed trigger and the fault it applies, used up once it fires.
+#[derive(Debug)]
+pub(crate) struct ArmedTrigger {
+    counter: Counter,
+    fault: Fault,
+}
+
+impl ArmedTrigger {
+    /// Validates `trigger` and arms it, counting from zero.
+    pub(crate) fn new(trigger: &OpTrigger, fault: Fault) -> Result<ArmedTrigger, SandboxError> {
+        Ok(ArmedTrigger {
+            counter: Counter::new(trigger.op, &trigger.path, trigger.nth)?,
+            fault,
+        })
+    }
+
+    /// Counts the operation; true if this is the one the trigger waits for.
+    pub(crate) fn fires(&mut self, op: OpKind, paths: &[&str]) -> bool {
+        self.counter.count(op, paths) == Count::Nth
+    }
+
+    /// The fault to apply once fired.
+    pub(crate) fn into_fault(self) -> Fault {
+        self.fault
+    }
+}
+
+/// `1st`, `2nd`, `3rd`, `11th`... for readable descriptions.
+pub(crate) struct Ordinal(pub(crate) u32);
+
+impl fmt::Display for Ordinal {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let n = self.0;
+        let suffix = match (n % 10, n % 100) {
+            (_, 11..=13) => "th",
+            (1, _) => "st",
+            (2, _) => "nd",
+            (3, _) => "rd",
+            _ => "th",
+        };
+        write!(f, "{n}{suffix}")
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn ordinals() {
+        let s: Vec<String> = [1, 2, 3, 4, 11, 12, 13, 21, 22, 101, 111]
+            .into_iter()
+            .map(|n| Ordinal(n).to_string())
+            .collect();
+        assert_eq!(
+            s,
+            [
+                "1st", "2nd", "3rd", "4th", "11th", "12th", "13th", "21st", "22nd", "101st",
+                "111th"
+            ]
+        );
+    }
+
+    #[test]
+    fn counter_counts_only_matches() {
+        let mut c = Counter::new(OpKind::Rename, "imcdata/in/*", 2).unwrap();
+        assert_eq!(c.count(OpKind::Create, &["imcdata/in/a"]), Count::Unmatched);
+        assert_eq!(
+            c.count(OpKind::Rename, &["imcdata/in/a/b"]),
+            Count::Unmatched
+        );
+        assert_eq!(
+            c.count(OpKind::Rename, &["x", "imcdata/in/a"]),
+            Count::Before
+        );
+        assert_eq!(c.count(OpKind::Rename, &["imcdata/in/b", "y"]), Count::Nth);
+        assert_eq!(c.count(OpKind::Rename, &["imcdata/in/c"]), Count::After);
+    }
+
+    #[test]
+    fn invalid_rules_are_refused() {
+        assert!(matches!(
+            Counter::new(OpKind::Write, "**", 0),
+            Err(SandboxError::InvalidRule { .. })
+        ));
+        let err = Counter::new(OpKind::Write, "a[", 1).unwrap_err();
+        assert!(err.to_string().contains("a["), "{err}");
+    }
+
+    #[test]
+    fn rule_descriptions() {
+        let rule = ErrnoRule {
+            op: OpKind::Rename,
+            path: "imcdata/in/*".into(),
+            nth: 2,
+            errno: Errno::Eio,
+            persistent: false,
+        };
+        assert_eq!(
+            rule.to_string(),
+            "the 2nd rename matching `imcdata/in/*` fails with EIO"
+        );
+        let rule = ErrnoRule {
+            persistent: true,
+            ..rule
+        };
+        assert_eq!(
+            rule.to_string(),
+            "every rename matching `imcdata/in/*` from the 2nd on fails with EIO"
+        );
+    }
+}
