@@ -1,1 +1,143 @@
-fn main() {}
+//! `imc-harness`: run fault-injection scenarios against the imc connector.
+
+use clap::{Parser, Subcommand};
+use harness::runner::RunOptions;
+use harness::suite::{self, Snapshots};
+use harness::snapshot::Comparison;
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::time::Instant;
+
+#[derive(Parser)]
+#[command(name = "imc-harness", version, about = "Fault-injection test harness for spool-based SMTP connectors")]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Run scenario files or folders; print each transcript and a summary.
+    Run {
+        /// Scenario files (.yaml) or folders searched recursively.
+        #[arg(required = true)]
+        paths: Vec<PathBuf>,
+        /// Folder scenario ids are relative to (their snapshot names derive from it).
+        #[arg(long, default_value = "scenarios")]
+        scenarios: PathBuf,
+        /// Folder of stored snapshots to compare with.
+        #[arg(long, default_value = "snapshots")]
+        snapshots: PathBuf,
+        /// Do not compare with stored snapshots.
+        #[arg(long)]
+        no_snapshots: bool,
+        /// Print transcripts of failing scenarios only.
+        #[arg(long, short)]
+        quiet: bool,
+    },
+    /// Write a new scenario file to start from.
+    New {
+        /// The file to create (`scenarios/regressions/my-bug.yaml`).
+        path: PathBuf,
+        /// The connector profile.
+        #[arg(long, default_value = "exchange-4.0")]
+        profile: String,
+    },
+    /// Print the JSON Schema of scenario files (for editors).
+    Schema,
+}
+
+fn main() -> ExitCode {
+    match Cli::parse().command {
+        Command::Run {
+            paths,
+            scenarios,
+            snapshots,
+            no_snapshots,
+            quiet,
+        } => run(&paths, &scenarios, snapshots, no_snapshots, quiet),
+        Command::New { path, profile } => new(&path, &profile),
+        Command::Schema => {
+            print!("{}", harness::scenario::schema());
+            ExitCode::SUCCESS
+        }
+    }
+}
+
+fn run(paths: &[PathBuf], base: &std::path::Path, snapshots: PathBuf, off: bool, quiet: bool) -> ExitCode {
+    let cases = match suite::cases(paths, base) {
+        Ok(c) => c,
+        Err(e) => {
+            eprintln!("{e}");
+            return ExitCode::from(2);
+        }
+    };
+    let mode = if off {
+        Snapshots::Off
+    } else {
+        Snapshots::Compare(snapshots)
+    };
+    let started = Instant::now();
+    let (mut passed, mut failed) = (Vec::new(), Vec::new());
+    for case in &cases {
+        let verdict = suite::run_case(case, &RunOptions::default(), &mode);
+        let ok = verdict.passed();
+        println!("=== {} ({})", case.id, case.path.display());
+        if !quiet || !ok {
+            print!("{}", verdict.report());
+        }
+        if let Some(Comparison::Missing(_)) = verdict.snapshot {
+            if quiet {
+                println!("(no stored snapshot)");
+            }
+        }
+        println!("--- {}: {}\n", case.id, if ok { "PASS" } else { "FAIL" });
+        if ok {
+            passed.push(case.id.clone());
+        } else {
+            failed.push(case.id.clone());
+        }
+    }
+    println!(
+        "{} scenarios: {} passed, {} failed ({:.2} s)",
+        cases.len(),
+        passed.len(),
+        failed.len(),
+        started.elapsed().as_secs_f64()
+    );
+    for id in &failed {
+        println!("  FAIL {id}");
+    }
+    if failed.is_empty() {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::FAILURE
+    }
+}
+
+fn new(path: &std::path::Path, profile: &str) -> ExitCode {
+    if path.exists() {
+        eprintln!("{} already exists; not overwriting it", path.display());
+        return ExitCode::from(2);
+    }
+    let name = path
+        .file_stem()
+        .map(|s| s.to_string_lossy().into_owned())
+        .unwrap_or_else(|| "new scenario".into());
+    if let Some(parent) = path.parent().filter(|p| !p.as_os_str().is_empty()) {
+        if let Err(e) = std::fs::create_dir_all(parent) {
+            eprintln!("cannot create {}: {e}", parent.display());
+            return ExitCode::from(2);
+        }
+    }
+    match std::fs::write(path, harness::scenario::scaffold(&name, profile)) {
+        Ok(()) => {
+            println!("wrote {}; run it with `imc-harness run {}`", path.display(), path.display());
+            ExitCode::SUCCESS
+        }
+        Err(e) => {
+            eprintln!("cannot write {}: {e}", path.display());
+            ExitCode::from(2)
+        }
+    }
+}

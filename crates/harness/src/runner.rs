@@ -1,0 +1,705 @@
+//! The runner: boots the connector in a sandbox, plays a scenario's steps, and
+//! records one ordered [`History`].
+//!
+//! Each run owns everything it touches (sandbox, connector, sessions, faults), so
+//! runs are independent and can go in parallel. The connector runs in-process on
+//! `127.0.0.1:0`, with counter ids, a fixed clock and no periodic disk check, so a
+//! rerun gives the same history byte for byte.
+
+use crate::check::{self, StepResult};
+use crate::client::{ClientSession, ReadOutcome, Reply, encode_data};
+use crate::history::{Entry, History, Listing};
+use crate::scenario::{self, Backend, Fault, Scenario, ServiceAction, Step, When};
+use imc::{Clock, Connector, EventLog};
+use sandbox::{Sandbox, SandboxConfig};
+use std::collections::BTreeMap;
+use std::fmt;
+use std::net::SocketAddr;
+use std::path::Path;
+use std::sync::Arc;
+use std::time::Duration;
+use tokio::sync::mpsc::UnboundedReceiver;
+
+/// The directories listed at the end of every run.
+pub const LISTED_DIRS: [&str; 2] = ["imcdata/in", "imcdata/work"];
+
+/// Run settings. `Default` gives the documented defaults.
+#[derive(Clone, Debug)]
+pub struct RunOptions {
+    /// How long to wait for each reply before recording `no reply`. Default 10 s.
+    pub reply_timeout: Duration,
+}
+
+impl Default for RunOptions {
+    fn default() -> Self {
+        RunOptions {
+            reply_timeout: Duration::from_secs(10),
+        }
+    }
+}
+
+/// Why a scenario could not be run at all.
+#[derive(Debug)]
+pub enum RunError {
+    /// The sandbox could not be created.
+    Sandbox(std::io::Error),
+    /// The scenario asks for something this build cannot do.
+    Unsupported(String),
+}
+
+impl fmt::Display for RunError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            RunError::Sandbox(e) => write!(f, "cannot create the sandbox: {e}"),
+            RunError::Unsupported(what) => f.write_str(what),
+        }
+    }
+}
+
+impl std::error::Error for RunError {}
+
+/// A step's expectation that did not hold.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Mismatch {
+    /// 1-based step index.
+    pub step: usize,
+    /// The step in words.
+    pub action: String,
+    /// What differed.
+    pub message: String,
+}
+
+impl fmt::Display for Mismatch {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "step {} ({}): {}", self.step, self.action, self.message)
+    }
+}
+
+/// The result of one run.
+#[derive(Debug)]
+pub struct Run {
+    /// Everything that happened.
+    pub history: History,
+    /// Expectations that did not hold.
+    pub mismatches: Vec<Mismatch>,
+}
+
+/// The fixed instant of the connector's clock in runs.
+pub fn fixed_clock() -> Clock {
+    Clock::Fixed(chrono::DateTime::from_timestamp(1_767_225_600, 0).expect("valid instant")) // 2026-01-01T00:00:00Z
+}
+
+/// Runs a scenario to its end.
+pub async fn run(scenario: &Scenario, options: &RunOptions) -> Result<Run, RunError> {
+    if scenario.sandbox.backend == Backend::Tmpfs {
+        return Err(RunError::Unsupported(
+            "backend `tmpfs` is not available in this build; use `vfs`".into(),
+        ));
+    }
+    let profile = imc::profile::by_name(&scenario.profile).map_err(RunError::Unsupported)?;
+    let quota = scenario.sandbox.quota.map_or(64 << 20, |s| s.0);
+    let sandbox = Sandbox::new(SandboxConfig { quota }).map_err(RunError::Sandbox)?;
+
+    let c = &scenario.connector;
+    let mut config = imc::Config::new(sandbox.root());
+    config.disk_check_interval = Duration::ZERO;
+    config.clock = fixed_clock();
+    if let Some(h) = &c.hostname {
+        config.hostname = h.clone();
+    }
+    if let Some(s) = c.low_water_mark {
+        config.low_water_mark = s.0;
+    }
+    if let Some(s) = c.max_message_size {
+        config.max_message_size = s.0;
+    }
+    if let Some(n) = c.max_recipients {
+        config.max_recipients = n as usize;
+    }
+    if let Some(d) = c.command_timeout {
+        config.command_timeout = d.0;
+    }
+    let events = EventLog::new(None);
+    let subscription = events.subscribe();
+    let connector = Connector::new(
+        config,
+        profile,
+        sandbox.fs(),
+        events,
+        Arc::new(imc::spool::CounterIds::default()),
+    );
+    let root = sandbox.root().display().to_string();
+    let mut runner = Runner {
+        options: options.clone(),
+        redactions: vec![(imc::win32::path(sandbox.root()), "<root>".into()), (root, "<root>".into())],
+        sandbox,
+        connector,
+        events: subscription,
+        addr: None,
+        sessions: BTreeMap::new(),
+        armed: Vec::new(),
+        history: History::default(),
+        mismatches: Vec::new(),
+    };
+    for (i, step) in scenario.steps.iter().enumerate() {
+        runner.step(i + 1, step).await;
+    }
+    runner.history.listing = runner.listing();
+    // Tear down without a trace: a crash closes everything and logs nothing.
+    runner.connector.crash().await;
+    Ok(Run {
+        history: runner.history,
+        mismatches: runner.mismatches,
+    })
+}
+
+/// Loads a scenario file and runs it.
+pub async fn run_file(path: &Path, options: &RunOptions) -> Result<Run, String> {
+    let scenario = scenario::load(path).map_err(|e| e.to_string())?;
+    run(&scenario, options)
+        .await
+        .map_err(|e| format!("{}: {e}", path.display()))
+}
+
+struct Armed {
+    when: When,
+    fault: Fault,
+}
+
+struct Runner {
+    options: RunOptions,
+    redactions: Vec<(String, String)>,
+    sandbox: Sandbox,
+    connector: Connector,
+    events: UnboundedReceiver<imc::Event>,
+    addr: Option<SocketAddr>,
+    sessions: BTreeMap<String, ClientSession>,
+    armed: Vec<Armed>,
+    history: History,
+    mismatches: Vec<Mismatch>,
+}
+
+impl Runner {
+    async fn step(&mut self, index: usize, step: &Step) {
+        let action = describe(step);
+        self.history.push(Entry::Step {
+            index,
+            action: action.clone(),
+        });
+        let mut result = StepResult::default();
+        self.act(step, &mut result).await;
+        self.drain_events(&mut result);
+        if let Some(expect) = &step.expect {
+            for message in check::check(expect, &result, self.sandbox.root()) {
+                self.mismatches.push(Mismatch {
+                    step: index,
+                    action: action.clone(),
+                    message,
+                });
+            }
+        }
+        for message in result.problems {
+            self.mismatches.push(Mismatch {
+                step: index,
+                action: action.clone(),
+                message,
+            });
+        }
+    }
+
+    async fn act(&mut self, step: &Step, result: &mut StepResult) {
+        let session = step.session.clone().unwrap_or_default();
+        if let Some(action) = step.service {
+            self.service(action, step, result).await;
+        } else if let Some(name) = &step.connect {
+            self.connect(name, result).await;
+        } else if let Some(line) = &step.command {
+            let bytes = format!("{line}\r\n").into_bytes();
+            if self.send(&session, &bytes, line.clone(), result).await {
+                self.read_replies(&session, 1, result).await;
+            }
+        } else if let Some(lines) = &step.pipeline {
+            let bytes: String = lines.iter().map(|l| format!("{l}\r\n")).collect();
+            let shown = lines.join(" | ");
+            if self.send(&session, bytes.as_bytes(), shown, result).await {
+                self.read_replies(&session, lines.len(), result).await;
+            }
+        } else if let Some(text) = &step.data {
+            self.data(&session, text, result).await;
+        } else if step.dot.is_some() {
+            self.dot(&session, result).await;
+        } else if let Some(text) = &step.message {
+            if self.data(&session, text, result).await {
+                self.dot(&session, result).await;
+            }
+        } else if let Some(raw) = &step.raw {
+            let shown = format!("(raw) {:?}", raw.bytes);
+            if self.send(&session, raw.bytes.as_bytes(), shown, result).await {
+                self.read_replies(&session, raw.replies as usize, result).await;
+            }
+        } else if let Some(name) = &step.disconnect {
+            if self.sessions.remove(name).is_some() {
+                self.history.push(Entry::Disconnected {
+                    session: name.clone(),
+                });
+            }
+        } else if let Some(spec) = &step.send {
+            self.send_message(spec, result).await;
+        } else if let Some(fault) = &step.fault {
+            match &step.when {
+                Some(when) => self.armed.push(Armed {
+                    when: when.clone(),
+                    fault: fault.clone(),
+                }),
+                None => self.apply(fault, result),
+            }
+        }
+    }
+
+    async fn service(&mut self, action: ServiceAction, step: &Step, result: &mut StepResult) {
+        let expects_error = step
+            .expect
+            .as_ref()
+            .is_some_and(|e| e.service_error.as_ref().is_some_and(|l| !l.is_empty()));
+        match action {
+            ServiceAction::Start => self.start(expects_error, result).await,
+            ServiceAction::Stop => self.stop(result).await,
+            ServiceAction::Restart => {
+                self.stop(result).await;
+                self.start(expects_error, result).await;
+            }
+            ServiceAction::Crash => {
+                let text = if self.connector.crash().await {
+                    "crashed"
+                } else {
+                    "crash: not running"
+                };
+                self.addr = None;
+                self.history.push(Entry::Service {
+                    text: text.into(),
+                    errors: vec![],
+                });
+                self.drain_sessions(result).await;
+            }
+            ServiceAction::CheckDisk => {
+                let flush = self.connector.check_disk().await;
+                self.drain_events(result);
+                self.history.push(Entry::Service {
+                    text: format!("disk check: flush mode {}", if flush { "on" } else { "off" }),
+                    errors: vec![],
+                });
+            }
+        }
+    }
+
+    async fn start(&mut self, expects_error: bool, result: &mut StepResult) {
+        match self.connector.start().await {
+            Ok(addr) => {
+                self.addr = Some(addr);
+                self.drain_events(result);
+                self.history.push(Entry::Service {
+                    text: "started".into(),
+                    errors: vec![],
+                });
+                result.service_errors.get_or_insert_with(Vec::new);
+            }
+            Err(e) => {
+                let error = self.redact(&e.to_string());
+                self.drain_events(result);
+                self.history.push(Entry::Service {
+                    text: "start failed".into(),
+                    errors: vec![error.clone()],
+                });
+                if !expects_error {
+                    result.problems.push(format!("the service did not start: {error}"));
+                }
+                result.service_errors.get_or_insert_with(Vec::new).push(error);
+            }
+        }
+    }
+
+    async fn stop(&mut self, result: &mut StepResult) {
+        let report = self.connector.stop().await;
+        self.addr = None;
+        self.drain_sessions(result).await;
+        self.drain_events(result);
+        match report {
+            Some(report) => {
+                self.history.push(Entry::Service {
+                    text: if report.errors.is_empty() {
+                        "stopped".into()
+                    } else {
+                        format!("stopped with errors (status {})", report.status)
+                    },
+                    errors: report.errors.clone(),
+                });
+                result
+                    .service_errors
+                    .get_or_insert_with(Vec::new)
+                    .extend(report.errors);
+            }
+            None => {
+                self.history.push(Entry::Service {
+                    text: "stop: not running".into(),
+                    errors: vec![],
+                });
+                result.problems.push("stop: the service was not running".into());
+            }
+        }
+    }
+
+    /// After a stop or crash: reads what each open session got (a 421, or nothing)
+    /// up to the close, in session-name order.
+    async fn drain_sessions(&mut self, result: &mut StepResult) {
+        let names: Vec<String> = self.sessions.keys().cloned().collect();
+        for name in names {
+            self.read_replies(&name, usize::MAX, result).await;
+        }
+    }
+
+    async fn connect(&mut self, name: &str, result: &mut StepResult) {
+        if self.sessions.contains_key(name) {
+            result
+                .problems
+                .push(format!("session `{name}` is already connected"));
+            return;
+        }
+        let outcome = match self.addr {
+            None => Err("the service is not running".to_string()),
+            Some(addr) => ClientSession::connect(addr, self.options.reply_timeout)
+                .await
+                .map_err(|e| e.to_string()),
+        };
+        match outcome {
+            Ok(session) => {
+                self.sessions.insert(name.to_string(), session);
+                self.read_replies(name, 1, result).await;
+            }
+            Err(error) => {
+                result.connect_failed = true;
+                self.history.push(Entry::ConnectFailed {
+                    session: name.to_string(),
+                    error,
+                });
+            }
+        }
+    }
+
+    /// Sends bytes on a session; false (and recorded) if that was impossible.
+    async fn send(&mut self, name: &str, bytes: &[u8], shown: String, result: &mut StepResult) -> bool {
+        let Some(session) = self.sessions.get_mut(name) else {
+            result.problems.push(format!("session `{name}` is not open"));
+            return false;
+        };
+        self.history.push(Entry::Sent {
+            session: name.to_string(),
+            text: shown,
+        });
+        if session.send(bytes).await.is_err() {
+            self.sessions.remove(name);
+            self.history.push(Entry::Closed {
+                session: name.to_string(),
+            });
+            result.closed = true;
+            return false;
+        }
+        true
+    }
+
+    /// Sends message text (no dot), firing `after_data_bytes` faults at their byte.
+    async fn data(&mut self, name: &str, text: &str, result: &mut StepResult) -> bool {
+        let bytes = encode_data(text);
+        let mut split = None;
+        if let Some(pos) = self.armed.iter().position(|a| {
+            a.when.session == name
+                && a.when
+                    .after_data_bytes
+                    .is_some_and(|n| n as usize <= bytes.len())
+        }) {
+            let armed = self.armed.remove(pos);
+            let n = armed.when.after_data_bytes.unwrap_or(0) as usize;
+            split = Some((n, armed.fault));
+        }
+        let lines = bytes.iter().filter(|&&b| b == b'\n').count();
+        match split {
+            None => {
+                let shown = format!("(data: {} bytes, {lines} lines)", bytes.len());
+                self.send(name, &bytes, shown, result).await
+            }
+            Some((n, fault)) => {
+                let shown = format!("(data: first {n} of {} bytes)", bytes.len());
+                if !self.send(name, &bytes[..n], shown, result).await {
+                    return false;
+                }
+                self.apply(&fault, result);
+                let shown = format!("(data: remaining {} bytes)", bytes.len() - n);
+                self.send(name, &bytes[n..], shown, result).await
+            }
+        }
+    }
+
+    async fn dot(&mut self, name: &str, result: &mut StepResult) {
+        let fire: Vec<usize> = (0..self.armed.len())
+            .filter(|&i| self.armed[i].when.session == name && self.armed[i].when.before_dot == Some(true))
+            .collect();
+        for i in fire.into_iter().rev() {
+            let armed = self.armed.remove(i);
+            self.apply(&armed.fault, result);
+        }
+        let at_line_start = self.sessions.get(name).is_none_or(|s| s.at_line_start());
+        let bytes: &[u8] = if at_line_start { b".\r\n" } else { b"\r\n.\r\n" };
+        if self.send(name, bytes, ".".into(), result).await {
+            self.read_replies(name, 1, result).await;
+        }
+    }
+
+    /// Reads up to `count` replies, recording each, firing `after_reply` faults,
+    /// and following a 421 or 221 to the connection's close.
+    async fn read_replies(&mut self, name: &str, count: usize, result: &mut StepResult) {
+        let timeout = self.options.reply_timeout;
+        let mut read = 0;
+        while read < count {
+            let Some(session) = self.sessions.get_mut(name) else {
+                return;
+            };
+            let outcome = session.read_reply(timeout).await;
+            self.drain_events(result);
+            match outcome {
+                ReadOutcome::Reply(reply) => {
+                    read += 1;
+                    let closing = matches!(reply.code, 421 | 221);
+                    self.record_reply(name, reply, result);
+                    if closing {
+                        self.follow_close(name, result).await;
+                        return;
+                    }
+                }
+                ReadOutcome::Malformed(text) => {
+                    read += 1;
+                    result.problems.push(format!("malformed reply on `{name}`: {text:?}"));
+                    self.history.push(Entry::Malformed {
+                        session: name.to_string(),
+                        text,
+                    });
+                }
+                ReadOutcome::Closed => {
+                    self.sessions.remove(name);
+                    self.history.push(Entry::Closed {
+                        session: name.to_string(),
+                    });
+                    result.closed = true;
+                    return;
+                }
+                ReadOutcome::Timeout => {
+                    if count == usize::MAX {
+                        return; // draining: an open session with nothing more to say
+                    }
+                    let waited = format!("{} ms", timeout.as_millis());
+                    result
+                        .problems
+                        .push(format!("no reply on `{name}` within {waited}"));
+                    self.history.push(Entry::NoReply {
+                        session: name.to_string(),
+                        waited,
+                    });
+                    return;
+                }
+            }
+        }
+    }
+
+    fn record_reply(&mut self, name: &str, reply: Reply, result: &mut StepResult) {
+        let lines = reply.lines.iter().map(|l| self.redact(l)).collect();
+        self.history.push(Entry::Reply {
+            session: name.to_string(),
+            lines,
+        });
+        let code = reply.code;
+        result.replies.push(reply);
+        let fire: Vec<usize> = (0..self.armed.len())
+            .filter(|&i| self.armed[i].when.session == name && self.armed[i].when.after_reply == Some(code))
+            .collect();
+        for i in fire.into_iter().rev() {
+            let armed = self.armed.remove(i);
+            self.apply(&armed.fault, result);
+        }
+    }
+
+    /// A 421 or 221 must be followed by the server closing the connection.
+    async fn follow_close(&mut self, name: &str, result: &mut StepResult) {
+        let timeout = self.options.reply_timeout;
+        let Some(session) = self.sessions.get_mut(name) else {
+            return;
+        };
+        match session.expect_close(timeout).await {
+            None => {
+                self.sessions.remove(name);
+                self.history.push(Entry::Closed {
+                    session: name.to_string(),
+                });
+                result.closed = true;
+            }
+            Some(ReadOutcome::Timeout) => {
+                result.problems.push(format!(
+                    "`{name}` stayed open after a reply that closes the connection"
+                ));
+            }
+            Some(ReadOutcome::Reply(reply)) => {
+                result
+                    .problems
+                    .push(format!("`{name}` got another reply after a closing one"));
+                self.record_reply(name, reply, result);
+            }
+            Some(ReadOutcome::Malformed(text)) => {
+                result.problems.push(format!("malformed reply on `{name}`: {text:?}"));
+                self.history.push(Entry::Malformed {
+                    session: name.to_string(),
+                    text,
+                });
+            }
+            Some(ReadOutcome::Closed) => unreachable!("expect_close maps Closed to None"),
+        }
+    }
+
+    async fn send_message(&mut self, spec: &scenario::SendSpec, result: &mut StepResult) {
+        let outcome = match self.addr {
+            None => Err("the service is not running".to_string()),
+            Some(addr) => crate::send::send(addr, spec, self.options.reply_timeout).await,
+        };
+        self.drain_events(result);
+        let text = match outcome {
+            Ok(reply) => reply,
+            Err(error) => {
+                result.send_failed = Some(true);
+                format!("failed: {}", self.redact(&error))
+            }
+        };
+        result.send_failed.get_or_insert(false);
+        self.history.push(Entry::Send { text });
+    }
+
+    fn apply(&mut self, fault: &Fault, result: &mut StepResult) {
+        let text = match to_sandbox_fault(fault) {
+            Ok(f) => match self.sandbox.apply(&f) {
+                Ok(done) => done,
+                Err(e) => {
+                    let msg = format!("could not apply `{}`: {e}", f);
+                    result.problems.push(self.redact(&msg));
+                    format!("FAILED {f}: {e}")
+                }
+            },
+            Err(e) => {
+                result.problems.push(e.clone());
+                format!("FAILED: {e}")
+            }
+        };
+        let text = self.redact(&text);
+        self.history.push(Entry::Fault { text });
+    }
+
+    fn drain_events(&mut self, result: &mut StepResult) {
+        while let Ok(event) = self.events.try_recv() {
+            let event = imc::Event {
+                message: self.redact(&event.message),
+                ..event
+            };
+            self.history.push(Entry::Event {
+                id: event.id,
+                level: event.level.to_string(),
+                source: event.source.clone(),
+                category: event.category.clone(),
+                message: event.message.clone(),
+            });
+            result.events.push(event);
+        }
+    }
+
+    fn redact(&self, text: &str) -> String {
+        let mut out = text.to_string();
+        for (from, to) in &self.redactions {
+            out = out.replace(from.as_str(), to);
+        }
+        out
+    }
+
+    fn listing(&self) -> Vec<Listing> {
+        LISTED_DIRS
+            .iter()
+            .map(|dir| Listing {
+                dir: dir.to_string(),
+                files: check::list_dir(&self.sandbox.root().join(dir)),
+            })
+            .collect()
+    }
+}
+
+/// The scenario's fault as the sandbox's.
+fn to_sandbox_fault(fault: &Fault) -> Result<sandbox::Fault, String> {
+    Ok(match fault {
+        Fault::Remove(path) => sandbox::Fault::Remove { path: path.clone() },
+        Fault::Rename { from, to } => sandbox::Fault::Rename {
+            from: from.clone(),
+            to: to.clone(),
+        },
+        Fault::Replace(path) => sandbox::Fault::Replace { path: path.clone() },
+        Fault::Restore(path) => sandbox::Fault::Restore { path: path.clone() },
+        Fault::FillDisk { leave } => sandbox::Fault::FillDisk { leave: leave.0 },
+        Fault::FreeDisk => sandbox::Fault::FreeDisk,
+        Fault::ClearErrno => sandbox::Fault::ClearErrno,
+        Fault::Errno(spec) => sandbox::Fault::Errno(sandbox::ErrnoRule {
+            op: spec.op.parse()?,
+            path: spec.path.clone().unwrap_or_else(|| "**".into()),
+            nth: spec.nth.unwrap_or(1),
+            errno: spec.errno.parse().map_err(|e| format!("{e}"))?,
+            persistent: spec.persistent,
+        }),
+    })
+}
+
+/// A step in words, for the transcript.
+pub fn describe(step: &Step) -> String {
+    let s = step.session.as_deref().unwrap_or("?");
+    let mut text = if let Some(a) = step.service {
+        format!("service {}", format!("{a:?}").to_lowercase())
+    } else if let Some(n) = &step.connect {
+        format!("connect {n}")
+    } else if let Some(c) = &step.command {
+        format!("{s}: {c}")
+    } else if let Some(p) = &step.pipeline {
+        format!("{s}: pipeline {}", p.join(" | "))
+    } else if step.data.is_some() {
+        format!("{s}: data")
+    } else if step.dot.is_some() {
+        format!("{s}: dot")
+    } else if step.message.is_some() {
+        format!("{s}: message")
+    } else if step.raw.is_some() {
+        format!("{s}: raw")
+    } else if let Some(n) = &step.disconnect {
+        format!("disconnect {n}")
+    } else if let Some(m) = &step.send {
+        format!("send from {} to {}", m.from, m.to.join(", "))
+    } else if let Some(f) = &step.fault {
+        let f = to_sandbox_fault(f).map_or_else(|e| e, |f| f.to_string());
+        match &step.when {
+            Some(w) => format!("fault {f} {}", describe_when(w)),
+            None => format!("fault {f}"),
+        }
+    } else {
+        "check".to_string()
+    };
+    if let Some(note) = &step.note {
+        text.push_str(&format!(" ({note})"));
+    }
+    text
+}
+
+fn describe_when(w: &When) -> String {
+    if let Some(code) = w.after_reply {
+        format!("when {} gets {code}", w.session)
+    } else if let Some(n) = w.after_data_bytes {
+        format!("after {n} bytes of {}'s data", w.session)
+    } else {
+        format!("before {}'s dot", w.session)
+    }
+}

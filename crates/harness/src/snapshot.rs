@@ -1,0 +1,139 @@
+//! Snapshots: the history of a run as YAML, stored with insta in `snapshots/`.
+//!
+//! `cargo test` asserts with insta (so `cargo insta review` updates them); the
+//! `imc-harness run` command compares with the stored file directly.
+
+use crate::history::History;
+use crate::scenario::Scenario;
+use serde::Serialize;
+use std::path::{Path, PathBuf};
+
+#[derive(Serialize)]
+struct Document<'a> {
+    scenario: &'a str,
+    profile: &'a str,
+    claims: &'a [String],
+    history: Vec<String>,
+}
+
+/// The snapshot name of a scenario: its path under `scenarios/` without the
+/// extension, `/` turned into `__` (`kb-q146791/kb3.yaml` -> `kb-q146791__kb3`).
+pub fn name_for(relative: &Path) -> String {
+    relative
+        .with_extension("")
+        .components()
+        .map(|c| c.as_os_str().to_string_lossy().into_owned())
+        .collect::<Vec<_>>()
+        .join("__")
+}
+
+/// The snapshot's contents: YAML naming the scenario, its profile and claims, and
+/// the history line by line.
+pub fn render(id: &str, scenario: &Scenario, history: &History) -> String {
+    let doc = Document {
+        scenario: id,
+        profile: &scenario.profile,
+        claims: &scenario.claims,
+        history: history.lines(),
+    };
+    serde_saphyr::to_string(&doc).expect("snapshot documents serialize")
+}
+
+/// Asserts `contents` against `<dir>/<name>.snap` with insta (the `cargo test` path).
+/// Panics with insta's diff on a mismatch, as insta does.
+pub fn assert(dir: &Path, name: &str, contents: &str) {
+    let mut settings = insta::Settings::clone_current();
+    settings.set_snapshot_path(dir);
+    settings.set_prepend_module_to_snapshot(false);
+    settings.set_omit_expression(true);
+    settings.bind(|| insta::assert_snapshot!(name, contents));
+}
+
+/// How a run compares with its stored snapshot.
+#[derive(Debug, PartialEq, Eq)]
+pub enum Comparison {
+    /// Identical.
+    Same,
+    /// No snapshot is stored yet.
+    Missing(PathBuf),
+    /// Stored, and different: a line diff (`-` stored, `+` this run).
+    Differs(String),
+}
+
+/// Compares `contents` with the stored `<dir>/<name>.snap` (insta's file format:
+/// a `---` header, then the contents).
+pub fn compare(dir: &Path, name: &str, contents: &str) -> Comparison {
+    let path = dir.join(format!("{name}.snap"));
+    let Ok(stored) = std::fs::read_to_string(&path) else {
+        return Comparison::Missing(path);
+    };
+    let body = strip_header(&stored);
+    if body.trim_end() == contents.trim_end() {
+        Comparison::Same
+    } else {
+        Comparison::Differs(diff(body.trim_end(), contents.trim_end()))
+    }
+}
+
+fn strip_header(stored: &str) -> &str {
+    stored
+        .strip_prefix("---\n")
+        .and_then(|rest| rest.split_once("\n---\n").map(|(_, body)| body))
+        .unwrap_or(stored)
+}
+
+/// A plain line diff (longest common subsequence), enough for transcripts.
+pub fn diff(old: &str, new: &str) -> String {
+    let a: Vec<&str> = old.lines().collect();
+    let b: Vec<&str> = new.lines().collect();
+    let (n, m) = (a.len(), b.len());
+    let mut lcs = vec![vec![0u32; m + 1]; n + 1];
+    for i in (0..n).rev() {
+        for j in (0..m).rev() {
+            lcs[i][j] = if a[i] == b[j] {
+                lcs[i + 1][j + 1] + 1
+            } else {
+                lcs[i + 1][j].max(lcs[i][j + 1])
+            };
+        }
+    }
+    let (mut i, mut j) = (0, 0);
+    let mut out = String::new();
+    while i < n || j < m {
+        if i < n && j < m && a[i] == b[j] {
+            out.push_str(&format!("  {}\n", a[i]));
+            i += 1;
+            j += 1;
+        } else if j < m && (i == n || lcs[i][j + 1] >= lcs[i + 1][j]) {
+            out.push_str(&format!("+ {}\n", b[j]));
+            j += 1;
+        } else {
+            out.push_str(&format!("- {}\n", a[i]));
+            i += 1;
+        }
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn names() {
+        assert_eq!(name_for(Path::new("kb-q146791/kb3.yaml")), "kb-q146791__kb3");
+        assert_eq!(name_for(Path::new("smtp/happy.yml")), "smtp__happy");
+    }
+
+    #[test]
+    fn header_is_stripped() {
+        let stored = "---\nsource: x\n---\nscenario: a\nhistory: []\n";
+        assert_eq!(strip_header(stored), "scenario: a\nhistory: []\n");
+    }
+
+    #[test]
+    fn diff_marks_changes() {
+        let d = diff("a\nb\nc", "a\nx\nc");
+        assert_eq!(d, "  a\n+ x\n- b\n  c\n");
+    }
+}
