@@ -2,14 +2,18 @@
 
 use clap::{Parser, Subcommand};
 use harness::runner::RunOptions;
-use harness::suite::{self, Snapshots};
 use harness::snapshot::Comparison;
+use harness::suite::{self, Snapshots};
 use std::path::PathBuf;
 use std::process::ExitCode;
 use std::time::Instant;
 
 #[derive(Parser)]
-#[command(name = "imc-harness", version, about = "Fault-injection test harness for spool-based SMTP connectors")]
+#[command(
+    name = "imc-harness",
+    version,
+    about = "Fault-injection test harness for spool-based SMTP connectors"
+)]
 struct Cli {
     #[command(subcommand)]
     command: Command,
@@ -45,6 +49,18 @@ enum Command {
     },
     /// Print the JSON Schema of scenario files (for editors).
     Schema,
+    /// Run the scenarios N times each and print the median time per scenario.
+    Bench {
+        /// Scenario files or folders.
+        #[arg(default_value = "scenarios")]
+        paths: Vec<PathBuf>,
+        /// Runs per scenario.
+        #[arg(long, short = 'n', default_value_t = 20)]
+        runs: usize,
+        /// Folder scenario ids are relative to.
+        #[arg(long, default_value = "scenarios")]
+        scenarios: PathBuf,
+    },
 }
 
 fn main() -> ExitCode {
@@ -57,6 +73,11 @@ fn main() -> ExitCode {
             quiet,
         } => run(&paths, &scenarios, snapshots, no_snapshots, quiet),
         Command::New { path, profile } => new(&path, &profile),
+        Command::Bench {
+            paths,
+            runs,
+            scenarios,
+        } => bench(&paths, &scenarios, runs),
         Command::Schema => {
             print!("{}", harness::scenario::schema());
             ExitCode::SUCCESS
@@ -64,7 +85,13 @@ fn main() -> ExitCode {
     }
 }
 
-fn run(paths: &[PathBuf], base: &std::path::Path, snapshots: PathBuf, off: bool, quiet: bool) -> ExitCode {
+fn run(
+    paths: &[PathBuf],
+    base: &std::path::Path,
+    snapshots: PathBuf,
+    off: bool,
+    quiet: bool,
+) -> ExitCode {
     let cases = match suite::cases(paths, base) {
         Ok(c) => c,
         Err(e) => {
@@ -132,12 +159,73 @@ fn new(path: &std::path::Path, profile: &str) -> ExitCode {
     }
     match std::fs::write(path, harness::scenario::scaffold(&name, profile)) {
         Ok(()) => {
-            println!("wrote {}; run it with `imc-harness run {}`", path.display(), path.display());
+            println!(
+                "wrote {}; run it with `imc-harness run {}`",
+                path.display(),
+                path.display()
+            );
             ExitCode::SUCCESS
         }
         Err(e) => {
             eprintln!("cannot write {}: {e}", path.display());
             ExitCode::from(2)
         }
+    }
+}
+
+fn bench(paths: &[PathBuf], base: &std::path::Path, runs: usize) -> ExitCode {
+    let cases = match suite::cases(paths, base) {
+        Ok(c) => c,
+        Err(e) => {
+            eprintln!("{e}");
+            return ExitCode::from(2);
+        }
+    };
+    let runs = runs.max(1);
+    println!(
+        "{} scenarios x {runs} runs (snapshots not compared; each run boots a sandbox and a connector)",
+        cases.len()
+    );
+    let mut medians = Vec::new();
+    let mut all = Vec::new();
+    for case in &cases {
+        let mut times = Vec::with_capacity(runs);
+        for _ in 0..runs {
+            let started = Instant::now();
+            let verdict = suite::run_case(case, &RunOptions::default(), &Snapshots::Off);
+            times.push(started.elapsed().as_secs_f64() * 1000.0);
+            if !verdict.passed() {
+                eprintln!(
+                    "{} failed during the benchmark:\n{}",
+                    case.id,
+                    verdict.report()
+                );
+                return ExitCode::FAILURE;
+            }
+        }
+        let m = median(&mut times);
+        println!("  {:>8.2} ms  {}", m, case.id);
+        medians.push(m);
+        all.extend(times);
+    }
+    let per_scenario = median(&mut medians);
+    let overall = median(&mut all);
+    println!(
+        "median of per-scenario medians: {per_scenario:.2} ms; median of all {} runs: {overall:.2} ms",
+        all.len()
+    );
+    ExitCode::SUCCESS
+}
+
+fn median(values: &mut [f64]) -> f64 {
+    if values.is_empty() {
+        return 0.0;
+    }
+    values.sort_by(|a, b| a.total_cmp(b));
+    let n = values.len();
+    if n % 2 == 1 {
+        values[n / 2]
+    } else {
+        (values[n / 2 - 1] + values[n / 2]) / 2.0
     }
 }

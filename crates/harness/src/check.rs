@@ -68,7 +68,9 @@ pub fn check(expect: &Expect, result: &StepResult, root: &Path) -> Vec<String> {
     if let Some(files) = &expect.files {
         for (dir, want) in files {
             match list_dir(&root.join(dir)) {
-                None => out.push(format!("expected {want} file(s) in {dir}, but {dir} is missing")),
+                None => out.push(format!(
+                    "expected {want} file(s) in {dir}, but {dir} is missing"
+                )),
                 Some(names) if names.len() != *want => out.push(format!(
                     "expected {want} file(s) in {dir}, found {}: [{}]",
                     names.len(),
@@ -91,10 +93,19 @@ pub fn check(expect: &Expect, result: &StepResult, root: &Path) -> Vec<String> {
     if let Some(want) = &expect.service_error {
         match &result.service_errors {
             None => out.push("expected a service action's report; this step has none".into()),
-            Some(got) if got != want => out.push(format!(
-                "expected service errors {want:?}, got {got:?}"
-            )),
+            Some(got) if got != want => {
+                out.push(format!("expected service errors {want:?}, got {got:?}"))
+            }
             Some(_) => {}
+        }
+    }
+    if let Some(want) = expect.connect_failed {
+        if want != result.connect_failed {
+            out.push(if want {
+                "expected the connection attempt to fail; it succeeded".into()
+            } else {
+                "expected the connection attempt to succeed; it failed".into()
+            });
         }
     }
     if let Some(want) = expect.send_failed {
@@ -173,7 +184,10 @@ fn check_events(specs: &[EventSpec], events: &[imc::Event], out: &mut Vec<String
 fn event_matches(spec: &EventSpec, e: &imc::Event) -> bool {
     spec.id.is_none_or(|id| id == e.id)
         && spec.source.as_ref().is_none_or(|s| *s == e.source)
-        && spec.level.as_ref().is_none_or(|l| *l == e.level.to_string())
+        && spec
+            .level
+            .as_ref()
+            .is_none_or(|l| *l == e.level.to_string())
         && spec.category.as_ref().is_none_or(|c| *c == e.category)
         && spec.message.as_ref().is_none_or(|m| *m == e.message)
         && spec

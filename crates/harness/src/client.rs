@@ -226,7 +226,10 @@ mod tests {
 
     #[test]
     fn data_is_crlf_and_dot_stuffed() {
-        assert_eq!(encode_data("a\n.b\n..c\r\nd"), b"a\r\n..b\r\n...c\r\nd".to_vec());
+        assert_eq!(
+            encode_data("a\n.b\n..c\r\nd"),
+            b"a\r\n..b\r\n...c\r\nd".to_vec()
+        );
         assert_eq!(encode_data(".\n"), b"..\r\n".to_vec());
     }
 }

@@ -131,7 +131,10 @@ pub async fn run(scenario: &Scenario, options: &RunOptions) -> Result<Run, RunEr
     let root = sandbox.root().display().to_string();
     let mut runner = Runner {
         options: options.clone(),
-        redactions: vec![(imc::win32::path(sandbox.root()), "<root>".into()), (root, "<root>".into())],
+        redactions: vec![
+            (imc::win32::path(sandbox.root()), "<root>".into()),
+            (root, "<root>".into()),
+        ],
         sandbox,
         connector,
         events: subscription,
@@ -234,8 +237,12 @@ impl Runner {
             }
         } else if let Some(raw) = &step.raw {
             let shown = format!("(raw) {:?}", raw.bytes);
-            if self.send(&session, raw.bytes.as_bytes(), shown, result).await {
-                self.read_replies(&session, raw.replies as usize, result).await;
+            if self
+                .send(&session, raw.bytes.as_bytes(), shown, result)
+                .await
+            {
+                self.read_replies(&session, raw.replies as usize, result)
+                    .await;
             }
         } else if let Some(name) = &step.disconnect {
             if self.sessions.remove(name).is_some() {
@@ -285,7 +292,10 @@ impl Runner {
                 let flush = self.connector.check_disk().await;
                 self.drain_events(result);
                 self.history.push(Entry::Service {
-                    text: format!("disk check: flush mode {}", if flush { "on" } else { "off" }),
+                    text: format!(
+                        "disk check: flush mode {}",
+                        if flush { "on" } else { "off" }
+                    ),
                     errors: vec![],
                 });
             }
@@ -311,9 +321,14 @@ impl Runner {
                     errors: vec![error.clone()],
                 });
                 if !expects_error {
-                    result.problems.push(format!("the service did not start: {error}"));
+                    result
+                        .problems
+                        .push(format!("the service did not start: {error}"));
                 }
-                result.service_errors.get_or_insert_with(Vec::new).push(error);
+                result
+                    .service_errors
+                    .get_or_insert_with(Vec::new)
+                    .push(error);
             }
         }
     }
@@ -343,7 +358,9 @@ impl Runner {
                     text: "stop: not running".into(),
                     errors: vec![],
                 });
-                result.problems.push("stop: the service was not running".into());
+                result
+                    .problems
+                    .push("stop: the service was not running".into());
             }
         }
     }
@@ -386,9 +403,17 @@ impl Runner {
     }
 
     /// Sends bytes on a session; false (and recorded) if that was impossible.
-    async fn send(&mut self, name: &str, bytes: &[u8], shown: String, result: &mut StepResult) -> bool {
+    async fn send(
+        &mut self,
+        name: &str,
+        bytes: &[u8],
+        shown: String,
+        result: &mut StepResult,
+    ) -> bool {
         let Some(session) = self.sessions.get_mut(name) else {
-            result.problems.push(format!("session `{name}` is not open"));
+            result
+                .problems
+                .push(format!("session `{name}` is not open"));
             return false;
         };
         self.history.push(Entry::Sent {
@@ -440,14 +465,20 @@ impl Runner {
 
     async fn dot(&mut self, name: &str, result: &mut StepResult) {
         let fire: Vec<usize> = (0..self.armed.len())
-            .filter(|&i| self.armed[i].when.session == name && self.armed[i].when.before_dot == Some(true))
+            .filter(|&i| {
+                self.armed[i].when.session == name && self.armed[i].when.before_dot == Some(true)
+            })
             .collect();
         for i in fire.into_iter().rev() {
             let armed = self.armed.remove(i);
             self.apply(&armed.fault, result);
         }
         let at_line_start = self.sessions.get(name).is_none_or(|s| s.at_line_start());
-        let bytes: &[u8] = if at_line_start { b".\r\n" } else { b"\r\n.\r\n" };
+        let bytes: &[u8] = if at_line_start {
+            b".\r\n"
+        } else {
+            b"\r\n.\r\n"
+        };
         if self.send(name, bytes, ".".into(), result).await {
             self.read_replies(name, 1, result).await;
         }
@@ -476,7 +507,9 @@ impl Runner {
                 }
                 ReadOutcome::Malformed(text) => {
                     read += 1;
-                    result.problems.push(format!("malformed reply on `{name}`: {text:?}"));
+                    result
+                        .problems
+                        .push(format!("malformed reply on `{name}`: {text:?}"));
                     self.history.push(Entry::Malformed {
                         session: name.to_string(),
                         text,
@@ -517,7 +550,9 @@ impl Runner {
         let code = reply.code;
         result.replies.push(reply);
         let fire: Vec<usize> = (0..self.armed.len())
-            .filter(|&i| self.armed[i].when.session == name && self.armed[i].when.after_reply == Some(code))
+            .filter(|&i| {
+                self.armed[i].when.session == name && self.armed[i].when.after_reply == Some(code)
+            })
             .collect();
         for i in fire.into_iter().rev() {
             let armed = self.armed.remove(i);
@@ -551,7 +586,9 @@ impl Runner {
                 self.record_reply(name, reply, result);
             }
             Some(ReadOutcome::Malformed(text)) => {
-                result.problems.push(format!("malformed reply on `{name}`: {text:?}"));
+                result
+                    .problems
+                    .push(format!("malformed reply on `{name}`: {text:?}"));
                 self.history.push(Entry::Malformed {
                     session: name.to_string(),
                     text,
@@ -650,7 +687,7 @@ fn to_sandbox_fault(fault: &Fault) -> Result<sandbox::Fault, String> {
             op: spec.op.parse()?,
             path: spec.path.clone().unwrap_or_else(|| "**".into()),
             nth: spec.nth.unwrap_or(1),
-            errno: spec.errno.parse().map_err(|e| format!("{e}"))?,
+            errno: spec.errno.parse()?,
             persistent: spec.persistent,
         }),
     })
@@ -660,7 +697,14 @@ fn to_sandbox_fault(fault: &Fault) -> Result<sandbox::Fault, String> {
 pub fn describe(step: &Step) -> String {
     let s = step.session.as_deref().unwrap_or("?");
     let mut text = if let Some(a) = step.service {
-        format!("service {}", format!("{a:?}").to_lowercase())
+        let name = match a {
+            ServiceAction::Start => "start",
+            ServiceAction::Stop => "stop",
+            ServiceAction::Restart => "restart",
+            ServiceAction::Crash => "crash",
+            ServiceAction::CheckDisk => "check_disk",
+        };
+        format!("service {name}")
     } else if let Some(n) = &step.connect {
         format!("connect {n}")
     } else if let Some(c) = &step.command {

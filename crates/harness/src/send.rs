@@ -12,8 +12,7 @@ use std::time::{Duration, SystemTime};
 /// Headers that would vary between runs (Date, Message-ID) are fixed.
 pub async fn send(addr: SocketAddr, spec: &SendSpec, timeout: Duration) -> Result<String, String> {
     let mailbox = |a: &str| -> Result<Mailbox, String> {
-        a.parse()
-            .map_err(|e| format!("bad address {a:?}: {e}"))
+        a.parse().map_err(|e| format!("bad address {a:?}: {e}"))
     };
     let mut builder = Message::builder()
         .from(mailbox(&spec.from)?)

@@ -121,7 +121,10 @@ mod tests {
 
     #[test]
     fn names() {
-        assert_eq!(name_for(Path::new("kb-q146791/kb3.yaml")), "kb-q146791__kb3");
+        assert_eq!(
+            name_for(Path::new("kb-q146791/kb3.yaml")),
+            "kb-q146791__kb3"
+        );
         assert_eq!(name_for(Path::new("smtp/happy.yml")), "smtp__happy");
     }
 

@@ -97,9 +97,7 @@ impl Verdict {
         }
         match &self.snapshot {
             Some(Comparison::Differs(d)) => {
-                out.push_str(&format!(
-                    "snapshot differs (- stored, + this run):\n{d}"
-                ));
+                out.push_str(&format!("snapshot differs (- stored, + this run):\n{d}"));
             }
             Some(Comparison::Missing(p)) => {
                 out.push_str(&format!("no snapshot stored yet at {}\n", p.display()));
@@ -154,7 +152,8 @@ pub fn run_case(case: &Case, options: &RunOptions, snapshots: &Snapshots) -> Ver
                 // refuse under CI); its panic is the failure.
                 let name = case.snapshot_name();
                 let (dir, contents) = (dir.clone(), contents.clone());
-                let insta = std::panic::catch_unwind(move || snapshot::assert(&dir, &name, &contents));
+                let insta =
+                    std::panic::catch_unwind(move || snapshot::assert(&dir, &name, &contents));
                 if insta.is_ok() {
                     // insta accepted it (INSTA_UPDATE=always or INSTA_FORCE_PASS).
                     Some(Comparison::Same)

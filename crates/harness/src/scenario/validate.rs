@@ -1,0 +1,623 @@
+//! The rules a scenario must follow beyond its types, and session inheritance.
+
+use super::error::{At, Diagnostic};
+use super::load::suggest;
+use super::locate::{Seg, Target, Tree};
+use super::model::{ErrnoSpec, Expect, Fault, Scenario, Step, When};
+use std::collections::BTreeMap;
+use std::path::Path;
+
+/// The connector profiles a scenario may name.
+pub const PROFILES: [&str; 2] = ["exchange-4.0", "hardened"];
+
+/// The errno names an `errno` fault may inject.
+pub const ERRNOS: [&str; 11] = [
+    "ENOSPC", "EIO", "ENOENT", "EACCES", "EPERM", "EROFS", "ENOTDIR", "EISDIR", "EEXIST", "EDQUOT",
+    "ENOMEM",
+];
+
+/// A broken rule: what, where (a path into the document) and a hint.
+#[derive(Debug)]
+pub(crate) struct Problem {
+    path: Vec<Seg>,
+    target: Target,
+    message: String,
+    label: Option<String>,
+    help: Option<String>,
+    step: Option<usize>,
+}
+
+impl Problem {
+    fn new(path: Vec<Seg>, target: Target, message: impl Into<String>) -> Problem {
+        Problem {
+            path,
+            target,
+            message: message.into(),
+            label: None,
+            help: None,
+            step: None,
+        }
+    }
+
+    fn label(mut self, label: impl Into<String>) -> Problem {
+        self.label = Some(label.into());
+        self
+    }
+
+    fn help(mut self, help: impl Into<String>) -> Problem {
+        self.help = Some(help.into());
+        self
+    }
+
+    pub(crate) fn into_diagnostic(self, tree: &Tree, source: &str, path: &Path) -> Diagnostic {
+        let mut d = Diagnostic::new(path, self.message);
+        d.label = self.label;
+        d.help = self.help;
+        d.step = self.step;
+        d.at = tree
+            .find(&self.path, self.target)
+            .map(|pos| At::new(source, pos.line, pos.column, pos.len));
+        d
+    }
+}
+
+/// Builds paths: `at!["steps", 3, "fault"]`.
+macro_rules! at {
+    ($($seg:expr),* $(,)?) => { vec![$(Seg::from($seg)),*] };
+}
+
+fn ticked(names: &[&str]) -> String {
+    names
+        .iter()
+        .map(|n| format!("`{n}`"))
+        .collect::<Vec<_>>()
+        .join(", ")
+}
+
+/// Checks every rule, resolves session inheritance; stops at the first broken rule.
+pub(crate) fn check(scenario: &mut Scenario, tree: &Tree) -> Result<(), Problem> {
+    if scenario.claims.is_empty() {
+        return Err(Problem::new(
+            at!["claims"],
+            Target::Value,
+            "`claims` is empty: name at least one documented claim the scenario checks",
+        )
+        .label("no claim")
+        .help("for example `claims: [KB-3]`"));
+    }
+    for (i, claim) in scenario.claims.iter().enumerate() {
+        if claim.trim().is_empty() {
+            return Err(Problem::new(
+                at!["claims", i],
+                Target::Value,
+                format!("claim {} is empty", i + 1),
+            ));
+        }
+    }
+    if !PROFILES.contains(&scenario.profile.as_str()) {
+        let mut p = Problem::new(
+            at!["profile"],
+            Target::Value,
+            format!(
+                "unknown profile `{}`, expected one of {}",
+                scenario.profile,
+                ticked(&PROFILES)
+            ),
+        )
+        .label("unknown profile");
+        if let Some(s) = suggest(&scenario.profile, &PROFILES) {
+            p = p.help(format!("did you mean `{s}`?"));
+        }
+        return Err(p);
+    }
+    if scenario.steps.is_empty() {
+        return Err(Problem::new(
+            at!["steps"],
+            Target::Value,
+            "`steps` is empty: a scenario needs at least one step",
+        )
+        .help("for example `steps: [{ service: start }]`"));
+    }
+
+    let mut sessions = Sessions::default();
+    for (i, step) in scenario.steps.iter_mut().enumerate() {
+        check_step(i, step, &mut sessions, tree).map_err(|mut p| {
+            p.step = Some(i + 1);
+            p.message = match (step.action(), &step.expect) {
+                (Some(action), _) => format!("step {} (`{action}`): {}", i + 1, p.message),
+                (None, Some(_)) => format!("step {} (check): {}", i + 1, p.message),
+                (None, None) => format!("step {}: {}", i + 1, p.message),
+            };
+            p
+        })?;
+    }
+    Ok(())
+}
+
+/// Which sessions are open, and the one session actions default to.
+#[derive(Default)]
+struct Sessions {
+    /// Session name -> `Ok(())` while open, `Err(n)` once disconnected at step n.
+    state: BTreeMap<String, Result<(), usize>>,
+    current: Option<String>,
+}
+
+fn check_step(
+    i: usize,
+    step: &mut Step,
+    sessions: &mut Sessions,
+    tree: &Tree,
+) -> Result<(), Problem> {
+    let actions = step.actions();
+    if actions.is_empty() {
+        // `command:` with nothing after it reads as no `command` at all: say so.
+        let here = [Seg::from("steps"), Seg::from(i)];
+        if let Some(action) = Step::ACTIONS.iter().find(|a| tree.is_null(&here, a)) {
+            return Err(Problem::new(
+                at!["steps", i, *action],
+                Target::Key,
+                format!("`{action}` has no value"),
+            )
+            .label("empty"));
+        }
+    }
+    match actions.as_slice() {
+        [] if step.expect.is_some() => {}
+        [] => {
+            return Err(Problem::new(
+                at!["steps", i],
+                Target::Value,
+                format!(
+                    "the step has no action, expected one of {}",
+                    ticked(&Step::ACTIONS)
+                ),
+            )
+            .label("no action")
+            .help("a step does one action; a step with only `expect` is a check"));
+        }
+        [_] => {}
+        [first, second, ..] => {
+            return Err(Problem::new(
+                at!["steps", i, *second],
+                Target::Key,
+                format!(
+                    "the step has {} actions, {}; a step does exactly one",
+                    actions.len(),
+                    ticked(&actions)
+                ),
+            )
+            .label(format!("second action, after `{first}`"))
+            .help("split it into one step per action"));
+        }
+    }
+    let action = actions.first().copied();
+
+    if step.when.is_some() && action != Some("fault") {
+        return Err(Problem::new(
+            at!["steps", i, "when"],
+            Target::Key,
+            "`when` is only allowed on `fault` steps",
+        )
+        .label("not a fault step"));
+    }
+    if step.session.is_some() && !step.is_session_action() {
+        let mut p = Problem::new(
+            at!["steps", i, "session"],
+            Target::Key,
+            format!(
+                "`session` is only allowed on session actions ({})",
+                ticked(&Step::SESSION_ACTIONS)
+            ),
+        )
+        .label("not a session action");
+        p = match action {
+            Some("connect") => p.help("`connect` names its session itself: `connect: a`"),
+            Some("disconnect") => p.help("`disconnect` names its session itself: `disconnect: a`"),
+            Some("fault") => {
+                p.help("to fire on a session's protocol stage, use `when: { session: a, ... }`")
+            }
+            _ => p,
+        };
+        return Err(p);
+    }
+
+    // Session bookkeeping and inheritance.
+    if let Some(name) = &step.connect {
+        check_name(name, at!["steps", i, "connect"])?;
+        sessions.state.insert(name.clone(), Ok(()));
+        sessions.current = Some(name.clone());
+    }
+    if let Some(name) = &step.disconnect {
+        check_name(name, at!["steps", i, "disconnect"])?;
+        match sessions.state.get(name) {
+            Some(Ok(())) => {
+                sessions.state.insert(name.clone(), Err(i + 1));
+            }
+            Some(Err(n)) => {
+                return Err(Problem::new(
+                    at!["steps", i, "disconnect"],
+                    Target::Value,
+                    format!("session `{name}` was already disconnected at step {n}"),
+                )
+                .label("not connected"));
+            }
+            None => {
+                return Err(not_connected(name, at!["steps", i, "disconnect"], sessions));
+            }
+        }
+    }
+    if step.is_session_action() {
+        let action = action.unwrap_or_default();
+        let (name, where_) = match &step.session {
+            Some(name) => {
+                check_name(name, at!["steps", i, "session"])?;
+                (name.clone(), at!["steps", i, "session"])
+            }
+            None => match &sessions.current {
+                Some(name) => (name.clone(), at!["steps", i, action]),
+                None => {
+                    return Err(Problem::new(
+                        at!["steps", i, action],
+                        Target::Key,
+                        format!("`{action}` needs a session, and none was connected before"),
+                    )
+                    .label("no session")
+                    .help("connect one in an earlier step (`- connect: a`), or name it with `session:`"));
+                }
+            },
+        };
+        let target = if step.session.is_some() {
+            Target::Value
+        } else {
+            Target::Key
+        };
+        match sessions.state.get(&name) {
+            Some(Ok(())) => {}
+            Some(Err(n)) => {
+                let inherited = if step.session.is_none() {
+                    " (the session of the previous session step)"
+                } else {
+                    ""
+                };
+                return Err(Problem::new(
+                    where_,
+                    target,
+                    format!("session `{name}`{inherited} was disconnected at step {n}"),
+                )
+                .label("disconnected")
+                .help(format!("connect it again first: `- connect: {name}`")));
+            }
+            None => {
+                let mut p = not_connected(&name, where_, sessions);
+                p.target = target;
+                return Err(p);
+            }
+        }
+        step.session = Some(name.clone());
+        sessions.current = Some(name);
+    }
+
+    // The actions' own values.
+    if step.dot == Some(false) {
+        return Err(Problem::new(
+            at!["steps", i, "dot"],
+            Target::Value,
+            "`dot` can only be `true` (send the terminating `.` line)",
+        )
+        .label("expected `true`"));
+    }
+    if step.pipeline.as_ref().is_some_and(Vec::is_empty) {
+        return Err(Problem::new(
+            at!["steps", i, "pipeline"],
+            Target::Value,
+            "`pipeline` is empty: give at least one command line",
+        )
+        .label("no command"));
+    }
+    if let Some(send) = &step.send {
+        if send.to.is_empty() {
+            return Err(Problem::new(
+                at!["steps", i, "send", "to"],
+                Target::Value,
+                "`send.to` is empty: give at least one recipient",
+            )
+            .label("no recipient"));
+        }
+    }
+    if let Some(fault) = &step.fault {
+        check_fault(fault, at!["steps", i, "fault"])?;
+    }
+    if let Some(when) = &step.when {
+        check_when(when, at!["steps", i, "when"])?;
+    }
+    if let Some(expect) = &step.expect {
+        check_expect(expect, at!["steps", i, "expect"])?;
+    }
+    Ok(())
+}
+
+fn not_connected(name: &str, path: Vec<Seg>, sessions: &Sessions) -> Problem {
+    let known: Vec<&str> = sessions.state.keys().map(String::as_str).collect();
+    let mut p = Problem::new(
+        path,
+        Target::Value,
+        format!("session `{name}` is not connected"),
+    )
+    .label("not connected");
+    p = match suggest(name, &known) {
+        Some(s) => p.help(format!(
+            "did you mean `{s}`? Otherwise connect it in an earlier step: `- connect: {name}`"
+        )),
+        None => p.help(format!(
+            "connect it in an earlier step: `- connect: {name}`"
+        )),
+    };
+    p
+}
+
+fn check_name(name: &str, path: Vec<Seg>) -> Result<(), Problem> {
+    if name.trim().is_empty() {
+        return Err(
+            Problem::new(path, Target::Value, "a session name cannot be empty").label("empty name"),
+        );
+    }
+    Ok(())
+}
+
+fn with(path: &[Seg], seg: impl Into<Seg>) -> Vec<Seg> {
+    let mut p = path.to_vec();
+    p.push(seg.into());
+    p
+}
+
+fn check_fault(fault: &Fault, path: Vec<Seg>) -> Result<(), Problem> {
+    let name = fault.name();
+    match fault {
+        Fault::Remove(p) | Fault::Replace(p) | Fault::Restore(p) => {
+            check_rel_path(p, with(&path, name), Target::Value)
+        }
+        Fault::Rename { from, to } => {
+            let base = with(&path, name);
+            check_rel_path(from, with(&base, "from"), Target::Value)?;
+            check_rel_path(to, with(&base, "to"), Target::Value)
+        }
+        Fault::Errno(spec) => check_errno(spec, with(&path, name)),
+        Fault::FillDisk { .. } | Fault::FreeDisk | Fault::ClearErrno => Ok(()),
+    }
+}
+
+fn check_errno(spec: &ErrnoSpec, path: Vec<Seg>) -> Result<(), Problem> {
+    if spec.op.parse::<imc::fs::OpKind>().is_err() {
+        let names: Vec<&str> = imc::fs::OpKind::ALL.iter().map(|k| k.name()).collect();
+        let mut p = Problem::new(
+            with(&path, "op"),
+            Target::Value,
+            format!(
+                "unknown operation `{}`, expected one of {}",
+                spec.op,
+                ticked(&names)
+            ),
+        )
+        .label("unknown operation");
+        if let Some(s) = suggest(&spec.op, &names) {
+            p = p.help(format!("did you mean `{s}`?"));
+        }
+        return Err(p);
+    }
+    if !ERRNOS.contains(&spec.errno.as_str()) {
+        let mut p = Problem::new(
+            with(&path, "errno"),
+            Target::Value,
+            format!(
+                "unknown errno `{}`, expected one of {}",
+                spec.errno,
+                ticked(&ERRNOS)
+            ),
+        )
+        .label("unknown errno");
+        let upper = spec.errno.to_ascii_uppercase();
+        if let Some(s) = suggest(&upper, &ERRNOS) {
+            p = p.help(format!("did you mean `{s}`?"));
+        }
+        return Err(p);
+    }
+    if let Some(glob) = &spec.path {
+        check_rel_path(glob, with(&path, "path"), Target::Value)?;
+        if let Err(e) = globset::Glob::new(glob) {
+            return Err(Problem::new(
+                with(&path, "path"),
+                Target::Value,
+                format!("`{glob}` is not a valid glob: {}", e.kind()),
+            )
+            .label("invalid glob"));
+        }
+    }
+    if spec.nth == Some(0) {
+        return Err(Problem::new(
+            with(&path, "nth"),
+            Target::Value,
+            "`nth` counts from 1: the first matching operation is `nth: 1`",
+        )
+        .label("expected 1 or more"));
+    }
+    Ok(())
+}
+
+fn check_when(when: &When, path: Vec<Seg>) -> Result<(), Problem> {
+    check_name(&when.session, with(&path, "session"))?;
+    let stages = ["after_reply", "after_data_bytes", "before_dot"];
+    let set: Vec<&str> = stages
+        .into_iter()
+        .zip([
+            when.after_reply.is_some(),
+            when.after_data_bytes.is_some(),
+            when.before_dot.is_some(),
+        ])
+        .filter_map(|(s, is_set)| is_set.then_some(s))
+        .collect();
+    match set.as_slice() {
+        [_] => {}
+        [] => {
+            return Err(Problem::new(
+                path,
+                Target::Value,
+                format!("`when` must set one of {}, found none", ticked(&stages)),
+            )
+            .label("no stage")
+            .help("for example `when: { session: a, after_reply: 354 }`"));
+        }
+        [_, second, ..] => {
+            return Err(Problem::new(
+                with(&path, *second),
+                Target::Key,
+                format!(
+                    "`when` must set exactly one of {}, found {}",
+                    ticked(&stages),
+                    ticked(&set)
+                ),
+            )
+            .label("second stage")
+            .help("arm one fault per stage, in separate steps"));
+        }
+    }
+    if when.before_dot == Some(false) {
+        return Err(Problem::new(
+            with(&path, "before_dot"),
+            Target::Value,
+            "`before_dot` can only be `true`",
+        )
+        .label("expected `true`"));
+    }
+    Ok(())
+}
+
+fn check_expect(expect: &Expect, path: Vec<Seg>) -> Result<(), Problem> {
+    if let Some(enhanced) = &expect.enhanced {
+        if !is_enhanced_code(enhanced) {
+            return Err(Problem::new(
+                with(&path, "enhanced"),
+                Target::Value,
+                format!(
+                    "`{enhanced}` is not an enhanced status code: expected class.subject.detail such as `4.3.1`"
+                ),
+            )
+            .label("expected d.d.d"));
+        }
+    }
+    if let Some(re) = &expect.text_matches {
+        check_regex(re, with(&path, "text_matches"))?;
+    }
+    if let Some(replies) = &expect.replies {
+        for (j, reply) in replies.iter().enumerate() {
+            check_expect(reply, with(&with(&path, "replies"), j))?;
+        }
+    }
+    if let Some(events) = &expect.events {
+        for (j, event) in events.iter().enumerate() {
+            if let Some(re) = &event.message_matches {
+                check_regex(
+                    re,
+                    with(&with(&with(&path, "events"), j), "message_matches"),
+                )?;
+            }
+        }
+    }
+    if let Some(files) = &expect.files {
+        for dir in files.keys() {
+            check_rel_path(dir, with(&with(&path, "files"), dir.as_str()), Target::Key)?;
+        }
+    }
+    for key in ["exists", "absent"] {
+        let list = if key == "exists" {
+            &expect.exists
+        } else {
+            &expect.absent
+        };
+        for (j, p) in list.iter().flatten().enumerate() {
+            check_rel_path(p, with(&with(&path, key), j), Target::Value)?;
+        }
+    }
+    Ok(())
+}
+
+/// `class.subject.detail`: class 2, 4 or 5; subject and detail of 1 to 3 digits.
+fn is_enhanced_code(code: &str) -> bool {
+    let parts: Vec<&str> = code.split('.').collect();
+    let digits = |s: &str, max: usize| {
+        !s.is_empty() && s.len() <= max && s.bytes().all(|b| b.is_ascii_digit())
+    };
+    parts.len() == 3
+        && matches!(parts[0], "2" | "4" | "5")
+        && digits(parts[1], 3)
+        && digits(parts[2], 3)
+}
+
+fn check_regex(re: &str, path: Vec<Seg>) -> Result<(), Problem> {
+    match regex::Regex::new(re) {
+        Ok(_) => Ok(()),
+        Err(e) => {
+            let detail = match &e {
+                regex::Error::Syntax(text) => text
+                    .lines()
+                    .rev()
+                    .find(|l| l.starts_with("error:"))
+                    .map(|l| l.trim_start_matches("error:").trim().to_string())
+                    .unwrap_or_else(|| text.clone()),
+                other => other.to_string(),
+            };
+            Err(
+                Problem::new(path, Target::Value, format!("invalid regular expression: {detail}"))
+                    .label("does not compile")
+                    .help("the syntax is that of the Rust `regex` crate; escape `.`, `(`, `[`... with `\\` to match them literally"),
+            )
+        }
+    }
+}
+
+/// A path relative to the sandbox root: not empty, no leading `/`, no `..`, `/` separators.
+fn check_rel_path(p: &str, path: Vec<Seg>, target: Target) -> Result<(), Problem> {
+    let problem = |message: String, label: &str| {
+        Problem::new(path.clone(), target, message)
+            .label(label)
+            .help("paths are relative to the sandbox root, such as `imcdata/in`")
+    };
+    if p.trim().is_empty() {
+        return Err(problem("a path cannot be empty".into(), "empty path"));
+    }
+    if p.starts_with('/') {
+        return Err(problem(
+            format!("`{p}` is absolute: paths are relative to the sandbox root"),
+            "absolute path",
+        ));
+    }
+    if p.contains('\\') {
+        return Err(problem(
+            format!("`{p}` contains `\\`: separate path components with `/`"),
+            "backslash",
+        ));
+    }
+    if p.split('/').any(|c| c == "..") {
+        return Err(problem(
+            format!("`{p}` leaves the sandbox root: `..` is not allowed"),
+            "`..` component",
+        ));
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn enhanced_codes() {
+        assert!(is_enhanced_code("4.3.1"));
+        assert!(is_enhanced_code("2.0.0"));
+        assert!(is_enhanced_code("5.5.100"));
+        assert!(!is_enhanced_code("4.3"));
+        assert!(!is_enhanced_code("3.1.1"));
+        assert!(!is_enhanced_code("4.x.1"));
+        assert!(!is_enhanced_code("4.3.1.2"));
+        assert!(!is_enhanced_code("4..1"));
+    }
+}
