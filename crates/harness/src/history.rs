@@ -171,6 +171,9 @@ pub struct History {
     pub entries: Vec<Entry>,
     /// `imcdata/in` and `imcdata/work` at the end.
     pub listing: Vec<Listing>,
+    /// What the final recovery (the invariants' epilogue) did; not in snapshots.
+    #[serde(default)]
+    pub recovery: Vec<Entry>,
 }
 
 impl History {

@@ -15,6 +15,7 @@
 pub mod check;
 pub mod client;
 pub mod history;
+pub mod invariants;
 pub mod runner;
 pub mod scenario;
 pub mod send;

@@ -9,10 +9,11 @@
 use crate::check::{self, StepResult};
 use crate::client::{ClientSession, ReadOutcome, Reply, encode_data};
 use crate::history::{Entry, History, Listing};
+use crate::invariants::{self, Invariant, Ledger, Violation};
 use crate::scenario::{self, Backend, Fault, Scenario, ServiceAction, Step, When};
 use imc::{Clock, Connector, EventLog};
 use sandbox::{Sandbox, SandboxConfig};
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::fmt;
 use std::net::SocketAddr;
 use std::path::Path;
@@ -82,6 +83,8 @@ pub struct Run {
     pub history: History,
     /// Expectations that did not hold.
     pub mismatches: Vec<Mismatch>,
+    /// Invariants that did not hold, in the order seen.
+    pub violations: Vec<Violation>,
 }
 
 /// The fixed instant of the connector's clock in runs.
@@ -97,6 +100,10 @@ pub async fn run(scenario: &Scenario, options: &RunOptions) -> Result<Run, RunEr
         ));
     }
     let profile = imc::profile::by_name(&scenario.profile).map_err(RunError::Unsupported)?;
+    let mutant = match &scenario.connector.mutant {
+        Some(name) => Some(name.parse::<imc::Mutant>().map_err(RunError::Unsupported)?),
+        None => None,
+    };
     let quota = scenario.sandbox.quota.map_or(64 << 20, |s| s.0);
     let sandbox = Sandbox::new(SandboxConfig { quota }).map_err(RunError::Sandbox)?;
 
@@ -119,6 +126,7 @@ pub async fn run(scenario: &Scenario, options: &RunOptions) -> Result<Run, RunEr
     if let Some(d) = c.command_timeout {
         config.command_timeout = d.0;
     }
+    config.mutant = mutant;
     let events = EventLog::new(None);
     let subscription = events.subscribe();
     let connector = Connector::new(
@@ -143,16 +151,25 @@ pub async fn run(scenario: &Scenario, options: &RunOptions) -> Result<Run, RunEr
         armed: Vec::new(),
         history: History::default(),
         mismatches: Vec::new(),
+        ledger: Ledger::default(),
+        violations: Vec::new(),
+        reported: BTreeSet::new(),
+        displaced: Vec::new(),
+        step: 0,
     };
     for (i, step) in scenario.steps.iter().enumerate() {
+        runner.step = i + 1;
         runner.step(i + 1, step).await;
+        runner.check_spool();
     }
     runner.history.listing = runner.listing();
+    runner.recover().await;
     // Tear down without a trace: a crash closes everything and logs nothing.
     runner.connector.crash().await;
     Ok(Run {
         history: runner.history,
         mismatches: runner.mismatches,
+        violations: runner.violations,
     })
 }
 
@@ -180,12 +197,147 @@ struct Runner {
     armed: Vec<Armed>,
     history: History,
     mismatches: Vec<Mismatch>,
+    ledger: Ledger,
+    violations: Vec<Violation>,
+    /// Violations already reported (one report per distinct finding).
+    reported: BTreeSet<(Invariant, String)>,
+    /// Paths renamed or replaced by faults and not restored: the recovery puts them back.
+    displaced: Vec<String>,
+    /// The step being played (0 during the final recovery).
+    step: usize,
 }
 
 impl Runner {
+    fn violate(&mut self, invariant: Invariant, message: String) {
+        if !self.reported.insert((invariant, message.clone())) {
+            return;
+        }
+        let mut excerpt = self.history.lines();
+        if self.step == 0 {
+            excerpt = self
+                .history
+                .recovery
+                .iter()
+                .flat_map(|e| {
+                    e.to_string()
+                        .lines()
+                        .map(str::to_string)
+                        .collect::<Vec<_>>()
+                })
+                .collect();
+        }
+        let excerpt = excerpt.split_off(excerpt.len().saturating_sub(12));
+        self.violations.push(Violation {
+            invariant,
+            step: (self.step > 0).then_some(self.step),
+            message,
+            excerpt,
+        });
+    }
+
+    /// `no-phantom` and `no-partial` after every step.
+    fn check_spool(&mut self) {
+        let files = invariants::read_files(&self.sandbox.root().join("imcdata/in"));
+        for (invariant, message) in self.ledger.check_in(&files) {
+            self.violate(invariant, message);
+        }
+        for v in self.sandbox.violations() {
+            let v = self.redact(&v);
+            self.violate(Invariant::Containment, v);
+        }
+    }
+
+    /// Records an entry in the history, or in the recovery log after the last step.
+    fn record(&mut self, entry: Entry) {
+        if self.step == 0 {
+            self.history.recovery.push(entry);
+        } else {
+            self.history.push(entry);
+        }
+    }
+
+    /// The final recovery: clear every fault, put displaced directories back,
+    /// restart the service, then check `no-loss`, and that a new message is accepted.
+    async fn recover(&mut self) {
+        self.step = 0;
+        self.armed.clear();
+        let mut result = StepResult::default();
+        let names: Vec<String> = self.sessions.keys().cloned().collect();
+        for name in names {
+            self.sessions.remove(&name);
+            self.ledger.closed(&name);
+        }
+        let _ = self.sandbox.apply(&sandbox::Fault::ClearErrno);
+        let _ = self.sandbox.apply(&sandbox::Fault::FreeDisk);
+        while let Some(path) = self.displaced.pop() {
+            self.apply(&Fault::Restore(path), &mut result);
+        }
+        if self.addr.is_some() {
+            self.stop(&mut result).await;
+        }
+        self.start(false, &mut result).await;
+        let files = invariants::read_files(&self.sandbox.root().join("imcdata/in"));
+        for (invariant, message) in self.ledger.check_no_loss(&files) {
+            self.violate(invariant, message);
+        }
+        if self.addr.is_none() {
+            self.violate(
+                Invariant::Recovery,
+                "the service does not start again after the faults were cleared".into(),
+            );
+            return;
+        }
+        let name = "recovery".to_string();
+        let body = "Subject: recovery check\r\n\r\nMail must flow once the faults are cleared.\r\n";
+        self.connect(&name, &mut result).await;
+        for line in [
+            "EHLO client.test",
+            "MAIL FROM:<harness@client.test>",
+            "RCPT TO:<postmaster@imc.test>",
+            "DATA",
+        ] {
+            let bytes = format!("{line}\r\n").into_bytes();
+            if self
+                .send(&name, &bytes, line.to_string(), &mut result)
+                .await
+            {
+                self.read_replies(&name, 1, &mut result).await;
+            }
+        }
+        let before = result.replies.len();
+        self.data(&name, body, &mut result).await;
+        self.dot(&name, &mut result).await;
+        let accepted =
+            result.replies.len() > before && result.replies.last().is_some_and(|r| r.code == 250);
+        if !accepted {
+            let got = result
+                .replies
+                .last()
+                .map_or("no reply".to_string(), |r| r.lines.join(" / "));
+            self.violate(
+                Invariant::Recovery,
+                format!("a new message after recovery got `{got}`, not 250"),
+            );
+        } else {
+            let files = invariants::read_files(&self.sandbox.root().join("imcdata/in"));
+            if !files
+                .iter()
+                .any(|(_, c)| invariants::body_of(c) == body.as_bytes())
+            {
+                self.violate(
+                    Invariant::Recovery,
+                    "the message accepted after recovery is not in IN".into(),
+                );
+            }
+        }
+        for problem in std::mem::take(&mut result.problems) {
+            self.violate(Invariant::Recovery, problem);
+        }
+        self.drain_events(&mut result);
+    }
     async fn step(&mut self, index: usize, step: &Step) {
         let action = describe(step);
-        self.history.push(Entry::Step {
+        self.record(Entry::Step {
             index,
             action: action.clone(),
         });
@@ -246,7 +398,8 @@ impl Runner {
             }
         } else if let Some(name) = &step.disconnect {
             if self.sessions.remove(name).is_some() {
-                self.history.push(Entry::Disconnected {
+                self.ledger.closed(name);
+                self.record(Entry::Disconnected {
                     session: name.clone(),
                 });
             }
@@ -282,7 +435,7 @@ impl Runner {
                     "crash: not running"
                 };
                 self.addr = None;
-                self.history.push(Entry::Service {
+                self.record(Entry::Service {
                     text: text.into(),
                     errors: vec![],
                 });
@@ -291,7 +444,7 @@ impl Runner {
             ServiceAction::CheckDisk => {
                 let flush = self.connector.check_disk().await;
                 self.drain_events(result);
-                self.history.push(Entry::Service {
+                self.record(Entry::Service {
                     text: format!(
                         "disk check: flush mode {}",
                         if flush { "on" } else { "off" }
@@ -307,7 +460,7 @@ impl Runner {
             Ok(addr) => {
                 self.addr = Some(addr);
                 self.drain_events(result);
-                self.history.push(Entry::Service {
+                self.record(Entry::Service {
                     text: "started".into(),
                     errors: vec![],
                 });
@@ -316,7 +469,7 @@ impl Runner {
             Err(e) => {
                 let error = self.redact(&e.to_string());
                 self.drain_events(result);
-                self.history.push(Entry::Service {
+                self.record(Entry::Service {
                     text: "start failed".into(),
                     errors: vec![error.clone()],
                 });
@@ -340,7 +493,7 @@ impl Runner {
         self.drain_events(result);
         match report {
             Some(report) => {
-                self.history.push(Entry::Service {
+                self.record(Entry::Service {
                     text: if report.errors.is_empty() {
                         "stopped".into()
                     } else {
@@ -354,7 +507,7 @@ impl Runner {
                     .extend(report.errors);
             }
             None => {
-                self.history.push(Entry::Service {
+                self.record(Entry::Service {
                     text: "stop: not running".into(),
                     errors: vec![],
                 });
@@ -390,11 +543,12 @@ impl Runner {
         match outcome {
             Ok(session) => {
                 self.sessions.insert(name.to_string(), session);
+                self.ledger.connected(name);
                 self.read_replies(name, 1, result).await;
             }
             Err(error) => {
                 result.connect_failed = true;
-                self.history.push(Entry::ConnectFailed {
+                self.record(Entry::ConnectFailed {
                     session: name.to_string(),
                     error,
                 });
@@ -410,19 +564,23 @@ impl Runner {
         shown: String,
         result: &mut StepResult,
     ) -> bool {
-        let Some(session) = self.sessions.get_mut(name) else {
+        if !self.sessions.contains_key(name) {
             result
                 .problems
                 .push(format!("session `{name}` is not open"));
             return false;
-        };
-        self.history.push(Entry::Sent {
+        }
+        self.record(Entry::Sent {
             session: name.to_string(),
             text: shown,
         });
-        if session.send(bytes).await.is_err() {
+        let session = self.sessions.get_mut(name).expect("checked above");
+        let sent = session.send(bytes).await;
+        self.ledger.sent(name, bytes);
+        if sent.is_err() {
             self.sessions.remove(name);
-            self.history.push(Entry::Closed {
+            self.ledger.closed(name);
+            self.record(Entry::Closed {
                 session: name.to_string(),
             });
             result.closed = true;
@@ -507,17 +665,19 @@ impl Runner {
                 }
                 ReadOutcome::Malformed(text) => {
                     read += 1;
-                    result
-                        .problems
-                        .push(format!("malformed reply on `{name}`: {text:?}"));
-                    self.history.push(Entry::Malformed {
+                    self.violate(
+                        Invariant::WellFormed,
+                        format!("malformed reply on `{name}`: {text:?}"),
+                    );
+                    self.record(Entry::Malformed {
                         session: name.to_string(),
                         text,
                     });
                 }
                 ReadOutcome::Closed => {
                     self.sessions.remove(name);
-                    self.history.push(Entry::Closed {
+                    self.ledger.closed(name);
+                    self.record(Entry::Closed {
                         session: name.to_string(),
                     });
                     result.closed = true;
@@ -528,10 +688,11 @@ impl Runner {
                         return; // draining: an open session with nothing more to say
                     }
                     let waited = format!("{} ms", timeout.as_millis());
-                    result
-                        .problems
-                        .push(format!("no reply on `{name}` within {waited}"));
-                    self.history.push(Entry::NoReply {
+                    self.violate(
+                        Invariant::Liveness,
+                        format!("no reply on `{name}` within {waited}"),
+                    );
+                    self.record(Entry::NoReply {
                         session: name.to_string(),
                         waited,
                     });
@@ -543,11 +704,12 @@ impl Runner {
 
     fn record_reply(&mut self, name: &str, reply: Reply, result: &mut StepResult) {
         let lines = reply.lines.iter().map(|l| self.redact(l)).collect();
-        self.history.push(Entry::Reply {
+        self.record(Entry::Reply {
             session: name.to_string(),
             lines,
         });
         let code = reply.code;
+        self.ledger.replied(name, code);
         result.replies.push(reply);
         let fire: Vec<usize> = (0..self.armed.len())
             .filter(|&i| {
@@ -569,27 +731,31 @@ impl Runner {
         match session.expect_close(timeout).await {
             None => {
                 self.sessions.remove(name);
-                self.history.push(Entry::Closed {
+                self.ledger.closed(name);
+                self.record(Entry::Closed {
                     session: name.to_string(),
                 });
                 result.closed = true;
             }
             Some(ReadOutcome::Timeout) => {
-                result.problems.push(format!(
-                    "`{name}` stayed open after a reply that closes the connection"
-                ));
+                self.violate(
+                    Invariant::WellFormed,
+                    format!("`{name}` stayed open after a reply that closes the connection"),
+                );
             }
             Some(ReadOutcome::Reply(reply)) => {
-                result
-                    .problems
-                    .push(format!("`{name}` got another reply after a closing one"));
+                self.violate(
+                    Invariant::WellFormed,
+                    format!("`{name}` got another reply after a closing one"),
+                );
                 self.record_reply(name, reply, result);
             }
             Some(ReadOutcome::Malformed(text)) => {
-                result
-                    .problems
-                    .push(format!("malformed reply on `{name}`: {text:?}"));
-                self.history.push(Entry::Malformed {
+                self.violate(
+                    Invariant::WellFormed,
+                    format!("malformed reply on `{name}`: {text:?}"),
+                );
+                self.record(Entry::Malformed {
                     session: name.to_string(),
                     text,
                 });
@@ -599,26 +765,60 @@ impl Runner {
     }
 
     async fn send_message(&mut self, spec: &scenario::SendSpec, result: &mut StepResult) {
+        let message = match crate::send::build(spec) {
+            Ok(m) => m,
+            Err(e) => {
+                result.problems.push(e);
+                return;
+            }
+        };
         let outcome = match self.addr {
-            None => Err("the service is not running".to_string()),
-            Some(addr) => crate::send::send(addr, spec, self.options.reply_timeout).await,
+            None => Err((None, "the service is not running".to_string())),
+            Some(addr) => {
+                self.ledger
+                    .complete("send", crate::send::stored_body(&message));
+                crate::send::send(addr, message, self.options.reply_timeout).await
+            }
         };
         self.drain_events(result);
         let text = match outcome {
-            Ok(reply) => reply,
-            Err(error) => {
+            Ok(reply) => {
+                self.ledger.answer_complete("send", Some(250));
+                reply
+            }
+            Err((code, error)) => {
+                self.ledger.answer_complete("send", code);
                 result.send_failed = Some(true);
                 format!("failed: {}", self.redact(&error))
             }
         };
         result.send_failed.get_or_insert(false);
-        self.history.push(Entry::Send { text });
+        self.record(Entry::Send { text });
     }
 
     fn apply(&mut self, fault: &Fault, result: &mut StepResult) {
+        let in_dir = self.sandbox.root().join("imcdata/in");
+        let before = matches!(fault, Fault::Remove(_)).then(|| invariants::read_files(&in_dir));
         let text = match to_sandbox_fault(fault) {
             Ok(f) => match self.sandbox.apply(&f) {
-                Ok(done) => done,
+                Ok(done) => {
+                    match fault {
+                        Fault::Rename { from, .. } => self.displaced.push(from.clone()),
+                        Fault::Replace(path) => self.displaced.push(path.clone()),
+                        Fault::Restore(path) => self.displaced.retain(|p| p != path),
+                        _ => {}
+                    }
+                    if let Some(before) = before {
+                        let after = invariants::read_files(&in_dir);
+                        let gone = before
+                            .into_iter()
+                            .filter(|(n, _)| !after.iter().any(|(m, _)| m == n))
+                            .map(|(_, c)| invariants::body_of(&c).to_vec())
+                            .collect();
+                        self.ledger.removed_by_fault(gone);
+                    }
+                    done
+                }
                 Err(e) => {
                     let msg = format!("could not apply `{}`: {e}", f);
                     result.problems.push(self.redact(&msg));
@@ -631,7 +831,7 @@ impl Runner {
             }
         };
         let text = self.redact(&text);
-        self.history.push(Entry::Fault { text });
+        self.record(Entry::Fault { text });
     }
 
     fn drain_events(&mut self, result: &mut StepResult) {
@@ -640,7 +840,7 @@ impl Runner {
                 message: self.redact(&event.message),
                 ..event
             };
-            self.history.push(Entry::Event {
+            self.record(Entry::Event {
                 id: event.id,
                 level: event.level.to_string(),
                 source: event.source.clone(),

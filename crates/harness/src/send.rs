@@ -8,9 +8,9 @@ use lettre::{AsyncTransport, Message, Tokio1Executor};
 use std::net::SocketAddr;
 use std::time::{Duration, SystemTime};
 
-/// Sends `spec` to `addr` and returns the final reply (`250 OK`), or lettre's error.
-/// Headers that would vary between runs (Date, Message-ID) are fixed.
-pub async fn send(addr: SocketAddr, spec: &SendSpec, timeout: Duration) -> Result<String, String> {
+/// Builds the message of `spec`. Headers that would vary between runs (Date,
+/// Message-ID) are fixed.
+pub fn build(spec: &SendSpec) -> Result<Message, String> {
     let mailbox = |a: &str| -> Result<Mailbox, String> {
         a.parse().map_err(|e| format!("bad address {a:?}: {e}"))
     };
@@ -30,7 +30,24 @@ pub async fn send(addr: SocketAddr, spec: &SendSpec, timeout: Duration) -> Resul
             body.push('\n');
         }
     }
-    let message = builder.body(body).map_err(|e| e.to_string())?;
+    builder.body(body).map_err(|e| e.to_string())
+}
+
+/// What the connector must store for `message`: lettre sends its formatted bytes
+/// and then `CRLF.CRLF`, so the stored text gains one CRLF.
+pub fn stored_body(message: &Message) -> Vec<u8> {
+    let mut body = message.formatted();
+    body.extend_from_slice(b"\r\n");
+    body
+}
+
+/// Sends `message` to `addr` and returns the final reply (`250 OK`), or the
+/// server's reply code (if the failure was a reply) and lettre's error.
+pub async fn send(
+    addr: SocketAddr,
+    message: Message,
+    timeout: Duration,
+) -> Result<String, (Option<u16>, String)> {
     let transport = AsyncSmtpTransport::<Tokio1Executor>::builder_dangerous(addr.ip().to_string())
         .port(addr.port())
         .hello_name(ClientId::Domain("client.test".into()))
@@ -42,6 +59,6 @@ pub async fn send(addr: SocketAddr, spec: &SendSpec, timeout: Duration) -> Resul
             u16::from(response.code()),
             response.message().collect::<Vec<_>>().join(" / ")
         )),
-        Err(e) => Err(e.to_string()),
+        Err(e) => Err((e.status().map(u16::from), e.to_string())),
     }
 }

@@ -1,6 +1,7 @@
 //! Running scenario files as a suite: what `cargo test` and `imc-harness run` share.
 
 use crate::history::History;
+use crate::invariants::{Invariant, Violation};
 use crate::runner::{self, Mismatch, RunOptions};
 use crate::scenario;
 use crate::snapshot::{self, Comparison};
@@ -62,6 +63,10 @@ pub struct Verdict {
     pub history: Option<History>,
     /// Inline expectations that failed.
     pub mismatches: Vec<Mismatch>,
+    /// Invariants that did not hold.
+    pub violations: Vec<Violation>,
+    /// The invariant the scenario expects to be violated (mutant scenarios).
+    pub expected_violation: Option<Invariant>,
     /// The snapshot comparison, when checked.
     pub snapshot: Option<Comparison>,
     /// Why it could not run (a bad scenario file, an unusable sandbox).
@@ -73,7 +78,16 @@ impl Verdict {
     pub fn passed(&self) -> bool {
         self.error.is_none()
             && self.mismatches.is_empty()
+            && self.invariants_as_expected()
             && !matches!(self.snapshot, Some(Comparison::Differs(_)))
+    }
+
+    /// No violation, or (for a mutant scenario) the expected one was seen.
+    pub fn invariants_as_expected(&self) -> bool {
+        match self.expected_violation {
+            None => self.violations.is_empty(),
+            Some(want) => self.violations.iter().any(|v| v.invariant == want),
+        }
     }
 
     /// The transcript and every difference, for a person to read.
@@ -87,6 +101,33 @@ impl Verdict {
             out.push_str("transcript:\n");
             for line in h.lines() {
                 out.push_str(&format!("  {line}\n"));
+            }
+        }
+        if !self.violations.is_empty() {
+            out.push_str("invariants violated:\n");
+            for v in &self.violations {
+                out.push_str(&format!("  - {v}\n"));
+            }
+        }
+        if let Some(want) = self.expected_violation {
+            if self.violations.iter().any(|v| v.invariant == want) {
+                out.push_str(&format!(
+                    "the expected violation of `{want}` was seen (this scenario runs a seeded defect)\n"
+                ));
+            } else {
+                out.push_str(&format!(
+                    "expected the invariant `{want}` to be violated; it held\n"
+                ));
+            }
+        }
+        if let Some(h) = &self.history {
+            if !self.invariants_as_expected() && !h.recovery.is_empty() {
+                out.push_str("final recovery:\n");
+                for e in &h.recovery {
+                    for line in e.to_string().lines() {
+                        out.push_str(&format!("  {line}\n"));
+                    }
+                }
             }
         }
         if !self.mismatches.is_empty() {
@@ -114,6 +155,8 @@ pub fn run_case(case: &Case, options: &RunOptions, snapshots: &Snapshots) -> Ver
         case: case.clone(),
         history: None,
         mismatches: Vec::new(),
+        violations: Vec::new(),
+        expected_violation: None,
         snapshot: None,
         error: None,
     };
@@ -173,5 +216,10 @@ pub fn run_case(case: &Case, options: &RunOptions, snapshots: &Snapshots) -> Ver
     };
     verdict.history = Some(run.history);
     verdict.mismatches = run.mismatches;
+    verdict.violations = run.violations;
+    verdict.expected_violation = scenario
+        .expect_violation
+        .as_deref()
+        .and_then(Invariant::from_name);
     verdict
 }

@@ -28,6 +28,7 @@
 pub mod event;
 pub mod fs;
 mod line;
+pub mod mutant;
 pub mod profile;
 mod service;
 mod session;
@@ -36,6 +37,7 @@ pub mod units;
 pub mod win32;
 
 pub use event::{Clock, Event, EventId, EventLog, Level};
+pub use mutant::Mutant;
 pub use profile::Profile;
 pub use service::{Config, Connector, StartError, StopReport};
 pub use session::{MAX_COMMAND_LINE, MAX_TEXT_LINE};

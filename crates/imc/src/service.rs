@@ -40,6 +40,8 @@ pub struct Config {
     pub command_timeout: Duration,
     /// Event and trace-header times. Default the system clock.
     pub clock: Clock,
+    /// A seeded defect (testing the harness only). Default none.
+    pub mutant: Option<crate::Mutant>,
 }
 
 impl Config {
@@ -55,6 +57,7 @@ impl Config {
             max_recipients: 100,
             command_timeout: Duration::from_secs(300),
             clock: Clock::System,
+            mutant: None,
         }
     }
 }

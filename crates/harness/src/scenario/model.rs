@@ -31,6 +31,12 @@ pub struct Scenario {
     /// What happens, in order.
     #[schemars(length(min = 1))]
     pub steps: Vec<Step>,
+    /// The invariant this scenario expects to see violated (`no-loss`, `no-phantom`,
+    /// `no-partial`, `liveness`, `well-formed`, `recovery`, `containment`). Only
+    /// for scenarios that run a seeded defect (`connector.mutant`): the scenario
+    /// then fails if that invariant holds.
+    #[serde(default)]
+    pub expect_violation: Option<String>,
 }
 
 /// The sandboxed volume a scenario runs on.
@@ -75,6 +81,11 @@ pub struct ConnectorSpec {
     /// Idle time allowed per command (`5s`, `300ms`). Default 300 s.
     #[serde(default)]
     pub command_timeout: Option<Duration>,
+    /// A seeded defect to run the connector with (`ack-before-rename`, `skip-fsync`,
+    /// `ignore-rename-error`, `partial-in`, `keep-rejected`): only for testing the
+    /// harness itself. Default none.
+    #[serde(default)]
+    pub mutant: Option<String>,
 }
 
 /// A byte count written as plain bytes or with a suffix (`4096`, `4KiB`, `10MiB`, `1GB`).

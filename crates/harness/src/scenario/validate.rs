@@ -110,6 +110,39 @@ pub(crate) fn check(scenario: &mut Scenario, tree: &Tree) -> Result<(), Problem>
         }
         return Err(p);
     }
+    if let Some(name) = &scenario.expect_violation {
+        let names: Vec<&str> = crate::invariants::Invariant::ALL
+            .iter()
+            .map(|i| i.name())
+            .collect();
+        if !names.contains(&name.as_str()) {
+            let mut p = Problem::new(
+                at!["expect_violation"],
+                Target::Value,
+                format!("unknown invariant `{name}`, expected one of {}", ticked(&names)),
+            )
+            .label("unknown invariant");
+            if let Some(s) = suggest(name, &names) {
+                p = p.help(format!("did you mean `{s}`?"));
+            }
+            return Err(p);
+        }
+    }
+    if let Some(name) = &scenario.connector.mutant {
+        let names: Vec<&str> = imc::Mutant::ALL.iter().map(|m| m.name()).collect();
+        if !names.contains(&name.as_str()) {
+            let mut p = Problem::new(
+                at!["connector", "mutant"],
+                Target::Value,
+                format!("unknown mutant `{name}`, expected one of {}", ticked(&names)),
+            )
+            .label("unknown mutant");
+            if let Some(s) = suggest(name, &names) {
+                p = p.help(format!("did you mean `{s}`?"));
+            }
+            return Err(p);
+        }
+    }
     if scenario.steps.is_empty() {
         return Err(Problem::new(
             at!["steps"],
