@@ -36,7 +36,9 @@ pub fn render(id: &str, scenario: &Scenario, history: &History) -> String {
         claims: &scenario.claims,
         history: history.lines(),
     };
-    serde_saphyr::to_string(&doc).expect("snapshot documents serialize")
+    // One history line per YAML line: no folding, so diffs stay line for line.
+    let options = serde_saphyr::ser_options! { prefer_block_scalars: false };
+    serde_saphyr::to_string_with_options(&doc, options).expect("snapshot documents serialize")
 }
 
 /// Asserts `contents` against `<dir>/<name>.snap` with insta (the `cargo test` path).
