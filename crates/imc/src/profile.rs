@@ -176,9 +176,77 @@ pub fn exchange_4_0() -> Profile {
     }
 }
 
+/// `hardened`: what a modern RFC 5321 / RFC 3463 connector does under the same
+/// faults (ORACLES.md sections 2 and 3, the consensus of Postfix, Exim, Sendmail,
+/// OpenSMTPD and Exchange 2007+): low disk is refused early and transiently at
+/// MAIL (`452 4.3.1`, counting the declared SIZE); a missing IN is recreated, not
+/// fatal; a write failure after the data arrived is a transient 451/452 after the
+/// dot with nothing left behind, and the session stays usable; stop always
+/// succeeds. Enhanced status codes go on every 2yz/4yz/5yz reply except the
+/// greeting and the HELO/EHLO replies, as RFC 2034 section 3 prescribes.
+pub fn hardened() -> Profile {
+    const NO_SPACE: Failure = Failure {
+        reply: "452 4.3.1 Insufficient system storage",
+        close: false,
+        remove_message: true,
+    };
+    const LOCAL_ERROR: Failure = Failure {
+        reply: "451 4.3.0 Requested action aborted: local error in processing",
+        close: false,
+        remove_message: true,
+    };
+    Profile {
+        name: "hardened",
+        event_source: "imc",
+        service_name: "imc SMTP connector",
+        replies: Replies {
+            greeting: "220 {host} ESMTP imc ready",
+            helo: "250 {host}",
+            ehlo: "250-{host}",
+            ehlo_keywords: &[
+                "PIPELINING",
+                "SIZE {max}",
+                "8BITMIME",
+                "ENHANCEDSTATUSCODES",
+                "HELP",
+            ],
+            mail_ok: "250 2.1.0 Sender OK",
+            rcpt_ok: "250 2.1.5 Recipient OK",
+            data_start: "354 Start mail input; end with <CRLF>.<CRLF>",
+            queued: "250 2.0.0 OK queued as {id}",
+            ok: "250 2.0.0 OK",
+            vrfy: "252 2.5.2 Cannot VRFY user, but will accept message and attempt delivery",
+            help: "214 2.0.0 Commands: HELO EHLO MAIL RCPT DATA RSET NOOP VRFY HELP QUIT",
+            quit: "221 2.0.0 {host} closing connection",
+            unrecognized: "500 5.5.2 Syntax error, command unrecognized",
+            syntax: "501 5.5.4 Syntax error in parameters or arguments",
+            not_implemented: "502 5.5.1 Command not implemented",
+            bad_parameters: "555 5.5.4 MAIL FROM/RCPT TO parameters not recognized or not implemented",
+            bad_sequence: "503 5.5.1 Bad sequence of commands",
+            line_too_long: "500 5.5.2 Line too long",
+            data_line_too_long: "554 5.6.0 Transaction failed: line too long",
+            too_big: "552 5.3.4 Message size exceeds fixed maximum message size",
+            too_many_recipients: "452 4.5.3 Too many recipients",
+            timeout: "421 4.4.2 {host} Timeout, closing connection",
+            shutting_down: "421 4.3.2 {host} Service not available, closing transmission channel",
+        },
+        situations: Situations {
+            connect_in_missing: None,
+            connect_low_disk: None,
+            mail_low_disk: Some("452 4.3.1 Insufficient system storage"),
+            in_missing_at_move: InMissingAtMove::Recreate(LOCAL_ERROR),
+            move_failed: LOCAL_ERROR,
+            write_no_space: NO_SPACE,
+            write_failed: LOCAL_ERROR,
+            stop_when_faulted: &[],
+            stop_error_status: 0,
+        },
+    }
+}
+
 /// Every profile, by name.
 pub fn all() -> Vec<Profile> {
-    vec![exchange_4_0()]
+    vec![exchange_4_0(), hardened()]
 }
 
 /// The profile called `name`, or an error listing the known names.

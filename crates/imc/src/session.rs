@@ -3,6 +3,7 @@
 
 use crate::event::EventId;
 use crate::line::{Ending, Line, LineReader};
+use crate::mutant::Mutant;
 use crate::profile::{Failure, InMissingAtMove};
 use crate::service::Shared;
 use crate::spool::WorkFile;
@@ -74,8 +75,10 @@ impl<R: AsyncRead + Unpin, W: AsyncWrite + Unpin> Session<R, W> {
 
     /// Runs the session to its end. I/O errors on the socket just end it.
     pub(crate) async fn run(mut self) {
-        let _ = self.converse().await;
-        let _ = self.flush().await;
+        // After a socket error (or a write timeout) there is no one to flush to.
+        if self.converse().await.is_ok() {
+            let _ = self.flush().await;
+        }
         let _ = self.writer.shutdown().await;
     }
 
@@ -101,7 +104,7 @@ impl<R: AsyncRead + Unpin, W: AsyncWrite + Unpin> Session<R, W> {
             };
             let flow = match line {
                 Line::Eof => return Ok(()),
-                Line::TooLong => {
+                Line::TooLong(_) => {
                     self.reply(self.shared.profile.replies.line_too_long);
                     Flow::Continue
                 }
@@ -150,11 +153,16 @@ impl<R: AsyncRead + Unpin, W: AsyncWrite + Unpin> Session<R, W> {
     /// Waits for a line, the command timeout, or the service stopping. Replies
     /// queued so far are sent first unless more pipelined input is already here.
     async fn next_input(&mut self, limit: usize) -> io::Result<Input> {
-        if !self.reader.has_line() {
+        let buffered = self.reader.has_line();
+        if !buffered {
             self.flush().await?;
         }
         if *self.shutdown.borrow() {
             return Ok(Input::Shutdown);
+        }
+        if buffered {
+            // No read needed: skip arming a timer for every line of a message.
+            return Ok(Input::Line(self.reader.next_line(limit).await?));
         }
         let timeout = self.shared.config.command_timeout;
         tokio::select! {
@@ -171,10 +179,17 @@ impl<R: AsyncRead + Unpin, W: AsyncWrite + Unpin> Session<R, W> {
         self.out.extend_from_slice(b"\r\n");
     }
 
+    /// Sends the queued replies. The command timeout bounds the write too: a client
+    /// that stops reading must not hold the session, or a stop, forever.
     async fn flush(&mut self) -> io::Result<()> {
         if !self.out.is_empty() {
-            self.writer.write_all(&self.out).await?;
-            self.writer.flush().await?;
+            let write = async {
+                self.writer.write_all(&self.out).await?;
+                self.writer.flush().await
+            };
+            tokio::time::timeout(self.shared.config.command_timeout, write)
+                .await
+                .map_err(|_| io::Error::from(io::ErrorKind::TimedOut))??;
             self.out.clear();
         }
         Ok(())
@@ -344,7 +359,12 @@ impl<R: AsyncRead + Unpin, W: AsyncWrite + Unpin> Session<R, W> {
     async fn data(&mut self) -> io::Result<Flow> {
         let txn = std::mem::take(&mut self.txn);
         let id = self.shared.ids.next_id();
-        let mut work = match self.shared.spool.create_work(&id).await {
+        let created = if self.mutant(Mutant::PartialIn) {
+            self.shared.spool.create_in_place(&id).await
+        } else {
+            self.shared.spool.create_work(&id).await
+        };
+        let mut work = match created {
             Ok(w) => w,
             Err(e) => {
                 let path = self.shared.spool.work_dir().join(&id);
@@ -363,9 +383,16 @@ impl<R: AsyncRead + Unpin, W: AsyncWrite + Unpin> Session<R, W> {
         let mut write_error: Option<io::Error> = None;
         let mut previous = Ending::CrLf;
         loop {
-            let line = match self.next_input(MAX_TEXT_LINE).await? {
-                Input::Line(line) => line,
-                Input::Timeout | Input::Shutdown => {
+            // One octet more than the limit: the dot added for transparency is not
+            // counted (RFC 5321 4.5.3.1.6); the limit is checked after unstuffing.
+            let line = match self.next_input(MAX_TEXT_LINE + 1).await {
+                Ok(Input::Line(line)) => line,
+                Err(e) => {
+                    // The connection failed: the message stays the client's.
+                    let _ = self.shared.spool.remove(work.path().to_path_buf()).await;
+                    return Err(e);
+                }
+                Ok(Input::Timeout | Input::Shutdown) => {
                     // The client is not answered for this message: it stays the client's.
                     let _ = self.shared.spool.remove(work.path().to_path_buf()).await;
                     let template = if *self.shutdown.borrow() {
@@ -383,8 +410,9 @@ impl<R: AsyncRead + Unpin, W: AsyncWrite + Unpin> Session<R, W> {
                     let _ = self.shared.spool.remove(work.path().to_path_buf()).await;
                     return Ok(Flow::Close);
                 }
-                Line::TooLong => {
+                Line::TooLong(ending) => {
                     line_too_long = true;
+                    previous = ending;
                     continue;
                 }
                 Line::Complete(content, ending) => (content, ending),
@@ -395,7 +423,16 @@ impl<R: AsyncRead + Unpin, W: AsyncWrite + Unpin> Session<R, W> {
                 break;
             }
             previous = ending;
-            let text = content.strip_prefix(b".").unwrap_or(&content);
+            // A leading dot is removed only when other characters follow it
+            // (RFC 5321 4.5.2): a lone dot that does not end the data is text.
+            let text = match content.strip_prefix(b".") {
+                Some(rest) if !rest.is_empty() => rest,
+                _ => &content[..],
+            };
+            if text.len() + ending.bytes().len() > MAX_TEXT_LINE {
+                line_too_long = true;
+                continue;
+            }
             size += (text.len() + ending.bytes().len()) as u64;
             if size > self.shared.config.max_message_size {
                 too_big = true;
@@ -438,7 +475,12 @@ impl<R: AsyncRead + Unpin, W: AsyncWrite + Unpin> Session<R, W> {
     async fn commit(&mut self, mut work: WorkFile) -> io::Result<Flow> {
         let spool = self.shared.spool.clone();
         let work_path = work.path().to_path_buf();
-        if let Err(e) = work.sync_all().await {
+        let skip_fsync = self.mutant(Mutant::SkipFsync);
+        if let Err(e) = if skip_fsync {
+            Ok(())
+        } else {
+            work.sync_all().await
+        } {
             self.log_write_failure(&work_path, &e);
             let failure = self.write_failure(&e);
             drop(work);
@@ -447,7 +489,27 @@ impl<R: AsyncRead + Unpin, W: AsyncWrite + Unpin> Session<R, W> {
         let id = work.id().to_string();
         drop(work); // closed before the move
         let in_path = spool.in_dir().join(&id);
+        if self.mutant(Mutant::PartialIn) {
+            return self.synced_into_in(&id, in_path).await;
+        }
+        if self.mutant(Mutant::AckBeforeRename) {
+            let r = self.render(self.shared.profile.replies.queued, &id);
+            self.reply(&r);
+            self.flush().await?;
+            if let Err(e) = spool.move_into_in(&id).await {
+                self.log_move_failure(&id, &e);
+                return Ok(Flow::Close);
+            }
+            let _ = spool.sync_in().await;
+            return Ok(Flow::Continue);
+        }
         if let Err(e) = spool.move_into_in(&id).await {
+            if self.mutant(Mutant::IgnoreRenameError) {
+                self.log_move_failure(&id, &e);
+                let r = self.render(self.shared.profile.replies.queued, &id);
+                self.reply(&r);
+                return Ok(Flow::Continue);
+            }
             let in_missing = !spool.is_dir(spool.in_dir()).await;
             let failure = match self.shared.profile.situations.in_missing_at_move {
                 InMissingAtMove::Recreate(failure) if in_missing => {
@@ -489,10 +551,20 @@ impl<R: AsyncRead + Unpin, W: AsyncWrite + Unpin> Session<R, W> {
 
     async fn synced_into_in(&mut self, id: &str, in_path: std::path::PathBuf) -> io::Result<Flow> {
         let spool = self.shared.spool.clone();
-        if let Err(e) = spool.sync_in().await {
+        let synced = if self.mutant(Mutant::SkipFsync) {
+            Ok(())
+        } else {
+            spool.sync_in().await
+        };
+        if let Err(e) = synced {
             self.log_write_failure(&spool.in_dir(), &e);
+            // The client is told to retry, so the message must not stay in IN to
+            // be delivered a second time, whatever the profile does with work files.
+            if !self.mutant(Mutant::KeepRejected) {
+                let _ = spool.remove(in_path).await;
+            }
             let failure = self.write_failure(&e);
-            return self.fail(failure, Some(in_path)).await;
+            return self.fail(failure, None).await;
         }
         let r = self.render(self.shared.profile.replies.queued, id);
         self.reply(&r);
@@ -516,6 +588,11 @@ impl<R: AsyncRead + Unpin, W: AsyncWrite + Unpin> Session<R, W> {
         } else {
             Flow::Continue
         })
+    }
+
+    /// True when the connector runs with this seeded defect (harness tests only).
+    fn mutant(&self, m: Mutant) -> bool {
+        self.shared.config.mutant == Some(m)
     }
 
     fn write_failure(&self, e: &io::Error) -> Failure {

@@ -132,6 +132,19 @@ impl Spool {
         })
     }
 
+    /// Creates `in/<id>` to receive the message in place: only the `partial-in`
+    /// mutant does this, exposing incomplete messages in IN.
+    pub async fn create_in_place(&self, id: &str) -> io::Result<WorkFile> {
+        let path = self.in_dir().join(id);
+        let p = path.clone();
+        let file = self.blocking(move |fs| fs.create(&p)).await?;
+        Ok(WorkFile {
+            file: Some(file),
+            path,
+            id: id.to_string(),
+        })
+    }
+
     /// Moves `work/<id>` into `in/<id>` (the work file must be closed).
     pub async fn move_into_in(&self, id: &str) -> io::Result<()> {
         let from = self.work_dir().join(id);

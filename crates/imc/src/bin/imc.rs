@@ -56,6 +56,10 @@ struct Serve {
     /// Idle time allowed per command or data line (`300s`, `5m`).
     #[arg(long, default_value = "300s", value_parser = imc::units::parse_duration)]
     command_timeout: Duration,
+    /// Run with a seeded defect, only to test a harness: ack-before-rename,
+    /// skip-fsync, ignore-rename-error, partial-in, keep-rejected.
+    #[arg(long)]
+    mutant: Option<imc::Mutant>,
 }
 
 fn parse_profile(name: &str) -> Result<imc::Profile, String> {
@@ -95,6 +99,10 @@ async fn serve(args: Serve) -> Result<u8, String> {
     config.max_message_size = args.max_message_size;
     config.max_recipients = args.max_recipients;
     config.command_timeout = args.command_timeout;
+    config.mutant = args.mutant;
+    if let Some(m) = args.mutant {
+        eprintln!("imc: running with the seeded defect `{m}` (for harness testing only)");
+    }
     let connector = imc::Connector::new(
         config,
         args.profile,

@@ -1,0 +1,191 @@
+//! Service control: start, stop, crash, and what each does to open sessions and
+//! to the spool.
+
+use crate::support::{Spooled, TestFs};
+use imc::{Level, StartError, StopReport};
+
+const SHUTTING_DOWN: &str = "421 imc.test Service not available, closing transmission channel";
+
+#[tokio::test]
+async fn start_creates_the_spool_and_logs() {
+    let mut s = Spooled::build(|_| {}, None);
+    assert!(s.connector.local_addr().await.is_none());
+    let addr = s.restart().await;
+    assert_eq!(s.connector.local_addr().await, Some(addr));
+    let r = s.root_win();
+    let events = s.drain_events();
+    let got: Vec<(u32, &str)> = events.iter().map(|e| (e.id, e.message.as_str())).collect();
+    assert_eq!(
+        got,
+        [
+            (
+                1002,
+                format!("The directory {r}\\imcdata was missing and has been created.").as_str()
+            ),
+            (
+                1002,
+                format!("The directory {r}\\imcdata\\work was missing and has been created.")
+                    .as_str()
+            ),
+            (
+                1002,
+                format!("The directory {r}\\imcdata\\in was missing and has been created.")
+                    .as_str()
+            ),
+            (
+                1000,
+                "The Microsoft Exchange Internet Mail Connector has started."
+            ),
+        ]
+    );
+    let started = events.last().unwrap();
+    assert_eq!(
+        (started.level, started.category.as_str()),
+        (Level::Information, "Service Control")
+    );
+    assert!(s.in_files().is_empty() && s.work_files().is_empty());
+}
+
+#[tokio::test]
+async fn start_stop_and_crash_only_act_in_the_right_state() {
+    let s = Spooled::build(|_| {}, None);
+    assert_eq!(s.connector.stop().await, None);
+    assert!(!s.connector.crash().await);
+    s.connector.start().await.unwrap();
+    assert!(matches!(
+        s.connector.start().await,
+        Err(StartError::AlreadyRunning)
+    ));
+    assert_eq!(s.connector.stop().await, Some(StopReport::default()));
+    assert_eq!(s.connector.stop().await, None);
+    s.connector.start().await.unwrap();
+    assert!(s.connector.crash().await);
+    assert!(!s.connector.crash().await);
+    assert!(s.connector.local_addr().await.is_none());
+}
+
+#[tokio::test]
+async fn a_start_fails_when_a_spool_directory_cannot_be_made() {
+    let s = Spooled::build(|_| {}, None);
+    std::fs::write(s.root.path().join("imcdata"), b"a file").unwrap();
+    match s.connector.start().await {
+        Err(StartError::Spool(path, _)) => assert_eq!(path, s.root.path().join("imcdata")),
+        other => panic!("{other:?}"),
+    }
+    assert!(s.connector.local_addr().await.is_none());
+}
+
+#[tokio::test]
+async fn a_stop_tells_open_sessions_421_and_closes_them() {
+    let mut s = Spooled::start().await;
+    let mut greeted = s.connect().await;
+    greeted.greeting().await;
+    let mut idle = s.session().await;
+    let mut in_txn = s.session().await;
+    in_txn.envelope().await;
+    let report = s.connector.stop().await.expect("was running");
+    assert_eq!(report, StopReport::default());
+    for c in [&mut greeted, &mut idle, &mut in_txn] {
+        assert_eq!(c.reply().await, SHUTTING_DOWN);
+        c.expect_closed().await;
+    }
+    assert!(
+        tokio::net::TcpStream::connect(s.addr.unwrap())
+            .await
+            .is_err()
+    );
+    assert_eq!(s.event(1001).await.level, Level::Information);
+    assert!(s.in_files().is_empty());
+}
+
+#[tokio::test]
+async fn a_stop_during_data_drops_the_partial_message() {
+    let fs = TestFs::default();
+    let s = Spooled::start_with(|_| {}, Some(fs.clone())).await;
+    let mut c = s.session().await;
+    c.envelope().await;
+    assert_eq!(c.cmd("DATA").await, "354 Send data.  End with CRLF.CRLF");
+    c.send("Subject: interrupted\r\n\r\nhalf\r\n").await;
+    assert_eq!(s.connector.stop().await, Some(StopReport::default()));
+    assert_eq!(c.reply().await, SHUTTING_DOWN);
+    c.expect_closed().await;
+    assert!(
+        fs.ops()
+            .contains(&"remove imcdata/work/00000001".to_string())
+    );
+    assert!(s.work_files().is_empty());
+    assert!(s.in_files().is_empty());
+}
+
+#[tokio::test]
+async fn a_stopped_service_starts_again_and_ids_go_on() {
+    let mut s = Spooled::start().await;
+    let mut c = s.session().await;
+    assert_eq!(c.mail(b"one\r\n").await, "250 OK");
+    s.connector.stop().await.unwrap();
+    c.reply().await;
+    s.restart().await;
+    let mut c = s.session().await;
+    assert_eq!(c.mail(b"two\r\n").await, "250 OK");
+    assert_eq!(s.in_files(), ["00000001", "00000002"]);
+}
+
+#[tokio::test]
+async fn a_crash_cuts_sessions_silently_and_the_next_start_cleans_work() {
+    let mut s = Spooled::start().await;
+    let mut idle = s.session().await;
+    let mut sending = s.session().await;
+    sending.envelope().await;
+    assert_eq!(
+        sending.cmd("DATA").await,
+        "354 Send data.  End with CRLF.CRLF"
+    );
+    sending.send("Subject: crash\r\n\r\npart").await;
+    assert_eq!(s.work_files(), ["00000001"]);
+    s.drain_events();
+
+    assert!(s.connector.crash().await);
+    idle.expect_cut().await;
+    sending.expect_cut().await;
+    assert!(s.drain_events().is_empty(), "a crash logs nothing");
+    assert!(
+        tokio::net::TcpStream::connect(s.addr.unwrap())
+            .await
+            .is_err()
+    );
+    // Nothing cleaned up yet.
+    assert_eq!(s.work_files(), ["00000001"]);
+
+    s.restart().await;
+    let events = s.drain_events();
+    let ids: Vec<u32> = events.iter().map(|e| e.id).collect();
+    assert_eq!(ids, [1003, 1000]);
+    assert_eq!(
+        events[0].message,
+        format!(
+            "Removed the incomplete work file {}\\imcdata\\work\\00000001 left by an earlier run.",
+            s.root_win()
+        )
+    );
+    assert_eq!(
+        (events[0].level, events[0].category.as_str()),
+        (Level::Warning, "Service Control")
+    );
+    assert!(s.work_files().is_empty());
+    assert!(s.in_files().is_empty());
+    let mut c = s.session().await;
+    assert_eq!(c.mail(b"after the crash\r\n").await, "250 OK");
+    assert_eq!(s.in_files(), ["00000002"]);
+}
+
+#[tokio::test]
+async fn messages_accepted_before_a_crash_survive_it() {
+    let mut s = Spooled::start().await;
+    let mut c = s.session().await;
+    assert_eq!(c.mail(b"kept\r\n").await, "250 OK");
+    assert!(s.connector.crash().await);
+    c.expect_cut().await;
+    s.restart().await;
+    assert_eq!(s.in_files(), ["00000001"]);
+    assert!(s.stored("00000001").ends_with(b"\r\nkept\r\n"));
+}

@@ -1,0 +1,216 @@
+//! The spool: where messages land, in what order the disk is touched (KB-6), and
+//! what happens when the disk or the client fails.
+
+use crate::support::{KB_421, Spooled, TestFs, message};
+use imc::Level;
+
+#[tokio::test]
+async fn an_accepted_message_is_in_in_and_work_is_empty() {
+    let s = Spooled::start().await;
+    let mut c = s.session().await;
+    assert!(s.in_files().is_empty());
+    c.envelope().await;
+    assert_eq!(c.cmd("DATA").await, "354 Send data.  End with CRLF.CRLF");
+    // Received into work/ while the text streams.
+    assert_eq!(s.work_files(), ["00000001"]);
+    assert!(s.in_files().is_empty());
+    c.send("Subject: one\r\n\r\nbody\r\n.\r\n").await;
+    assert_eq!(c.reply().await, "250 OK");
+    assert_eq!(s.in_files(), ["00000001"]);
+    assert!(s.work_files().is_empty());
+}
+
+#[tokio::test]
+async fn ids_follow_the_counter_across_sessions() {
+    let s = Spooled::start().await;
+    let mut a = s.session().await;
+    let mut b = s.session().await;
+    // A takes id 1 at its DATA; B's whole message (id 2) lands before A's ends.
+    a.envelope().await;
+    assert_eq!(a.cmd("DATA").await, "354 Send data.  End with CRLF.CRLF");
+    a.send("from a, part one\r\n").await;
+    assert_eq!(b.mail(b"from b\r\n").await, "250 OK");
+    assert_eq!(s.in_files(), ["00000002"]);
+    a.send("from a, part two\r\n.\r\n").await;
+    assert_eq!(a.reply().await, "250 OK");
+    assert_eq!(a.mail(b"a again\r\n").await, "250 OK");
+    assert_eq!(s.in_files(), ["00000001", "00000002", "00000003"]);
+    assert!(
+        s.stored("00000001")
+            .ends_with(b"from a, part one\r\nfrom a, part two\r\n")
+    );
+    assert!(s.stored("00000002").ends_with(b"\r\nfrom b\r\n"));
+    assert!(
+        s.stored("00000002")
+            .windows(11)
+            .any(|w| w == b"id 00000002")
+    );
+}
+
+/// KB-6: "messages are first written under imcdata\work and then moved to
+/// imcdata\in"; and the 250 comes only after the file and IN are flushed.
+#[tokio::test]
+async fn kb6_work_then_in_then_250() {
+    let fs = TestFs::default();
+    let s = Spooled::start_with(|_| {}, Some(fs.clone())).await;
+    let mut c = s.session().await;
+    fs.clear_ops();
+    assert_eq!(c.mail(b"Subject: kb6\r\n\r\nbody\r\n").await, "250 OK");
+    // Read at the moment the 250 arrived: every step is already done.
+    assert_eq!(
+        fs.ops(),
+        [
+            "create imcdata/work/00000001",
+            "write imcdata/work/00000001",
+            "sync imcdata/work/00000001",
+            "rename imcdata/work/00000001 imcdata/in/00000001",
+            "sync_dir imcdata/in",
+        ]
+    );
+}
+
+#[tokio::test]
+async fn kb6_a_large_message_is_streamed_into_work_before_the_move() {
+    let fs = TestFs::default();
+    let s = Spooled::start_with(|_| {}, Some(fs.clone())).await;
+    let mut c = s.session().await;
+    fs.clear_ops();
+    let text = message(2048, 100); // 200 KiB: several chunks
+    assert_eq!(c.mail(&text).await, "250 OK");
+    let ops = fs.ops();
+    let writes = ops
+        .iter()
+        .filter(|o| *o == "write imcdata/work/00000001")
+        .count();
+    assert!(writes >= 3, "{ops:?}");
+    let mut expected = vec!["create imcdata/work/00000001".to_string()];
+    expected.extend(std::iter::repeat_n(
+        "write imcdata/work/00000001".to_string(),
+        writes,
+    ));
+    expected.extend([
+        "sync imcdata/work/00000001".to_string(),
+        "rename imcdata/work/00000001 imcdata/in/00000001".to_string(),
+        "sync_dir imcdata/in".to_string(),
+    ]);
+    assert_eq!(ops, expected);
+    assert!(s.stored("00000001").ends_with(&text));
+}
+
+#[tokio::test]
+async fn a_write_without_space_gets_the_kb_421() {
+    let fs = TestFs::default();
+    let mut s = Spooled::start_with(|_| {}, Some(fs.clone())).await;
+    fs.fail_writes(libc::ENOSPC);
+    // Small (failing at the last write, after the dot) and large (failing
+    // mid-stream; the rest is read up to the dot): both get the 421 after the dot.
+    for (n, text) in [(1, message(3, 50)), (2, message(2048, 100))] {
+        let mut c = s.session().await;
+        assert_eq!(c.mail(&text).await, KB_421);
+        c.expect_closed().await;
+        let e = s.event(4070).await;
+        assert_eq!(e.source, "MSExchangeIMC");
+        assert_eq!(e.level, Level::Error);
+        assert_eq!(e.category, "Internal Processing");
+        assert_eq!(
+            e.message,
+            format!(
+                "Unable to write file {}\\imcdata\\work\\{n:08X} due to system error. There is not enough space on the disk.",
+                s.root_win()
+            )
+        );
+        assert!(s.in_files().is_empty());
+    }
+    // Space back: mail flows again.
+    fs.fail_writes(0);
+    let mut c = s.session().await;
+    assert_eq!(c.mail(b"x\r\n").await, "250 OK");
+    assert_eq!(s.in_files(), ["00000003"]);
+}
+
+#[tokio::test]
+async fn an_io_error_on_write_gets_the_kb_421() {
+    let fs = TestFs::default();
+    let mut s = Spooled::start_with(|_| {}, Some(fs.clone())).await;
+    fs.fail_writes(libc::EIO);
+    let mut c = s.session().await;
+    assert_eq!(c.mail(b"x\r\n").await, KB_421);
+    c.expect_closed().await;
+    assert!(s.event(4070).await.message.ends_with(
+        "due to system error. The request could not be performed because of an I/O device error."
+    ));
+    assert!(s.in_files().is_empty());
+}
+
+#[tokio::test]
+async fn a_failed_flush_of_in_gets_421_and_leaves_nothing_in_in() {
+    // The move happened but could not be made durable: the client is told to
+    // retry, so the message must not stay in IN to be delivered a second time.
+    let fs = TestFs::default();
+    let mut s = Spooled::start_with(|_| {}, Some(fs.clone())).await;
+    fs.fail_sync_dir(libc::EIO);
+    let mut c = s.session().await;
+    assert_eq!(c.mail(b"Subject: twice?\r\n\r\nx\r\n").await, KB_421);
+    c.expect_closed().await;
+    assert_eq!(
+        s.event(4070).await.message,
+        format!(
+            "Unable to write file {}\\imcdata\\in due to system error. The request could not be performed because of an I/O device error.",
+            s.root_win()
+        )
+    );
+    assert!(s.in_files().is_empty(), "{:?}", s.in_files());
+}
+
+#[tokio::test]
+async fn a_client_reset_mid_data_leaves_no_work_file() {
+    let fs = TestFs::default();
+    let s = Spooled::start_with(|_| {}, Some(fs.clone())).await;
+    let mut c = s.session().await;
+    c.envelope().await;
+    assert_eq!(c.cmd("DATA").await, "354 Send data.  End with CRLF.CRLF");
+    c.send("Subject: cut\r\n\r\npart").await;
+    c.reset();
+    fs.wait_for_op("remove imcdata/work/00000001").await;
+    assert!(s.work_files().is_empty());
+    assert!(s.in_files().is_empty());
+}
+
+#[tokio::test]
+async fn a_client_closing_mid_data_leaves_no_work_file() {
+    let fs = TestFs::default();
+    let s = Spooled::start_with(|_| {}, Some(fs.clone())).await;
+    let mut c = s.session().await;
+    c.envelope().await;
+    assert_eq!(c.cmd("DATA").await, "354 Send data.  End with CRLF.CRLF");
+    c.send("Subject: cut\r\n\r\npart\r\n").await;
+    drop(c);
+    fs.wait_for_op("remove imcdata/work/00000001").await;
+    assert!(s.work_files().is_empty());
+    assert!(s.in_files().is_empty());
+}
+
+#[tokio::test]
+async fn a_missing_work_directory_refuses_data_with_the_kb_421() {
+    let mut s = Spooled::start().await;
+    let mut c = s.session().await;
+    c.envelope().await;
+    std::fs::remove_dir(s.work_dir()).unwrap();
+    // The work file cannot be created: no 354, the 421 at once.
+    assert_eq!(c.cmd("DATA").await, KB_421);
+    c.expect_closed().await;
+    assert_eq!(
+        s.event(4070).await.message,
+        format!(
+            "Unable to write file {}\\imcdata\\work\\00000001 due to system error. The system cannot find the path specified.",
+            s.root_win()
+        )
+    );
+    assert!(s.in_files().is_empty());
+    // A restart recreates it.
+    s.connector.stop().await.unwrap();
+    s.restart().await;
+    assert!(s.work_dir().is_dir());
+    let mut c = s.session().await;
+    assert_eq!(c.mail(b"x\r\n").await, "250 OK");
+}
