@@ -2,6 +2,7 @@
 
 use clap::{Parser, Subcommand};
 use harness::runner::RunOptions;
+use harness::scenario::Backend;
 use harness::snapshot::Comparison;
 use harness::suite::{self, Snapshots};
 use std::path::PathBuf;
@@ -38,6 +39,9 @@ enum Command {
         /// Print transcripts of failing scenarios only.
         #[arg(long, short)]
         quiet: bool,
+        /// Run every scenario on this backend (`vfs` or `tmpfs`) instead of its own.
+        #[arg(long, value_parser = parse_backend)]
+        backend: Option<Backend>,
     },
     /// Write a new scenario file to start from.
     New {
@@ -63,7 +67,20 @@ enum Command {
     },
 }
 
+fn parse_backend(name: &str) -> Result<Backend, String> {
+    match name {
+        "vfs" => Ok(Backend::Vfs),
+        "tmpfs" => Ok(Backend::Tmpfs),
+        other => Err(format!(
+            "unknown backend `{other}`; expected `vfs` or `tmpfs`"
+        )),
+    }
+}
+
 fn main() -> ExitCode {
+    // Before any thread starts, so tmpfs sandboxes never show in the host's mount
+    // table; where it is not permitted, tmpfs runs report why.
+    let _ = sandbox::enter_private_mount_namespace();
     match Cli::parse().command {
         Command::Run {
             paths,
@@ -71,7 +88,14 @@ fn main() -> ExitCode {
             snapshots,
             no_snapshots,
             quiet,
-        } => run(&paths, &scenarios, snapshots, no_snapshots, quiet),
+            backend,
+        } => {
+            let options = RunOptions {
+                backend,
+                ..RunOptions::default()
+            };
+            run(&paths, &scenarios, snapshots, no_snapshots, quiet, &options)
+        }
         Command::New { path, profile } => new(&path, &profile),
         Command::Bench {
             paths,
@@ -91,6 +115,7 @@ fn run(
     snapshots: PathBuf,
     off: bool,
     quiet: bool,
+    options: &RunOptions,
 ) -> ExitCode {
     let cases = match suite::cases(paths, base) {
         Ok(c) => c,
@@ -107,7 +132,7 @@ fn run(
     let started = Instant::now();
     let (mut passed, mut failed) = (Vec::new(), Vec::new());
     for case in &cases {
-        let verdict = suite::run_case(case, &RunOptions::default(), &mode);
+        let verdict = suite::run_case(case, options, &mode);
         let ok = verdict.passed();
         println!("=== {} ({})", case.id, case.path.display());
         if !quiet || !ok {

@@ -1,37 +1,98 @@
 //! One test per scenario file under `scenarios/`, named by its path
 //! (`kb-q146791/kb3-in-removed-before-dot`), so `cargo test kb3` runs one and
 //! cargo-nextest sees each as its own test. A failing test prints the transcript,
-//! the expectations that failed, and the snapshot diff.
+//! the expectations that failed, the invariants violated and the snapshot diff.
+//!
+//! Backends: each scenario runs on the backend it names (`vfs` by default), or on
+//! the one in `IMC_HARNESS_BACKEND` (`vfs` or `tmpfs`). Every KB and hardened
+//! scenario that can (see `suite::tmpfs_comparable`) also runs as
+//! `tmpfs/<path>` on a real tmpfs and must give the same snapshot as on vfs; where
+//! tmpfs cannot be mounted those tests are reported as ignored, with the reason.
 
 use harness::runner::RunOptions;
+use harness::scenario::Backend;
+use harness::snapshot::Comparison;
 use harness::suite::{self, Snapshots};
-use libtest_mimic::{Arguments, Failed, Trial};
+use libtest_mimic::{Arguments, Completion, Failed, Trial};
 use std::path::Path;
 
 fn main() {
+    // Before any thread starts: tmpfs mounts stay private to this process.
+    let namespace = sandbox::enter_private_mount_namespace();
     let args = Arguments::from_args();
     let root = Path::new(env!("CARGO_MANIFEST_DIR"));
     let scenarios = root.join("scenarios");
-    let snapshots = Snapshots::Insta(root.join("snapshots"));
+    let snapshot_dir = root.join("snapshots");
+    let mut options = RunOptions::default();
+    match std::env::var("IMC_HARNESS_BACKEND").as_deref() {
+        Ok("tmpfs") => options.backend = Some(Backend::Tmpfs),
+        Ok("vfs") => options.backend = Some(Backend::Vfs),
+        Ok(other) => panic!("IMC_HARNESS_BACKEND must be `vfs` or `tmpfs`, not `{other}`"),
+        Err(_) => {}
+    }
+    let tmpfs = namespace.and_then(|()| sandbox::tmpfs_available());
     let cases = suite::cases(std::slice::from_ref(&scenarios), &scenarios)
         .unwrap_or_else(|e| panic!("cannot list the scenarios: {e}"));
-    let trials = cases
-        .into_iter()
-        .map(|case| {
-            let snapshots = snapshots.clone();
-            Trial::test(case.id.clone(), move || {
-                let verdict = suite::run_case(&case, &RunOptions::default(), &snapshots);
-                if verdict.passed() {
-                    Ok(())
-                } else {
-                    Err(Failed::from(format!(
-                        "{}\n{}",
-                        case.path.display(),
-                        verdict.report()
-                    )))
+    let mut trials = Vec::new();
+    for case in cases {
+        let (c, opts, dir, tmpfs_state) = (
+            case.clone(),
+            options.clone(),
+            snapshot_dir.clone(),
+            tmpfs.clone(),
+        );
+        trials.push(Trial::ignorable_test(case.id.clone(), move || {
+            if opts.backend == Some(Backend::Tmpfs) {
+                if let Err(why) = tmpfs_state {
+                    return Ok(Completion::ignored_with(format!("tmpfs: {why}")));
                 }
-            })
-        })
-        .collect();
+            }
+            check(&c, &opts, &Snapshots::Insta(dir))
+        }));
+        let conformance = case.id.starts_with("kb-q146791/") || case.id.starts_with("hardened/");
+        if !conformance {
+            continue;
+        }
+        let Ok(scenario) = harness::scenario::load(&case.path) else {
+            continue; // the main trial reports the error
+        };
+        if suite::tmpfs_comparable(&scenario).is_err() {
+            continue;
+        }
+        let (c, dir, tmpfs_state) = (case.clone(), snapshot_dir.clone(), tmpfs.clone());
+        trials.push(Trial::ignorable_test(
+            format!("tmpfs/{}", case.id),
+            move || {
+                if let Err(why) = tmpfs_state {
+                    return Ok(Completion::ignored_with(why));
+                }
+                let opts = RunOptions {
+                    backend: Some(Backend::Tmpfs),
+                    ..RunOptions::default()
+                };
+                // The same snapshot as on vfs, compared without writing anything.
+                check(&c, &opts, &Snapshots::Compare(dir))
+            },
+        ));
+    }
     libtest_mimic::run(&args, trials).exit();
+}
+
+fn check(
+    case: &suite::Case,
+    options: &RunOptions,
+    snapshots: &Snapshots,
+) -> Result<Completion, Failed> {
+    let verdict = suite::run_case(case, options, snapshots);
+    let missing = matches!(verdict.snapshot, Some(Comparison::Missing(_)))
+        && matches!(snapshots, Snapshots::Compare(_));
+    if verdict.passed() && !missing {
+        Ok(Completion::Completed)
+    } else {
+        Err(Failed::from(format!(
+            "{}\n{}",
+            case.path.display(),
+            verdict.report()
+        )))
+    }
 }

@@ -295,7 +295,13 @@ impl Ledger {
                         wire.mode = Mode::Command;
                         continue;
                     }
-                    let unstuffed = line.strip_prefix(b".").unwrap_or(&line);
+                    // As the server does (RFC 5321 4.5.2): the leading dot goes only
+                    // when other characters follow it on the line.
+                    let unstuffed = if content.len() > 1 && content[0] == b'.' {
+                        &line[1..]
+                    } else {
+                        &line[..]
+                    };
                     self.messages[index].body.extend_from_slice(unstuffed);
                     wire.mode = Mode::Data {
                         index,

@@ -29,12 +29,15 @@ pub const LISTED_DIRS: [&str; 2] = ["imcdata/in", "imcdata/work"];
 pub struct RunOptions {
     /// How long to wait for each reply before recording `no reply`. Default 10 s.
     pub reply_timeout: Duration,
+    /// Run every scenario on this backend instead of the one it names. Default none.
+    pub backend: Option<Backend>,
 }
 
 impl Default for RunOptions {
     fn default() -> Self {
         RunOptions {
             reply_timeout: Duration::from_secs(10),
+            backend: None,
         }
     }
 }
@@ -94,18 +97,23 @@ pub fn fixed_clock() -> Clock {
 
 /// Runs a scenario to its end.
 pub async fn run(scenario: &Scenario, options: &RunOptions) -> Result<Run, RunError> {
-    if scenario.sandbox.backend == Backend::Tmpfs {
-        return Err(RunError::Unsupported(
-            "backend `tmpfs` is not available in this build; use `vfs`".into(),
-        ));
-    }
+    let backend = match options.backend.unwrap_or(scenario.sandbox.backend) {
+        Backend::Vfs => sandbox::Backend::Vfs,
+        Backend::Tmpfs => {
+            sandbox::tmpfs_available().map_err(|why| {
+                RunError::Unsupported(format!("backend `tmpfs` unavailable: {why}"))
+            })?;
+            sandbox::Backend::Tmpfs
+        }
+    };
     let profile = imc::profile::by_name(&scenario.profile).map_err(RunError::Unsupported)?;
     let mutant = match &scenario.connector.mutant {
         Some(name) => Some(name.parse::<imc::Mutant>().map_err(RunError::Unsupported)?),
         None => None,
     };
     let quota = scenario.sandbox.quota.map_or(64 << 20, |s| s.0);
-    let sandbox = Sandbox::new(SandboxConfig { quota }).map_err(RunError::Sandbox)?;
+    let sandbox =
+        Sandbox::with_backend(SandboxConfig { quota }, backend).map_err(RunError::Sandbox)?;
 
     let c = &scenario.connector;
     let mut config = imc::Config::new(sandbox.root());
@@ -156,6 +164,7 @@ pub async fn run(scenario: &Scenario, options: &RunOptions) -> Result<Run, RunEr
         reported: BTreeSet::new(),
         displaced: Vec::new(),
         step: 0,
+        ops_seen: 0,
     };
     for (i, step) in scenario.steps.iter().enumerate() {
         runner.step = i + 1;
@@ -205,6 +214,8 @@ struct Runner {
     displaced: Vec<String>,
     /// The step being played (0 during the final recovery).
     step: usize,
+    /// Filesystem operations already checked.
+    ops_seen: usize,
 }
 
 impl Runner {
@@ -235,12 +246,47 @@ impl Runner {
         });
     }
 
+    /// Waits until the connector has finished reacting to what it was sent, so a
+    /// step's events and disk changes are all in before the next step.
+    async fn settle(&mut self) {
+        let timeout = self.options.reply_timeout;
+        if tokio::time::timeout(timeout, self.connector.settled())
+            .await
+            .is_err()
+        {
+            self.violate(
+                Invariant::Liveness,
+                format!(
+                    "the connector was still busy {} ms after the step",
+                    timeout.as_millis()
+                ),
+            );
+        }
+    }
+
     /// `no-phantom` and `no-partial` after every step.
     fn check_spool(&mut self) {
         let files = invariants::read_files(&self.sandbox.root().join("imcdata/in"));
         for (invariant, message) in self.ledger.check_in(&files) {
             self.violate(invariant, message);
         }
+        // A file must appear in IN complete, by a rename: creating or writing one
+        // in place exposes a partial message to whoever reads IN.
+        let ops = self.sandbox.ops();
+        for op in ops.iter().skip(self.ops_seen) {
+            if matches!(op.op, imc::fs::OpKind::Create | imc::fs::OpKind::Write)
+                && op.path.starts_with("imcdata/in/")
+            {
+                self.violate(
+                    Invariant::NoPartial,
+                    format!(
+                        "{} was written in place in IN (`{}`), not renamed into it",
+                        op.path, op.op
+                    ),
+                );
+            }
+        }
+        self.ops_seen = ops.len();
         for v in self.sandbox.violations() {
             let v = self.redact(&v);
             self.violate(Invariant::Containment, v);
@@ -267,13 +313,15 @@ impl Runner {
             self.sessions.remove(&name);
             self.ledger.closed(&name);
         }
+        // Stop first: the stop waits for every session to finish what it is doing,
+        // so no connector work races with the clearing of the faults.
+        if self.addr.is_some() {
+            self.stop(&mut result).await;
+        }
         let _ = self.sandbox.apply(&sandbox::Fault::ClearErrno);
         let _ = self.sandbox.apply(&sandbox::Fault::FreeDisk);
         while let Some(path) = self.displaced.pop() {
             self.apply(&Fault::Restore(path), &mut result);
-        }
-        if self.addr.is_some() {
-            self.stop(&mut result).await;
         }
         self.start(false, &mut result).await;
         let files = invariants::read_files(&self.sandbox.root().join("imcdata/in"));
@@ -343,6 +391,7 @@ impl Runner {
         });
         let mut result = StepResult::default();
         self.act(step, &mut result).await;
+        self.settle().await;
         self.drain_events(&mut result);
         if let Some(expect) = &step.expect {
             for message in check::check(expect, &result, self.sandbox.root()) {
@@ -439,6 +488,11 @@ impl Runner {
                     text: text.into(),
                     errors: vec![],
                 });
+                // What the disk had not made durable is gone (the vfs crash model).
+                for lost in self.sandbox.crash() {
+                    let text = format!("crash lost: {}", self.redact(&lost));
+                    self.record(Entry::Fault { text });
+                }
                 self.drain_sessions(result).await;
             }
             ServiceAction::CheckDisk => {

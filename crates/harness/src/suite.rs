@@ -149,6 +149,26 @@ impl Verdict {
     }
 }
 
+/// Whether a scenario's snapshot must be the same on the tmpfs backend as on vfs:
+/// `Err` says why not. Injected errnos exist only in the fault-injecting layer's
+/// decisions, which the kernel never makes, and a crash loses unsynced writes only
+/// in the vfs crash model (tmpfs keeps the page cache), so those scenarios differ
+/// by design.
+pub fn tmpfs_comparable(scenario: &scenario::Scenario) -> Result<(), &'static str> {
+    if scenario.connector.mutant.is_some() {
+        return Err("runs a seeded defect");
+    }
+    for step in &scenario.steps {
+        if matches!(step.fault, Some(scenario::Fault::Errno(_))) {
+            return Err("injects an errno");
+        }
+        if step.service == Some(scenario::ServiceAction::Crash) {
+            return Err("crashes the service (only the vfs crash model loses unsynced data)");
+        }
+    }
+    Ok(())
+}
+
 /// Runs one case on its own single-threaded runtime.
 pub fn run_case(case: &Case, options: &RunOptions, snapshots: &Snapshots) -> Verdict {
     let mut verdict = Verdict {
@@ -160,12 +180,30 @@ pub fn run_case(case: &Case, options: &RunOptions, snapshots: &Snapshots) -> Ver
         snapshot: None,
         error: None,
     };
-    let scenario = match scenario::load(&case.path) {
-        Ok(s) => s,
+    match scenario::load(&case.path) {
+        Ok(scenario) => run_loaded(case, &scenario, options, snapshots),
         Err(e) => {
             verdict.error = Some(e.to_string());
-            return verdict;
+            verdict
         }
+    }
+}
+
+/// Runs an already loaded (possibly modified) scenario as `case`.
+pub fn run_loaded(
+    case: &Case,
+    scenario: &scenario::Scenario,
+    options: &RunOptions,
+    snapshots: &Snapshots,
+) -> Verdict {
+    let mut verdict = Verdict {
+        case: case.clone(),
+        history: None,
+        mismatches: Vec::new(),
+        violations: Vec::new(),
+        expected_violation: None,
+        snapshot: None,
+        error: None,
     };
     let runtime = match tokio::runtime::Builder::new_current_thread()
         .enable_all()
@@ -177,14 +215,14 @@ pub fn run_case(case: &Case, options: &RunOptions, snapshots: &Snapshots) -> Ver
             return verdict;
         }
     };
-    let run = match runtime.block_on(runner::run(&scenario, options)) {
+    let run = match runtime.block_on(runner::run(scenario, options)) {
         Ok(run) => run,
         Err(e) => {
             verdict.error = Some(format!("{}: {e}", case.path.display()));
             return verdict;
         }
     };
-    let contents = snapshot::render(&case.id, &scenario, &run.history);
+    let contents = snapshot::render(&case.id, scenario, &run.history);
     verdict.snapshot = match snapshots {
         Snapshots::Off => None,
         Snapshots::Compare(dir) => Some(snapshot::compare(dir, &case.snapshot_name(), &contents)),

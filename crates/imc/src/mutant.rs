@@ -7,8 +7,8 @@ use std::str::FromStr;
 /// A seeded defect.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 pub enum Mutant {
-    /// Sends the 250 before moving the message into IN; a failed move is then
-    /// only logged (the client already believes the message is safe).
+    /// Sends the 250 before moving the message into IN; a failed move then goes
+    /// unreported (the client already believes the message is safe).
     AckBeforeRename,
     /// Never fsyncs the message file or the IN directory.
     SkipFsync,

@@ -10,7 +10,7 @@ use std::fmt;
 use std::io;
 use std::net::SocketAddr;
 use std::path::PathBuf;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 use tokio::net::TcpListener;
@@ -70,6 +70,47 @@ pub(crate) struct Shared {
     pub(crate) events: EventLog,
     pub(crate) ids: Arc<dyn IdGenerator>,
     flush_mode: AtomicBool,
+    /// Sessions doing something other than waiting for their client's next bytes.
+    busy: AtomicUsize,
+    /// Woken whenever `busy` drops to zero.
+    settled: tokio::sync::Notify,
+}
+
+/// A session's share of [`Shared::busy`]: busy from creation until it waits for
+/// input, again once input arrives, and never after it is dropped (a crash's
+/// abort included).
+pub(crate) struct Activity {
+    shared: Arc<Shared>,
+    busy: bool,
+}
+
+impl Activity {
+    pub(crate) fn new(shared: Arc<Shared>) -> Self {
+        shared.busy.fetch_add(1, Ordering::SeqCst);
+        Activity { shared, busy: true }
+    }
+
+    /// The session now waits for its client.
+    pub(crate) fn waiting(&mut self) {
+        if std::mem::replace(&mut self.busy, false)
+            && self.shared.busy.fetch_sub(1, Ordering::SeqCst) == 1
+        {
+            self.shared.settled.notify_waiters();
+        }
+    }
+
+    /// The session has something to do.
+    pub(crate) fn working(&mut self) {
+        if !std::mem::replace(&mut self.busy, true) {
+            self.shared.busy.fetch_add(1, Ordering::SeqCst);
+        }
+    }
+}
+
+impl Drop for Activity {
+    fn drop(&mut self) {
+        self.waiting();
+    }
 }
 
 impl Shared {
@@ -180,6 +221,8 @@ impl Connector {
                 events,
                 ids,
                 flush_mode: AtomicBool::new(false),
+                busy: AtomicUsize::new(0),
+                settled: tokio::sync::Notify::new(),
             }),
             running: tokio::sync::Mutex::new(None),
         }
@@ -354,6 +397,22 @@ impl Connector {
         while sessions.join_next().await.is_some() {}
         self.shared.flush_mode.store(false, Ordering::SeqCst);
         true
+    }
+
+    /// Waits until every session is waiting for its client (or gone): whatever the
+    /// connector does in answer to what it has read (writing, moving, logging) is
+    /// then done. A harness calls it between steps so the events of a step are all
+    /// logged before the next one starts.
+    pub async fn settled(&self) {
+        loop {
+            let notified = self.shared.settled.notified();
+            tokio::pin!(notified);
+            notified.as_mut().enable();
+            if self.shared.busy.load(Ordering::SeqCst) == 0 {
+                return;
+            }
+            notified.await;
+        }
     }
 
     /// Runs the low-disk monitor's check now; returns whether flush mode is on.

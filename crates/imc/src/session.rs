@@ -5,7 +5,7 @@ use crate::event::EventId;
 use crate::line::{Ending, Line, LineReader};
 use crate::mutant::Mutant;
 use crate::profile::{Failure, InMissingAtMove};
-use crate::service::Shared;
+use crate::service::{Activity, Shared};
 use crate::spool::WorkFile;
 use crate::win32;
 use std::io;
@@ -45,6 +45,7 @@ pub(crate) struct Session<R, W> {
     helo: Option<(String, bool)>,
     txn: Transaction,
     shutdown: watch::Receiver<bool>,
+    activity: Activity,
 }
 
 enum Input {
@@ -62,6 +63,7 @@ impl<R: AsyncRead + Unpin, W: AsyncWrite + Unpin> Session<R, W> {
         shutdown: watch::Receiver<bool>,
     ) -> Self {
         Session {
+            activity: Activity::new(shared.clone()),
             shared,
             reader: LineReader::new(reader),
             writer,
@@ -165,13 +167,16 @@ impl<R: AsyncRead + Unpin, W: AsyncWrite + Unpin> Session<R, W> {
             return Ok(Input::Line(self.reader.next_line(limit).await?));
         }
         let timeout = self.shared.config.command_timeout;
-        tokio::select! {
+        self.activity.waiting();
+        let input = tokio::select! {
             line = tokio::time::timeout(timeout, self.reader.next_line(limit)) => match line {
-                Ok(line) => Ok(Input::Line(line?)),
+                Ok(line) => line.map(Input::Line),
                 Err(_) => Ok(Input::Timeout),
             },
             _ = self.shutdown.changed() => Ok(Input::Shutdown),
-        }
+        };
+        self.activity.working();
+        input
     }
 
     fn reply(&mut self, text: &str) {
@@ -496,11 +501,10 @@ impl<R: AsyncRead + Unpin, W: AsyncWrite + Unpin> Session<R, W> {
             let r = self.render(self.shared.profile.replies.queued, &id);
             self.reply(&r);
             self.flush().await?;
-            if let Err(e) = spool.move_into_in(&id).await {
-                self.log_move_failure(&id, &e);
-                return Ok(Flow::Close);
+            // The client already holds a 250: whatever happens now is silent.
+            if spool.move_into_in(&id).await.is_ok() {
+                let _ = spool.sync_in().await;
             }
-            let _ = spool.sync_in().await;
             return Ok(Flow::Continue);
         }
         if let Err(e) = spool.move_into_in(&id).await {

@@ -12,8 +12,9 @@ use std::sync::{Mutex, MutexGuard, PoisonError};
 
 use fs4::FileExt;
 
+use crate::SandboxError;
 use crate::paths::{RelPath, resolve};
-use crate::{SandboxError, quota};
+use crate::quota::{BLOCK, charged, whole_blocks};
 
 /// Name of the ballast file `FillDisk` grows, directly under the root.
 pub(crate) const BALLAST: &str = "ballast.bin";
@@ -121,10 +122,10 @@ impl Disk {
             fs::symlink_metadata(&p.abs).map_err(|e| SandboxError::io("replace", &p.rel, e))?;
         undo.stashed += 1;
         let stashed = self.stash.join(undo.stashed.to_string());
-        fs::rename(&p.abs, &stashed).map_err(|e| SandboxError::io("stash", &p.rel, e))?;
+        move_path(&p.abs, &stashed).map_err(|e| SandboxError::io("stash", &p.rel, e))?;
         if let Err(e) = File::create_new(&p.abs) {
             // Put things back rather than leave a half-applied fault behind.
-            let _ = fs::rename(&stashed, &p.abs);
+            let _ = move_path(&stashed, &p.abs);
             return Err(SandboxError::io("create the placeholder file", &p.rel, e));
         }
         undo.push(&p.rel, Undoable::Replaced { stashed });
@@ -207,12 +208,24 @@ impl Disk {
         }
     }
 
-    /// `Fault::FillDisk`: grows the ballast so that `leave` of the `limit` bytes
-    /// stay free.
-    pub(crate) fn fill(&self, limit: u64, leave: u64) -> Result<String, SandboxError> {
+    /// `Fault::FillDisk`: grows the ballast so that `leave` bytes, rounded down
+    /// to whole blocks, stay free of the `limit`. `free` reads the free space
+    /// (the quota's or the kernel's) once the fault holds the lock.
+    pub(crate) fn fill(
+        &self,
+        limit: u64,
+        free: impl FnOnce() -> io::Result<u64>,
+        leave: u64,
+    ) -> Result<String, SandboxError> {
         let _undo = self.lock();
-        let free = limit.saturating_sub(quota::usage(&self.root));
-        if free <= leave {
+        let free = free().map_err(|e| SandboxError::io("measure the free space of", ".", e))?;
+        let keep = whole_blocks(leave);
+        let rounded = if keep == leave {
+            String::new()
+        } else {
+            format!(" ({leave} asked; space comes in {BLOCK}-byte blocks)")
+        };
+        if free <= keep {
             return Ok(format!(
                 "disk left as is: {free} bytes free, not more than the {leave} to leave"
             ));
@@ -225,7 +238,9 @@ impl Disk {
             .truncate(false)
             .open(&path)
             .map_err(io_err)?;
-        let len = file.metadata().map_err(io_err)?.len() + (free - leave);
+        // Whole blocks: the ballast's last block is complete, and the free
+        // space is a whole number of blocks, on both backends.
+        let len = charged(file.metadata().map_err(io_err)?.len()) + whole_blocks(free - keep);
         // `allocate` skips files whose blocks already cover `len` (the last block
         // of an earlier ballast may have room), so extend the length explicitly.
         FileExt::allocate(&file, len).map_err(io_err)?;
@@ -233,7 +248,7 @@ impl Disk {
             file.set_len(len).map_err(io_err)?;
         }
         Ok(format!(
-            "filled disk: {BALLAST} is {len} bytes, leaving {leave} of {limit} bytes free"
+            "filled disk: {BALLAST} is {len} bytes, leaving {keep} of {limit} bytes free{rounded}"
         ))
     }
 
@@ -292,7 +307,7 @@ fn move_back(src: &Path, src_label: &str, dst: &RelPath) -> Result<String, Sandb
         fs::symlink_metadata(src).map_err(|e| SandboxError::io("restore from", src_label, e))?;
     match fs::symlink_metadata(&dst.abs) {
         Err(e) if e.kind() == io::ErrorKind::NotFound => {
-            fs::rename(src, &dst.abs).map_err(|e| SandboxError::io("move back", &dst.rel, e))?;
+            move_path(src, &dst.abs).map_err(|e| SandboxError::io("move back", &dst.rel, e))?;
             Ok(format!("moved the {} back", kind(src_meta.is_dir())))
         }
         Err(e) => Err(SandboxError::io("restore", &dst.rel, e)),
@@ -316,6 +331,47 @@ fn move_back(src: &Path, src_label: &str, dst: &RelPath) -> Result<String, Sandb
                 kind(src_meta.is_dir())
             ),
         )),
+    }
+}
+
+/// Moves `src` to `dst` by renaming, or, across filesystems (a `tmpfs`
+/// sandbox's root is a mount of its own, its stash is not), by copying the tree
+/// and removing the original: like `mv`.
+fn move_path(src: &Path, dst: &Path) -> io::Result<()> {
+    match fs::rename(src, dst) {
+        Err(e) if e.raw_os_error() == Some(libc::EXDEV) => {
+            if let Err(e) = copy_tree(src, dst) {
+                let _ = remove_tree(dst);
+                return Err(e);
+            }
+            remove_tree(src)
+        }
+        other => other,
+    }
+}
+
+/// Copies a file, symlink or directory tree, keeping permissions.
+fn copy_tree(src: &Path, dst: &Path) -> io::Result<()> {
+    let meta = fs::symlink_metadata(src)?;
+    if meta.is_dir() {
+        fs::create_dir(dst)?;
+        for entry in fs::read_dir(src)? {
+            let entry = entry?;
+            copy_tree(&entry.path(), &dst.join(entry.file_name()))?;
+        }
+        fs::set_permissions(dst, meta.permissions())
+    } else if meta.file_type().is_symlink() {
+        std::os::unix::fs::symlink(fs::read_link(src)?, dst)
+    } else {
+        fs::copy(src, dst).map(drop)
+    }
+}
+
+fn remove_tree(path: &Path) -> io::Result<()> {
+    if fs::symlink_metadata(path)?.is_dir() {
+        fs::remove_dir_all(path)
+    } else {
+        fs::remove_file(path)
     }
 }
 
@@ -346,7 +402,7 @@ fn merge_into(src: &Path, dst: &Path) -> Result<usize, Merge> {
         return Err(Merge::Clash(clash.to_string_lossy().into_owned()));
     }
     for name in &names {
-        fs::rename(src.join(name), dst.join(name)).map_err(Merge::Io)?;
+        move_path(&src.join(name), &dst.join(name)).map_err(Merge::Io)?;
     }
     fs::remove_dir(src).map_err(Merge::Io)?;
     Ok(names.len())

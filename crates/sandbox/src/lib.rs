@@ -7,21 +7,33 @@
 //! operation ([`OpTrigger`]), and reads back what the connector did
 //! ([`OpRecord`]). All state belongs to one `Sandbox`, so scenarios can run in
 //! parallel.
+//!
+//! Two backends hold the volume ([`Backend`]): `vfs`, real files in a temporary
+//! directory with a block quota kept by [`FaultyFs`] and a crash model
+//! ([`Sandbox::crash`]), and `tmpfs`, a real size-limited tmpfs mounted on the
+//! root (Linux, in a private mount namespace: see
+//! [`enter_private_mount_namespace`]), where the kernel does the accounting.
+//! Both charge files in whole [`BLOCK`]s, so a scenario sees the same free
+//! space on either.
 
 #![warn(missing_docs)]
 
+mod crash;
 mod disk;
 mod errno;
 mod error;
 mod fault;
 mod faulty_fs;
+mod mount;
 mod op_log;
 mod paths;
 mod quota;
 mod rule;
 
+use std::fmt;
 use std::io;
 use std::path::{Path, PathBuf};
+use std::str::FromStr;
 use std::sync::Arc;
 
 use tempfile::TempDir;
@@ -30,14 +42,17 @@ pub use crate::errno::Errno;
 pub use crate::error::SandboxError;
 pub use crate::fault::Fault;
 pub use crate::faulty_fs::{FaultyFile, FaultyFs};
+pub use crate::mount::{enter_private_mount_namespace, tmpfs_available};
 pub use crate::op_log::{OpRecord, Outcome};
+pub use crate::quota::BLOCK;
 pub use crate::rule::{ErrnoRule, OpTrigger};
 
-/// How a [`Sandbox`] is set up.
+/// How a [`Sandbox`] is set up. The backend is chosen by
+/// [`Sandbox::with_backend`] ([`Sandbox::new`] is `vfs`).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct SandboxConfig {
-    /// Size of the sandbox volume in bytes: what the connector sees as free
-    /// space when the root is empty.
+    /// Size of the sandbox volume in bytes, rounded down to whole [`BLOCK`]s:
+    /// what the connector sees as free space when the root is empty.
     pub quota: u64,
 }
 
@@ -50,20 +65,75 @@ impl Default for SandboxConfig {
     }
 }
 
+/// What holds a sandbox's volume.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]
+pub enum Backend {
+    /// Real files in a temporary directory; [`FaultyFs`] keeps a block quota
+    /// and a crash model.
+    #[default]
+    Vfs,
+    /// A tmpfs of the quota's size mounted on the root (Linux only, in the
+    /// private mount namespace of [`enter_private_mount_namespace`]): `ENOSPC`
+    /// and free space are the kernel's; no crash model.
+    Tmpfs,
+}
+
+impl Backend {
+    /// The lower-case name (`vfs`, `tmpfs`).
+    pub fn name(self) -> &'static str {
+        match self {
+            Backend::Vfs => "vfs",
+            Backend::Tmpfs => "tmpfs",
+        }
+    }
+}
+
+impl fmt::Display for Backend {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.name())
+    }
+}
+
+impl FromStr for Backend {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        match s {
+            "vfs" => Ok(Backend::Vfs),
+            "tmpfs" => Ok(Backend::Tmpfs),
+            _ => Err(format!("unknown backend `{s}`; expected vfs or tmpfs")),
+        }
+    }
+}
+
 /// One scenario run's volume: a temporary directory holding the connector's
-/// `root/` and a private `stash/`, removed with everything in it when the
-/// sandbox is dropped (also while unwinding from a panic).
+/// `root/` and a private `stash/` (and, on `vfs`, the crash model's `limbo/`),
+/// removed with everything in it when the sandbox is dropped (also while
+/// unwinding from a panic). On `tmpfs` the root is a mount, lazily unmounted
+/// first.
 #[derive(Debug)]
 pub struct Sandbox {
     fs: Arc<FaultyFs>,
     root: PathBuf,
+    backend: Backend,
+    /// The tmpfs on `root`; dropped (unmounted) before `dir`.
+    #[expect(dead_code, reason = "held only to be unmounted when dropped")]
+    mount: Option<mount::TmpfsMount>,
     /// Declared last so it is dropped last; its drop removes the directory.
     dir: TempDir,
 }
 
 impl Sandbox {
-    /// Creates a fresh, empty sandbox.
+    /// Creates a fresh, empty sandbox on the `vfs` backend.
     pub fn new(config: SandboxConfig) -> io::Result<Sandbox> {
+        Sandbox::with_backend(config, Backend::Vfs)
+    }
+
+    /// Creates a fresh, empty sandbox on `backend`.
+    ///
+    /// A `tmpfs` sandbox fails unless the process has entered its private
+    /// mount namespace ([`enter_private_mount_namespace`]), and needs a quota
+    /// of at least one [`BLOCK`] (a tmpfs of size 0 would be unlimited).
+    pub fn with_backend(config: SandboxConfig, backend: Backend) -> io::Result<Sandbox> {
         let dir = tempfile::Builder::new().prefix("imc-sandbox-").tempdir()?;
         // Canonical, so that the connector's paths (built from `root()`) and the
         // lexical containment check agree even if the temp dir is behind a symlink.
@@ -72,8 +142,48 @@ impl Sandbox {
         let stash = base.join("stash");
         std::fs::create_dir(&root)?;
         std::fs::create_dir(&stash)?;
-        let fs = Arc::new(FaultyFs::new(base, root.clone(), stash, config.quota));
-        Ok(Sandbox { fs, root, dir })
+        let mount = match backend {
+            Backend::Vfs => {
+                std::fs::create_dir(base.join("limbo"))?;
+                None
+            }
+            Backend::Tmpfs => Some(mount::TmpfsMount::new(
+                &root,
+                quota::whole_blocks(config.quota),
+            )?),
+        };
+        let fs = Arc::new(FaultyFs::new(
+            base,
+            root.clone(),
+            stash,
+            config.quota,
+            backend,
+        ));
+        Ok(Sandbox {
+            fs,
+            root,
+            backend,
+            mount,
+            dir,
+        })
+    }
+
+    /// What holds the volume.
+    pub fn backend(&self) -> Backend {
+        self.backend
+    }
+
+    /// Simulates a power loss, as LazyFS would: on the `vfs` backend, drops on
+    /// the real disk everything the connector did not make durable (unsynced
+    /// file data, directory entries created, renamed or removed since the
+    /// directory's last `sync_dir`; see the rules in the `crash` module) and
+    /// describes what was dropped, one line per change, root-relative, in a
+    /// deterministic order (empty if nothing was lost). Call it once the
+    /// connector's tasks are gone; the state after it is the new durable
+    /// baseline. On `tmpfs` it changes nothing (the kernel's page cache
+    /// survives a process crash) and says so in the one line it returns.
+    pub fn crash(&self) -> Vec<String> {
+        self.fs.crash()
     }
 
     /// The connector's root directory (absolute).
@@ -135,7 +245,8 @@ impl Sandbox {
         self.fs.violations()
     }
 
-    /// The quota in bytes.
+    /// The volume's size in bytes: the configured quota rounded down to whole
+    /// [`BLOCK`]s.
     pub fn quota(&self) -> u64 {
         self.fs.quota()
     }

@@ -6,9 +6,9 @@ use std::os::unix::fs::MetadataExt;
 use std::path::PathBuf;
 
 use imc::fs::Fs;
-use sandbox::{Fault, Sandbox, SandboxConfig, SandboxError};
+use sandbox::{BLOCK, Fault, Sandbox, SandboxConfig, SandboxError};
 
-/// A sandbox with `imcdata/in` holding two messages.
+/// A sandbox with `imcdata/in` holding two messages (a block each).
 fn sandbox(quota: u64) -> Sandbox {
     let sb = Sandbox::new(SandboxConfig { quota }).unwrap();
     fs::create_dir_all(sb.root().join("imcdata/in")).unwrap();
@@ -250,23 +250,24 @@ fn restore_with_nothing_to_restore_is_an_error() {
 }
 
 #[test]
-fn fill_disk_leaves_exactly_the_requested_bytes() {
+fn fill_disk_leaves_exactly_the_requested_blocks() {
     let sb = sandbox(1 << 20);
     let fs_ = sb.fs();
     fs_.create(&p(&sb, "imcdata/in/3"))
         .unwrap()
         .write_all(&[0; 1000])
         .unwrap();
-    let d = sb.apply(&Fault::FillDisk { leave: 4321 }).unwrap();
-    // 6 bytes of messages written behind the sandbox's back count too.
-    let ballast_len = (1 << 20) - 4321 - 1006;
+    let d = sb.apply(&Fault::FillDisk { leave: 2 * BLOCK }).unwrap();
+    // 256 blocks; the two messages written behind the sandbox's back count
+    // too, a whole block each, like the 1000-byte one.
+    let ballast_len = (256 - 3 - 2) * BLOCK;
     assert_eq!(
         d,
         format!(
-            "filled disk: ballast.bin is {ballast_len} bytes, leaving 4321 of 1048576 bytes free"
+            "filled disk: ballast.bin is {ballast_len} bytes, leaving 8192 of 1048576 bytes free"
         )
     );
-    assert_eq!(fs_.available_space(sb.root()).unwrap(), 4321);
+    assert_eq!(fs_.available_space(sb.root()).unwrap(), 2 * BLOCK);
 
     let meta = fs::metadata(p(&sb, "ballast.bin")).unwrap();
     assert_eq!(meta.len(), ballast_len);
@@ -277,31 +278,59 @@ fn fill_disk_leaves_exactly_the_requested_bytes() {
 
     // And exactly that much can still be written.
     let mut f = fs_.create(&p(&sb, "imcdata/in/4")).unwrap();
-    assert!(f.write_all(&[0; 5000]).is_err());
-    assert_eq!(fs::metadata(p(&sb, "imcdata/in/4")).unwrap().len(), 4321);
+    assert!(f.write_all(&[0; 10_000]).is_err());
+    assert_eq!(
+        fs::metadata(p(&sb, "imcdata/in/4")).unwrap().len(),
+        2 * BLOCK
+    );
+}
+
+#[test]
+fn fill_disk_rounds_what_it_leaves_down_to_a_block() {
+    let sb = sandbox(1 << 20);
+    let d = sb.apply(&Fault::FillDisk { leave: 4321 }).unwrap();
+    let ballast_len = (256 - 2 - 1) * BLOCK;
+    assert_eq!(
+        d,
+        format!(
+            "filled disk: ballast.bin is {ballast_len} bytes, leaving 4096 of 1048576 bytes free \
+             (4321 asked; space comes in 4096-byte blocks)"
+        )
+    );
+    assert_eq!(sb.available_space(), BLOCK);
+    assert_eq!(
+        fs::metadata(p(&sb, "ballast.bin")).unwrap().len(),
+        ballast_len
+    );
+    // Less than a block to leave: nothing is left.
+    sb.apply(&Fault::FillDisk { leave: BLOCK - 1 }).unwrap();
+    assert_eq!(sb.available_space(), 0);
 }
 
 #[test]
 fn fill_disk_grows_an_existing_ballast() {
     let sb = sandbox(1 << 20);
     sb.apply(&Fault::FillDisk { leave: 100_000 }).unwrap();
+    assert_eq!(sb.available_space(), 24 * BLOCK);
     sb.apply(&Fault::FillDisk { leave: 10 }).unwrap();
-    assert_eq!(sb.available_space(), 10);
+    assert_eq!(sb.available_space(), 0);
     let meta = fs::metadata(p(&sb, "ballast.bin")).unwrap();
-    assert_eq!(meta.len(), (1 << 20) - 6 - 10);
+    assert_eq!(meta.len(), (256 - 2) * BLOCK);
     assert!(meta.blocks() * 512 >= meta.len());
 }
 
 #[test]
 fn fill_disk_leaves_a_fuller_disk_as_is() {
-    let sb = sandbox(1000);
-    let d = sb.apply(&Fault::FillDisk { leave: 2000 }).unwrap();
+    // Three blocks, two of them taken by the messages.
+    let sb = sandbox(3 * BLOCK + 1000);
+    assert_eq!(sb.quota(), 3 * BLOCK);
+    let d = sb.apply(&Fault::FillDisk { leave: 5000 }).unwrap();
     assert_eq!(
         d,
-        "disk left as is: 994 bytes free, not more than the 2000 to leave"
+        "disk left as is: 4096 bytes free, not more than the 5000 to leave"
     );
     assert!(!p(&sb, "ballast.bin").exists());
-    assert_eq!(sb.available_space(), 994);
+    assert_eq!(sb.available_space(), BLOCK);
 }
 
 #[test]
@@ -312,10 +341,10 @@ fn free_disk_removes_the_ballast() {
     let d = sb.apply(&Fault::FreeDisk).unwrap();
     assert_eq!(
         d,
-        format!("freed disk: removed ballast.bin ({} bytes)", (1 << 20) - 6)
+        format!("freed disk: removed ballast.bin ({} bytes)", 254 * BLOCK)
     );
     assert!(!p(&sb, "ballast.bin").exists());
-    assert_eq!(sb.available_space(), (1 << 20) - 6);
+    assert_eq!(sb.available_space(), 254 * BLOCK);
     let err = sb.apply(&Fault::FreeDisk).unwrap_err();
     assert!(err.to_string().contains("no ballast"), "{err}");
 }

@@ -6,7 +6,7 @@ use std::path::PathBuf;
 use std::sync::Arc;
 
 use imc::fs::{Fs, OpKind};
-use sandbox::{Errno, Outcome, Sandbox, SandboxConfig, SandboxError};
+use sandbox::{BLOCK, Backend, Errno, Outcome, Sandbox, SandboxConfig, SandboxError};
 
 fn sandbox() -> Sandbox {
     Sandbox::new(SandboxConfig::default()).unwrap()
@@ -18,6 +18,7 @@ fn layout_is_a_fresh_root_and_a_private_stash() {
     assert!(sb.root().is_absolute());
     assert!(sb.root().is_dir());
     assert!(sb.dir().join("stash").is_dir());
+    assert_eq!(sb.backend(), Backend::Vfs);
     assert_eq!(sb.root().parent(), Some(sb.dir()));
     assert_eq!(std::fs::read_dir(sb.root()).unwrap().count(), 0);
     let other = sandbox();
@@ -140,7 +141,11 @@ fn every_operation_is_logged() {
     fs.rename(&p("imcdata/work"), &p("imcdata/in")).unwrap();
     assert!(fs.metadata(&p("imcdata/missing")).is_err());
     assert_eq!(fs.read_dir(sb.root()).unwrap(), [p("imcdata")]);
-    assert_eq!(fs.available_space(&p("imcdata")).unwrap(), (64 << 20) - 5);
+    // Five bytes take a block.
+    assert_eq!(
+        fs.available_space(&p("imcdata")).unwrap(),
+        (64 << 20) - BLOCK
+    );
     assert!(fs.available_space(&p("gone")).is_err());
     fs.remove_file(&p("imcdata/in")).unwrap();
 
@@ -174,15 +179,58 @@ fn every_operation_is_logged() {
 
 #[test]
 fn sandboxes_do_not_share_state() {
-    let a = Sandbox::new(SandboxConfig { quota: 100 }).unwrap();
-    let b = Sandbox::new(SandboxConfig { quota: 200 }).unwrap();
+    let config = |blocks| SandboxConfig {
+        quota: blocks * BLOCK,
+    };
+    let a = Sandbox::new(config(2)).unwrap();
+    let b = Sandbox::with_backend(config(3), Backend::Vfs).unwrap();
     a.fs()
         .create(&a.root().join("x"))
         .unwrap()
         .write_all(&[0; 50])
         .unwrap();
-    assert_eq!(a.available_space(), 50);
-    assert_eq!(b.available_space(), 200);
+    assert_eq!(a.available_space(), BLOCK);
+    assert_eq!(b.available_space(), 3 * BLOCK);
     assert_eq!(a.op_count(), 2);
     assert_eq!(b.op_count(), 0);
+}
+
+/// libtest runs tests on threads, so this process cannot enter a mount
+/// namespace, and a tmpfs sandbox is refused rather than mounted where the
+/// host could see it.
+#[test]
+fn tmpfs_needs_the_private_mount_namespace() {
+    let tmpfs = || Sandbox::with_backend(SandboxConfig::default(), Backend::Tmpfs);
+    match sandbox::enter_private_mount_namespace() {
+        Err(reason) => {
+            assert!(reason.contains("threads"), "{reason}");
+            // Idempotent: the same answer again.
+            assert_eq!(sandbox::enter_private_mount_namespace(), Err(reason));
+            let err = tmpfs().unwrap_err().to_string();
+            assert!(err.contains("private mount namespace"), "{err}");
+            let unavailable = sandbox::tmpfs_available().unwrap_err();
+            assert!(unavailable.contains("threads"), "{unavailable}");
+        }
+        // Single-threaded after all (a custom test runner): then it works.
+        Ok(()) => {
+            if sandbox::tmpfs_available().is_ok() {
+                assert_eq!(tmpfs().unwrap().backend(), Backend::Tmpfs);
+            }
+        }
+    }
+}
+
+#[test]
+fn backend_names() {
+    for backend in [Backend::Vfs, Backend::Tmpfs] {
+        assert_eq!(backend.name().parse::<Backend>(), Ok(backend));
+        assert_eq!(backend.to_string(), backend.name());
+    }
+    assert_eq!(Backend::default(), Backend::Vfs);
+    assert!(
+        "ext4"
+            .parse::<Backend>()
+            .unwrap_err()
+            .contains("vfs or tmpfs")
+    );
 }

@@ -96,22 +96,30 @@ fn a_write_sees_the_disk_filled_right_before_it() {
     f.write_all(b"first").unwrap();
     sb.arm(
         trigger(OpKind::Write, "imcdata/in/1", 2),
-        Fault::FillDisk { leave: 3 },
+        Fault::FillDisk { leave: 0 },
     )
     .unwrap();
     f.write_all(b"second").unwrap();
-    assert_eq!(f.write(b"third").unwrap(), 3);
+    assert!(sb.take_fired().is_empty());
+    // The disk is filled right before this write, but the file's block still
+    // has room for the rest of it.
+    assert_eq!(f.write(&[b'x'; 5000]).unwrap(), 4096 - 11);
+    assert_eq!(sb.available_space(), 0);
     assert_eq!(
-        std::fs::read(p(&sb, "imcdata/in/1")).unwrap(),
-        b"firstsecondthi"
+        std::fs::metadata(p(&sb, "imcdata/in/1")).unwrap().len(),
+        4096
     );
     assert_eq!(sb.take_fired().len(), 1);
     assert_eq!(
         sb.ops().last().unwrap().outcome,
         Outcome::ShortWrite {
-            written: 3,
-            requested: 5
+            written: 4096 - 11,
+            requested: 5000
         }
+    );
+    assert_eq!(
+        f.write(b"y").unwrap_err().raw_os_error(),
+        Some(Errno::Enospc.raw())
     );
 }
 

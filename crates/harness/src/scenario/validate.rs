@@ -119,7 +119,10 @@ pub(crate) fn check(scenario: &mut Scenario, tree: &Tree) -> Result<(), Problem>
             let mut p = Problem::new(
                 at!["expect_violation"],
                 Target::Value,
-                format!("unknown invariant `{name}`, expected one of {}", ticked(&names)),
+                format!(
+                    "unknown invariant `{name}`, expected one of {}",
+                    ticked(&names)
+                ),
             )
             .label("unknown invariant");
             if let Some(s) = suggest(name, &names) {
@@ -134,7 +137,10 @@ pub(crate) fn check(scenario: &mut Scenario, tree: &Tree) -> Result<(), Problem>
             let mut p = Problem::new(
                 at!["connector", "mutant"],
                 Target::Value,
-                format!("unknown mutant `{name}`, expected one of {}", ticked(&names)),
+                format!(
+                    "unknown mutant `{name}`, expected one of {}",
+                    ticked(&names)
+                ),
             )
             .label("unknown mutant");
             if let Some(s) = suggest(name, &names) {
