@@ -88,6 +88,9 @@ pub struct Run {
     pub mismatches: Vec<Mismatch>,
     /// Invariants that did not hold, in the order seen.
     pub violations: Vec<Violation>,
+    /// The connector's filesystem operations during the steps (not the final
+    /// recovery), in order: what `enumerate` counts and fails one by one.
+    pub ops: Vec<sandbox::OpRecord>,
 }
 
 /// The fixed instant of the connector's clock in runs.
@@ -172,6 +175,7 @@ pub async fn run(scenario: &Scenario, options: &RunOptions) -> Result<Run, RunEr
         runner.check_spool();
     }
     runner.history.listing = runner.listing();
+    let ops = runner.sandbox.ops();
     runner.recover().await;
     // Tear down without a trace: a crash closes everything and logs nothing.
     runner.connector.crash().await;
@@ -179,6 +183,7 @@ pub async fn run(scenario: &Scenario, options: &RunOptions) -> Result<Run, RunEr
         history: runner.history,
         mismatches: runner.mismatches,
         violations: runner.violations,
+        ops,
     })
 }
 
