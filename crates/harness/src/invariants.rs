@@ -447,20 +447,34 @@ impl Ledger {
     }
 }
 
-/// The stored message without the connector's leading `Received:` header.
+/// The stored message without what the connector puts in front of it: the
+/// `x-sender:`/`x-receiver:` envelope lines and its `Received:` trace header.
 pub fn body_of(stored: &[u8]) -> &[u8] {
-    if !stored.starts_with(b"Received:") {
-        return stored;
-    }
     let mut pos = 0;
+    if stored.starts_with(b"x-sender:") {
+        pos = after_field(stored, pos);
+    }
+    while stored[pos..].starts_with(b"x-receiver:") {
+        pos = after_field(stored, pos);
+    }
+    // Only the connector's own trace header: the message may carry others.
+    if stored[pos..].starts_with(b"Received:") {
+        pos = after_field(stored, pos);
+    }
+    &stored[pos..]
+}
+
+/// The offset after the header field starting at `start`, folded lines included.
+fn after_field(stored: &[u8], start: usize) -> usize {
+    let mut pos = start;
     loop {
         match stored[pos..].iter().position(|&b| b == b'\n') {
-            None => return &stored[stored.len()..],
+            None => return stored.len(),
             Some(i) => {
                 pos += i + 1;
                 // Folded continuation lines start with a space or a tab.
                 if !matches!(stored.get(pos), Some(b' ') | Some(b'\t')) {
-                    return &stored[pos..];
+                    return pos;
                 }
             }
         }
@@ -511,6 +525,9 @@ mod tests {
             body_of(&stored(b"Subject: x\r\n\r\nhi\r\n")),
             b"Subject: x\r\n\r\nhi\r\n"
         );
+        let envelope = b"x-sender: a@b\r\nx-receiver: c@d\r\nx-receiver: e@f\r\n";
+        let with_envelope = [envelope.as_slice(), &stored(b"hi\r\n")].concat();
+        assert_eq!(body_of(&with_envelope), b"hi\r\n");
         assert_eq!(body_of(b"no header\r\n"), b"no header\r\n");
     }
 

@@ -632,17 +632,24 @@ impl<R: AsyncRead + Unpin, W: AsyncWrite + Unpin> Session<R, W> {
         );
     }
 
-    /// The trace header stored in front of the message (RFC 5321 4.4).
-    fn received_header(&self, id: &str, _txn: &Transaction) -> Vec<u8> {
+    /// What is stored in front of the message: the envelope, as `x-sender:` and
+    /// `x-receiver:` lines (the format of the IIS/Exchange SMTP drop directory, so
+    /// whatever delivers from IN knows the reverse path and every recipient,
+    /// RFC 5321 2.3.1), then the trace header (RFC 5321 4.4).
+    fn received_header(&self, id: &str, txn: &Transaction) -> Vec<u8> {
         let (helo, esmtp) = self.helo.clone().unwrap_or_default();
         let date = self.shared.config.clock.now().to_rfc2822();
-        format!(
+        let mut out = format!("x-sender: {}\r\n", txn.from.as_deref().unwrap_or(""));
+        for rcpt in &txn.recipients {
+            out.push_str(&format!("x-receiver: {rcpt}\r\n"));
+        }
+        out.push_str(&format!(
             "Received: from {helo} ([{}])\r\n\tby {} with {} id {id};\r\n\t{date}\r\n",
             self.peer,
             self.shared.config.hostname,
             if esmtp { "ESMTP" } else { "SMTP" },
-        )
-        .into_bytes()
+        ));
+        out.into_bytes()
     }
 }
 

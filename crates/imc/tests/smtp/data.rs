@@ -2,11 +2,35 @@
 
 use crate::support::{DATE_2822, Spooled};
 
-/// The trace header the connector puts in front of message `id`.
+/// What the connector puts in front of message `id` sent by `Session::envelope`:
+/// the envelope lines, then the trace header.
 fn received(helo: &str, with: &str, id: &str) -> String {
     format!(
-        "Received: from {helo} ([127.0.0.1])\r\n\tby imc.test with {with} id {id};\r\n\t{DATE_2822}\r\n"
+        "x-sender: alice@example.org\r\nx-receiver: bob@example.net\r\n\
+         Received: from {helo} ([127.0.0.1])\r\n\tby imc.test with {with} id {id};\r\n\t{DATE_2822}\r\n"
     )
+}
+
+#[tokio::test]
+async fn the_envelope_is_stored_with_every_recipient() {
+    let s = Spooled::start().await;
+    let mut c = s.session().await;
+    assert_eq!(c.cmd("MAIL FROM:<>").await, "250 OK - mail from accepted");
+    for rcpt in ["bob@example.net", "carol@example.org", "postmaster"] {
+        assert_eq!(
+            c.cmd(&format!("RCPT TO:<{rcpt}>")).await,
+            "250 OK - recipient accepted"
+        );
+    }
+    assert_eq!(c.data(b"Subject: bounce\r\n\r\nx\r\n").await, "250 OK");
+    let stored = String::from_utf8(s.stored("00000001")).unwrap();
+    assert!(
+        stored.starts_with(
+            "x-sender: \r\nx-receiver: bob@example.net\r\nx-receiver: carol@example.org\r\n\
+             x-receiver: postmaster\r\nReceived: from client.example"
+        ),
+        "{stored}"
+    );
 }
 
 #[tokio::test]
