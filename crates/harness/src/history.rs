@@ -164,6 +164,19 @@ pub struct Listing {
     pub files: Option<Vec<String>>,
 }
 
+/// Entries as text, one line per line (a multi-line reply gives several).
+pub fn entry_lines(entries: &[Entry]) -> Vec<String> {
+    entries
+        .iter()
+        .flat_map(|e| {
+            e.to_string()
+                .lines()
+                .map(str::to_string)
+                .collect::<Vec<_>>()
+        })
+        .collect()
+}
+
 /// A whole run.
 #[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct History {
@@ -185,16 +198,7 @@ impl History {
     /// The snapshot form: one line per line of each entry (a multi-line reply
     /// gives one line per reply line).
     pub fn lines(&self) -> Vec<String> {
-        let mut out: Vec<String> = self
-            .entries
-            .iter()
-            .flat_map(|e| {
-                e.to_string()
-                    .lines()
-                    .map(str::to_string)
-                    .collect::<Vec<_>>()
-            })
-            .collect();
+        let mut out = entry_lines(&self.entries);
         for l in &self.listing {
             out.push(match &l.files {
                 None => format!("final {}: (missing)", l.dir),

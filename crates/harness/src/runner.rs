@@ -228,20 +228,11 @@ impl Runner {
         if !self.reported.insert((invariant, message.clone())) {
             return;
         }
-        let mut excerpt = self.history.lines();
-        if self.step == 0 {
-            excerpt = self
-                .history
-                .recovery
-                .iter()
-                .flat_map(|e| {
-                    e.to_string()
-                        .lines()
-                        .map(str::to_string)
-                        .collect::<Vec<_>>()
-                })
-                .collect();
-        }
+        let mut excerpt = if self.step == 0 {
+            crate::history::entry_lines(&self.history.recovery)
+        } else {
+            self.history.lines()
+        };
         let excerpt = excerpt.split_off(excerpt.len().saturating_sub(12));
         self.violations.push(Violation {
             invariant,
@@ -681,15 +672,7 @@ impl Runner {
     }
 
     async fn dot(&mut self, name: &str, result: &mut StepResult) {
-        let fire: Vec<usize> = (0..self.armed.len())
-            .filter(|&i| {
-                self.armed[i].when.session == name && self.armed[i].when.before_dot == Some(true)
-            })
-            .collect();
-        for i in fire.into_iter().rev() {
-            let armed = self.armed.remove(i);
-            self.apply(&armed.fault, result);
-        }
+        self.fire(name, |w| w.before_dot == Some(true), result);
         let at_line_start = self.sessions.get(name).is_none_or(|s| s.at_line_start());
         let bytes: &[u8] = if at_line_start {
             b".\r\n"
@@ -770,13 +753,17 @@ impl Runner {
         let code = reply.code;
         self.ledger.replied(name, code);
         result.replies.push(reply);
-        let fire: Vec<usize> = (0..self.armed.len())
-            .filter(|&i| {
-                self.armed[i].when.session == name && self.armed[i].when.after_reply == Some(code)
-            })
-            .collect();
-        for i in fire.into_iter().rev() {
-            let armed = self.armed.remove(i);
+        self.fire(name, |w| w.after_reply == Some(code), result);
+    }
+
+    /// Applies, in the order they were armed, the faults armed on `session` whose
+    /// stage `reached` says has come.
+    fn fire(&mut self, session: &str, reached: impl Fn(&When) -> bool, result: &mut StepResult) {
+        let (due, waiting): (Vec<Armed>, Vec<Armed>) = std::mem::take(&mut self.armed)
+            .into_iter()
+            .partition(|a| a.when.session == session && reached(&a.when));
+        self.armed = waiting;
+        for armed in due {
             self.apply(&armed.fault, result);
         }
     }

@@ -74,6 +74,19 @@ pub struct Verdict {
 }
 
 impl Verdict {
+    /// A verdict for `case` with nothing known yet.
+    fn new(case: &Case) -> Verdict {
+        Verdict {
+            case: case.clone(),
+            history: None,
+            mismatches: Vec::new(),
+            violations: Vec::new(),
+            expected_violation: None,
+            snapshot: None,
+            error: None,
+        }
+    }
+
     /// True when it ran, every expectation held and the snapshot (if any) matched.
     pub fn passed(&self) -> bool {
         self.error.is_none()
@@ -171,21 +184,12 @@ pub fn tmpfs_comparable(scenario: &scenario::Scenario) -> Result<(), &'static st
 
 /// Runs one case on its own single-threaded runtime.
 pub fn run_case(case: &Case, options: &RunOptions, snapshots: &Snapshots) -> Verdict {
-    let mut verdict = Verdict {
-        case: case.clone(),
-        history: None,
-        mismatches: Vec::new(),
-        violations: Vec::new(),
-        expected_violation: None,
-        snapshot: None,
-        error: None,
-    };
     match scenario::load(&case.path) {
         Ok(scenario) => run_loaded(case, &scenario, options, snapshots),
-        Err(e) => {
-            verdict.error = Some(e.to_string());
-            verdict
-        }
+        Err(e) => Verdict {
+            error: Some(e.to_string()),
+            ..Verdict::new(case)
+        },
     }
 }
 
@@ -196,15 +200,7 @@ pub fn run_loaded(
     options: &RunOptions,
     snapshots: &Snapshots,
 ) -> Verdict {
-    let mut verdict = Verdict {
-        case: case.clone(),
-        history: None,
-        mismatches: Vec::new(),
-        violations: Vec::new(),
-        expected_violation: None,
-        snapshot: None,
-        error: None,
-    };
+    let mut verdict = Verdict::new(case);
     let runtime = match tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()

@@ -122,20 +122,17 @@ impl Spool {
 
     /// Creates `work/<id>` for a new message.
     pub async fn create_work(&self, id: &str) -> io::Result<WorkFile> {
-        let path = self.work_dir().join(id);
-        let p = path.clone();
-        let file = self.blocking(move |fs| fs.create(&p)).await?;
-        Ok(WorkFile {
-            file: Some(file),
-            path,
-            id: id.to_string(),
-        })
+        self.create_message(self.work_dir(), id).await
     }
 
     /// Creates `in/<id>` to receive the message in place: only the `partial-in`
     /// mutant does this, exposing incomplete messages in IN.
     pub async fn create_in_place(&self, id: &str) -> io::Result<WorkFile> {
-        let path = self.in_dir().join(id);
+        self.create_message(self.in_dir(), id).await
+    }
+
+    async fn create_message(&self, dir: PathBuf, id: &str) -> io::Result<WorkFile> {
+        let path = dir.join(id);
         let p = path.clone();
         let file = self.blocking(move |fs| fs.create(&p)).await?;
         Ok(WorkFile {
