@@ -3,7 +3,7 @@
 use clap::{Parser, Subcommand};
 use harness::runner::RunOptions;
 use harness::scenario::Backend;
-use harness::snapshot::Comparison;
+use harness::snapshot::{self, Comparison, StoredRun};
 use harness::suite::{self, Snapshots};
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -42,6 +42,21 @@ enum Command {
         /// Run every scenario on this backend (`vfs` or `tmpfs`) instead of its own.
         #[arg(long, value_parser = parse_backend)]
         backend: Option<Backend>,
+        /// Save each run's whole history as JSON in this folder (for `check`).
+        #[arg(long)]
+        save_history: Option<PathBuf>,
+    },
+    /// Re-check stored runs (from `run --save-history`) against the snapshots, or
+    /// diff two stored runs, without running anything.
+    Check {
+        /// A stored run (`.json`).
+        run: PathBuf,
+        /// Compare with this other stored run instead of the snapshot.
+        #[arg(long)]
+        against: Option<PathBuf>,
+        /// Folder of stored snapshots.
+        #[arg(long, default_value = "snapshots")]
+        snapshots: PathBuf,
     },
     /// Write a new scenario file to start from.
     New {
@@ -89,13 +104,30 @@ fn main() -> ExitCode {
             no_snapshots,
             quiet,
             backend,
+            save_history,
         } => {
             let options = RunOptions {
                 backend,
                 ..RunOptions::default()
             };
-            run(&paths, &scenarios, snapshots, no_snapshots, quiet, &options)
+            let output = Output {
+                quiet,
+                save_history,
+            };
+            run(
+                &paths,
+                &scenarios,
+                snapshots,
+                no_snapshots,
+                &output,
+                &options,
+            )
         }
+        Command::Check {
+            run,
+            against,
+            snapshots,
+        } => check(&run, against.as_deref(), &snapshots),
         Command::New { path, profile } => new(&path, &profile),
         Command::Bench {
             paths,
@@ -114,9 +146,10 @@ fn run(
     base: &std::path::Path,
     snapshots: PathBuf,
     off: bool,
-    quiet: bool,
+    output: &Output,
     options: &RunOptions,
 ) -> ExitCode {
+    let quiet = output.quiet;
     let cases = match suite::cases(paths, base) {
         Ok(c) => c,
         Err(e) => {
@@ -134,6 +167,15 @@ fn run(
     for case in &cases {
         let verdict = suite::run_case(case, options, &mode);
         let ok = verdict.passed();
+        if let (Some(dir), Some(history)) = (&output.save_history, &verdict.history) {
+            let loaded = harness::scenario::load(&case.path);
+            if let Ok(scenario) = loaded {
+                match StoredRun::new(&case.id, &scenario, history).save(dir) {
+                    Ok(path) => println!("history saved to {}", path.display()),
+                    Err(e) => eprintln!("{e}"),
+                }
+            }
+        }
         println!("=== {} ({})", case.id, case.path.display());
         if !quiet || !ok {
             print!("{}", verdict.report());
@@ -252,5 +294,61 @@ fn median(values: &mut [f64]) -> f64 {
         values[n / 2]
     } else {
         (values[n / 2 - 1] + values[n / 2]) / 2.0
+    }
+}
+
+/// How `run` reports.
+struct Output {
+    quiet: bool,
+    save_history: Option<PathBuf>,
+}
+
+fn check(
+    path: &std::path::Path,
+    against: Option<&std::path::Path>,
+    snapshots: &std::path::Path,
+) -> ExitCode {
+    let stored = match StoredRun::load(path) {
+        Ok(r) => r,
+        Err(e) => {
+            eprintln!("{e}");
+            return ExitCode::from(2);
+        }
+    };
+    let contents = stored.render();
+    let comparison = match against {
+        Some(other) => match StoredRun::load(other) {
+            Ok(o) => {
+                let theirs = o.render();
+                if theirs.trim_end() == contents.trim_end() {
+                    Comparison::Same
+                } else {
+                    Comparison::Differs(snapshot::diff(theirs.trim_end(), contents.trim_end()))
+                }
+            }
+            Err(e) => {
+                eprintln!("{e}");
+                return ExitCode::from(2);
+            }
+        },
+        None => snapshot::compare(snapshots, &stored.snapshot_name(), &contents),
+    };
+    match comparison {
+        Comparison::Same => {
+            println!(
+                "{}: same as {}",
+                path.display(),
+                against.map_or_else(|| "its snapshot".to_string(), |p| p.display().to_string())
+            );
+            ExitCode::SUCCESS
+        }
+        Comparison::Missing(p) => {
+            eprintln!("{}: no snapshot at {}", path.display(), p.display());
+            ExitCode::from(2)
+        }
+        Comparison::Differs(d) => {
+            println!("{} differs (- other, + this run):\n{d}", path.display());
+            ExitCode::FAILURE
+        }
     }
 }

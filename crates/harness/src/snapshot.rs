@@ -30,15 +30,74 @@ pub fn name_for(relative: &Path) -> String {
 /// The snapshot's contents: YAML naming the scenario, its profile and claims, and
 /// the history line by line.
 pub fn render(id: &str, scenario: &Scenario, history: &History) -> String {
+    render_parts(id, &scenario.profile, &scenario.claims, history)
+}
+
+fn render_parts(id: &str, profile: &str, claims: &[String], history: &History) -> String {
     let doc = Document {
         scenario: id,
-        profile: &scenario.profile,
-        claims: &scenario.claims,
+        profile,
+        claims,
         history: history.lines(),
     };
     // One history line per YAML line: no folding, so diffs stay line for line.
     let options = serde_saphyr::ser_options! { prefer_block_scalars: false };
     serde_saphyr::to_string_with_options(&doc, options).expect("snapshot documents serialize")
+}
+
+/// A run saved to a file (`imc-harness run --save-history DIR`), so it can be
+/// re-checked against the snapshots, or diffed with another run, without rerunning.
+#[derive(Debug, serde::Serialize, serde::Deserialize)]
+pub struct StoredRun {
+    /// The scenario id (`kb-q146791/kb3-in-removed-after-354`).
+    pub scenario: String,
+    /// Its profile.
+    pub profile: String,
+    /// Its claims.
+    pub claims: Vec<String>,
+    /// The whole history, the final recovery included.
+    pub history: History,
+}
+
+impl StoredRun {
+    /// The run of `scenario` as `id`.
+    pub fn new(id: &str, scenario: &Scenario, history: &History) -> StoredRun {
+        StoredRun {
+            scenario: id.to_string(),
+            profile: scenario.profile.clone(),
+            claims: scenario.claims.clone(),
+            history: history.clone(),
+        }
+    }
+
+    /// The snapshot name (`kb-q146791__kb3-in-removed-after-354`).
+    pub fn snapshot_name(&self) -> String {
+        self.scenario.replace('/', "__")
+    }
+
+    /// What its snapshot holds.
+    pub fn render(&self) -> String {
+        render_parts(&self.scenario, &self.profile, &self.claims, &self.history)
+    }
+
+    /// Reads a stored run; the error names the file.
+    pub fn load(path: &Path) -> Result<StoredRun, String> {
+        let text = std::fs::read_to_string(path)
+            .map_err(|e| format!("cannot read {}: {e}", path.display()))?;
+        serde_json::from_str(&text)
+            .map_err(|e| format!("{} is not a stored run: {e}", path.display()))
+    }
+
+    /// Writes it as `<dir>/<snapshot name>.json`, returning the path.
+    pub fn save(&self, dir: &Path) -> Result<PathBuf, String> {
+        std::fs::create_dir_all(dir)
+            .map_err(|e| format!("cannot create {}: {e}", dir.display()))?;
+        let path = dir.join(format!("{}.json", self.snapshot_name()));
+        let json = serde_json::to_string_pretty(self).expect("runs serialize");
+        std::fs::write(&path, json + "\n")
+            .map_err(|e| format!("cannot write {}: {e}", path.display()))?;
+        Ok(path)
+    }
 }
 
 /// Asserts `contents` against `<dir>/<name>.snap` with insta (the `cargo test` path).
