@@ -32,6 +32,11 @@ fn every_scenario_reruns_byte_identical() {
                 .map(|x| x.to_string())
                 .collect::<Vec<_>>()
         };
-        assert_eq!(names(&first), names(&second), "{}: violations differ", case.id);
+        assert_eq!(
+            names(&first),
+            names(&second),
+            "{}: violations differ",
+            case.id
+        );
     }
 }
