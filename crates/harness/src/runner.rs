@@ -351,6 +351,7 @@ impl Runner {
         let before = result.replies.len();
         self.data(&name, body, &mut result).await;
         self.dot(&name, &mut result).await;
+        self.settle().await;
         let accepted =
             result.replies.len() > before && result.replies.last().is_some_and(|r| r.code == 250);
         if !accepted {
@@ -388,6 +389,7 @@ impl Runner {
         let mut result = StepResult::default();
         self.act(step, &mut result).await;
         self.settle().await;
+        self.read_owed(&mut result).await;
         self.drain_events(&mut result);
         if let Some(expect) = &step.expect {
             for message in check::check(expect, &result, self.sandbox.root()) {
@@ -404,6 +406,23 @@ impl Runner {
                 action: action.clone(),
                 message,
             });
+        }
+    }
+
+    /// Reads the replies the server still owes each session (as the ledger counts
+    /// them): after a refused DATA, message text is read as commands and answered
+    /// line by line. Left unread, those replies would be taken for the answers to
+    /// later steps, and the ledger would lag behind the server.
+    async fn read_owed(&mut self, result: &mut StepResult) {
+        let names: Vec<String> = self.sessions.keys().cloned().collect();
+        for name in names {
+            while self.sessions.contains_key(&name) && self.ledger.owed(&name) > 0 {
+                let before = result.replies.len();
+                self.read_replies(&name, 1, result).await;
+                if result.replies.len() == before {
+                    break; // closed, silent or malformed: recorded as such
+                }
+            }
         }
     }
 

@@ -67,6 +67,9 @@ pub enum EventId {
     MoveFailed = 4055,
     /// 4070: a work file could not be created, written or flushed (Q231737).
     WriteFailed = 4070,
+    /// 4071: a message could neither be flushed in IN nor taken out of it, and
+    /// was accepted rather than delivered twice.
+    AcceptedNotDurable = 4071,
     /// 4101: free space fell under the low-water mark: flush mode (Q189587).
     FlushModeEntered = 4101,
     /// 4102: free space is back above the low-water mark.
@@ -83,6 +86,7 @@ impl EventId {
             }
             EventId::ConnectionRefused => (Level::Warning, "Internal Processing"),
             EventId::MoveFailed | EventId::WriteFailed => (Level::Error, "Internal Processing"),
+            EventId::AcceptedNotDurable => (Level::Warning, "Internal Processing"),
             EventId::FlushModeEntered => (Level::Warning, "Resources"),
             EventId::FlushModeLeft => (Level::Information, "Resources"),
         }

@@ -6,7 +6,7 @@ use crate::line::{Ending, Line, LineReader};
 use crate::mutant::Mutant;
 use crate::profile::{Failure, InMissingAtMove};
 use crate::service::{Activity, Shared};
-use crate::spool::WorkFile;
+use crate::spool::{Finish, WorkFile};
 use crate::win32;
 use std::io;
 use std::net::IpAddr;
@@ -463,9 +463,6 @@ impl<R: AsyncRead + Unpin, W: AsyncWrite + Unpin> Session<R, W> {
             });
             return Ok(Flow::Continue);
         }
-        if write_error.is_none() && !chunk.is_empty() {
-            write_error = work.write(chunk).await.err();
-        }
         if let Some(e) = write_error {
             self.log_write_failure(work.path(), &e);
             let failure = self.write_failure(&e);
@@ -473,7 +470,47 @@ impl<R: AsyncRead + Unpin, W: AsyncWrite + Unpin> Session<R, W> {
             drop(work);
             return self.fail(failure, Some(path)).await;
         }
-        self.commit(work).await
+        let stepwise = [
+            Mutant::PartialIn,
+            Mutant::AckBeforeRename,
+            Mutant::IgnoreRenameError,
+        ];
+        if stepwise.into_iter().any(|m| self.mutant(m)) {
+            if let Err(e) = work.write(chunk).await {
+                self.log_write_failure(work.path(), &e);
+                let failure = self.write_failure(&e);
+                let path = work.path().to_path_buf();
+                drop(work);
+                return self.fail(failure, Some(path)).await;
+            }
+            return self.commit(work).await;
+        }
+        self.finish(work, chunk).await
+    }
+
+    /// The common path: the last bytes, flush, move into IN and flush IN in one
+    /// trip to the blocking pool (each trip costs thread wake-ups), then the reply.
+    async fn finish(&mut self, work: WorkFile, last: Vec<u8>) -> io::Result<Flow> {
+        let id = work.id().to_string();
+        let work_path = work.path().to_path_buf();
+        let durable = !self.mutant(Mutant::SkipFsync);
+        match self.shared.spool.finish(work, last, durable).await {
+            Ok(()) => {
+                let r = self.render(self.shared.profile.replies.queued, &id);
+                self.reply(&r);
+                Ok(Flow::Continue)
+            }
+            Err(Finish::Write(e) | Finish::Sync(e)) => {
+                self.log_write_failure(&work_path, &e);
+                let failure = self.write_failure(&e);
+                self.fail(failure, Some(work_path)).await
+            }
+            Err(Finish::Rename(e)) => self.move_failed(&id, e, work_path).await,
+            Err(Finish::SyncDir(e)) => {
+                let in_path = self.shared.spool.in_dir().join(&id);
+                self.in_not_durable(in_path, e).await
+            }
+        }
     }
 
     /// Flush, move into IN, flush IN; reply 250 only when all three succeeded.
@@ -514,29 +551,40 @@ impl<R: AsyncRead + Unpin, W: AsyncWrite + Unpin> Session<R, W> {
                 self.reply(&r);
                 return Ok(Flow::Continue);
             }
-            let in_missing = !spool.is_dir(spool.in_dir()).await;
-            let failure = match self.shared.profile.situations.in_missing_at_move {
-                InMissingAtMove::Recreate(failure) if in_missing => {
-                    match self.recreate_in_and_move(&id).await {
-                        Ok(()) => return self.synced_into_in(&id, in_path).await,
-                        Err(e) => {
-                            self.log_move_failure(&id, &e);
-                            failure
-                        }
-                    }
-                }
-                InMissingAtMove::Fail(failure) if in_missing => {
-                    self.log_move_failure(&id, &e);
-                    failure
-                }
-                _ => {
-                    self.log_move_failure(&id, &e);
-                    self.shared.profile.situations.move_failed
-                }
-            };
-            return self.fail(failure, Some(work_path)).await;
+            return self.move_failed(&id, e, work_path).await;
         }
         self.synced_into_in(&id, in_path).await
+    }
+
+    /// The move into IN failed: the profile decides, recreating IN if it says so.
+    async fn move_failed(
+        &mut self,
+        id: &str,
+        e: io::Error,
+        work_path: std::path::PathBuf,
+    ) -> io::Result<Flow> {
+        let spool = self.shared.spool.clone();
+        let in_missing = !spool.is_dir(spool.in_dir()).await;
+        let failure = match self.shared.profile.situations.in_missing_at_move {
+            InMissingAtMove::Recreate(failure) if in_missing => {
+                match self.recreate_in_and_move(id).await {
+                    Ok(()) => return self.synced_into_in(id, spool.in_dir().join(id)).await,
+                    Err(e) => {
+                        self.log_move_failure(id, &e);
+                        failure
+                    }
+                }
+            }
+            InMissingAtMove::Fail(failure) if in_missing => {
+                self.log_move_failure(id, &e);
+                failure
+            }
+            _ => {
+                self.log_move_failure(id, &e);
+                self.shared.profile.situations.move_failed
+            }
+        };
+        self.fail(failure, Some(work_path)).await
     }
 
     async fn recreate_in_and_move(&mut self, id: &str) -> io::Result<()> {
@@ -561,16 +609,45 @@ impl<R: AsyncRead + Unpin, W: AsyncWrite + Unpin> Session<R, W> {
             spool.sync_in().await
         };
         if let Err(e) = synced {
-            self.log_write_failure(&spool.in_dir(), &e);
-            // The client is told to retry, so the message must not stay in IN to
-            // be delivered a second time, whatever the profile does with work files.
-            if !self.mutant(Mutant::KeepRejected) {
-                let _ = spool.remove(in_path).await;
-            }
-            let failure = self.write_failure(&e);
-            return self.fail(failure, None).await;
+            return self.in_not_durable(in_path, e).await;
         }
         let r = self.render(self.shared.profile.replies.queued, id);
+        self.reply(&r);
+        Ok(Flow::Continue)
+    }
+
+    /// The message is in IN but flushing IN failed: it is refused and taken out of
+    /// IN again (removed, or failing that moved back into work), since the client
+    /// will retry and must not be delivered twice. If it cannot leave IN, it will
+    /// be delivered, so it is accepted: a duplicate or a loss would be worse than a
+    /// message whose durability could not be confirmed.
+    async fn in_not_durable(
+        &mut self,
+        in_path: std::path::PathBuf,
+        e: io::Error,
+    ) -> io::Result<Flow> {
+        let spool = self.shared.spool.clone();
+        self.log_write_failure(&spool.in_dir(), &e);
+        let failure = self.write_failure(&e);
+        if self.mutant(Mutant::KeepRejected) {
+            return self.fail(failure, None).await;
+        }
+        let id = in_path
+            .file_name()
+            .map(|n| n.to_string_lossy().into_owned())
+            .unwrap_or_default();
+        if spool.remove(in_path.clone()).await.is_ok() || spool.move_back_to_work(&id).await.is_ok()
+        {
+            return self.fail(failure, None).await;
+        }
+        self.shared.log(
+            EventId::AcceptedNotDurable,
+            format!(
+                "The message {} could not be flushed nor taken out of the IN directory; it was accepted and may not survive a system failure.",
+                win32::path(&in_path)
+            ),
+        );
+        let r = self.render(self.shared.profile.replies.queued, &id);
         self.reply(&r);
         Ok(Flow::Continue)
     }

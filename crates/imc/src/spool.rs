@@ -142,10 +142,51 @@ impl Spool {
         })
     }
 
+    /// Writes `last`, flushes the work file, closes it, moves it into IN and flushes
+    /// IN, all in one call on the blocking pool. `durable: false` skips both
+    /// flushes (only the `skip-fsync` mutant does). The error says which step failed.
+    pub async fn finish(&self, work: WorkFile, last: Vec<u8>, durable: bool) -> Result<(), Finish> {
+        let WorkFile { file, path, id } = work;
+        let Some(mut file) = file else {
+            return Err(Finish::Write(io::Error::other(
+                "the work file was lost by an earlier failure",
+            )));
+        };
+        let (in_dir, to) = (self.in_dir(), self.in_dir().join(&id));
+        let fs = self.fs.clone();
+        tokio::task::spawn_blocking(move || {
+            if !last.is_empty() {
+                file.write_all(&last).map_err(Finish::Write)?;
+            }
+            if durable {
+                file.sync_all().map_err(Finish::Sync)?;
+            }
+            drop(file); // closed before the move
+            fs.rename(&path, &to).map_err(Finish::Rename)?;
+            if durable {
+                fs.sync_dir(&in_dir).map_err(Finish::SyncDir)?;
+            }
+            Ok(())
+        })
+        .await
+        .unwrap_or_else(|e| {
+            Err(Finish::Write(io::Error::other(format!(
+                "filesystem task failed: {e}"
+            ))))
+        })
+    }
+
     /// Moves `work/<id>` into `in/<id>` (the work file must be closed).
     pub async fn move_into_in(&self, id: &str) -> io::Result<()> {
         let from = self.work_dir().join(id);
         let to = self.in_dir().join(id);
+        self.blocking(move |fs| fs.rename(&from, &to)).await
+    }
+
+    /// Moves `in/<id>` back to `work/<id>`, taking a refused message out of IN.
+    pub async fn move_back_to_work(&self, id: &str) -> io::Result<()> {
+        let from = self.in_dir().join(id);
+        let to = self.work_dir().join(id);
         self.blocking(move |fs| fs.rename(&from, &to)).await
     }
 
@@ -186,6 +227,19 @@ impl Spool {
         let dir = self.work_dir();
         self.blocking(move |fs| fs.read_dir(&dir)).await
     }
+}
+
+/// The step of [`Spool::finish`] that failed.
+#[derive(Debug)]
+pub enum Finish {
+    /// Writing the last bytes.
+    Write(io::Error),
+    /// Flushing the work file.
+    Sync(io::Error),
+    /// Moving it into IN (it is still in work).
+    Rename(io::Error),
+    /// Flushing IN (the message is in IN, maybe not durably).
+    SyncDir(io::Error),
 }
 
 /// A message being received into `work/<id>`.
