@@ -7,7 +7,7 @@ use harness::snapshot::{self, Comparison, StoredRun};
 use harness::suite::{self, Snapshots};
 use std::path::PathBuf;
 use std::process::ExitCode;
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 #[derive(Parser)]
 #[command(
@@ -68,6 +68,82 @@ enum Command {
     },
     /// Print the JSON Schema of scenario files (for editors).
     Schema,
+    /// Random fault schedules checked by the invariants; shrinks and writes a reproducer.
+    Explore {
+        /// The connector profile.
+        #[arg(long, default_value = "hardened")]
+        profile: String,
+        /// Run the connector with a seeded defect (to check that explore finds it).
+        #[arg(long)]
+        mutant: Option<String>,
+        /// Cases (schedules) to run.
+        #[arg(long, default_value_t = 256)]
+        cases: u64,
+        /// The seed (default: random; always printed). The same seed replays the same schedules.
+        #[arg(long)]
+        seed: Option<u64>,
+        /// Longest schedule, in steps.
+        #[arg(long, default_value_t = 30)]
+        max_steps: usize,
+        /// Run on this backend (`vfs` or `tmpfs`).
+        #[arg(long, value_parser = parse_backend)]
+        backend: Option<Backend>,
+        /// Stop starting new cases after this many seconds.
+        #[arg(long)]
+        time_budget: Option<u64>,
+        /// Run only the cases i with i mod N == K (`K/N`).
+        #[arg(long, default_value = "0/1")]
+        shard: harness::explore::Shard,
+        /// Where to write the reproducer (default
+        /// scenarios/regressions/explore-<profile>[-<mutant>]-<seed>.yaml).
+        #[arg(long)]
+        out: Option<PathBuf>,
+        /// Print the reproducer instead of writing it.
+        #[arg(long)]
+        no_write: bool,
+        /// Keep going after a failing case; shrink the first case of each invariant.
+        #[arg(long)]
+        keep_going: bool,
+        /// Worker threads.
+        #[arg(long, default_value_t = 2)]
+        threads: usize,
+        /// Seconds to wait for each reply before the liveness invariant fails.
+        #[arg(long, default_value_t = 5)]
+        reply_timeout: u64,
+    },
+    /// Run the scenario again with each filesystem operation failing in turn
+    /// (SQLite's countdown); only the invariants must hold.
+    Enumerate {
+        /// The scenario file.
+        scenario: PathBuf,
+        /// Override the scenario's profile.
+        #[arg(long)]
+        profile: Option<String>,
+        /// Run the connector with a seeded defect.
+        #[arg(long)]
+        mutant: Option<String>,
+        /// The errnos each operation fails with, comma-separated.
+        #[arg(long, default_value = "ENOSPC,EIO,ENOENT", value_delimiter = ',')]
+        errnos: Vec<String>,
+        /// Path glob of each fault: `exact` (the operation's own path) or `any` (`**`).
+        #[arg(long, default_value = "exact")]
+        glob: harness::enumerate::GlobMode,
+        /// Run on this backend (`vfs` or `tmpfs`).
+        #[arg(long, value_parser = parse_backend)]
+        backend: Option<Backend>,
+        /// Folder of the reproducers.
+        #[arg(long, default_value = "scenarios/regressions")]
+        out_dir: PathBuf,
+        /// Do not write reproducers.
+        #[arg(long)]
+        no_write: bool,
+        /// Worker threads.
+        #[arg(long, default_value_t = 2)]
+        threads: usize,
+        /// Seconds to wait for each reply before the liveness invariant fails.
+        #[arg(long, default_value_t = 5)]
+        reply_timeout: u64,
+    },
     /// Run the scenarios N times each and print the median time per scenario.
     Bench {
         /// Scenario files or folders.
@@ -134,6 +210,89 @@ fn main() -> ExitCode {
             runs,
             scenarios,
         } => bench(&paths, &scenarios, runs),
+        Command::Explore {
+            profile,
+            mutant,
+            cases,
+            seed,
+            max_steps,
+            backend,
+            time_budget,
+            shard,
+            out,
+            no_write,
+            keep_going,
+            threads,
+            reply_timeout,
+        } => {
+            let seed = seed.unwrap_or_else(harness::explore::random_seed);
+            println!("explore: seed {seed} (replay with --seed {seed})");
+            let target = harness::explore::Target {
+                profile,
+                mutant,
+                backend,
+            };
+            if let Err(e) = target.check() {
+                eprintln!("{e}");
+                return ExitCode::from(2);
+            }
+            let mut options = harness::explore::Options::new(target, seed);
+            options.cases = cases;
+            options.max_steps = max_steps;
+            options.time_budget = time_budget.map(Duration::from_secs);
+            options.shard = shard;
+            options.out = out;
+            options.no_write = no_write;
+            options.keep_going = keep_going;
+            options.threads = threads;
+            options.progress = true;
+            options.run.backend = backend;
+            options.run.reply_timeout = Duration::from_secs(reply_timeout);
+            let report = harness::explore::explore(&options);
+            print!("{report}");
+            if report.findings.is_empty() && report.by_kind.is_empty() {
+                ExitCode::SUCCESS
+            } else {
+                ExitCode::FAILURE
+            }
+        }
+        Command::Enumerate {
+            scenario,
+            profile,
+            mutant,
+            errnos,
+            glob,
+            backend,
+            out_dir,
+            no_write,
+            threads,
+            reply_timeout,
+        } => {
+            let mut options = harness::enumerate::Options::new(scenario);
+            options.profile = profile;
+            options.mutant = mutant;
+            options.errnos = errnos;
+            options.glob = glob;
+            options.out_dir = (!no_write).then_some(out_dir);
+            options.threads = threads;
+            options.progress = true;
+            options.run.backend = backend;
+            options.run.reply_timeout = Duration::from_secs(reply_timeout);
+            match harness::enumerate::enumerate(&options) {
+                Ok(report) => {
+                    print!("{report}");
+                    if report.failing_runs() == 0 {
+                        ExitCode::SUCCESS
+                    } else {
+                        ExitCode::FAILURE
+                    }
+                }
+                Err(e) => {
+                    eprintln!("{e}");
+                    ExitCode::from(2)
+                }
+            }
+        }
         Command::Schema => {
             print!("{}", harness::scenario::schema());
             ExitCode::SUCCESS

@@ -262,14 +262,18 @@ impl Ledger {
         let Some(wire) = self.wires.get_mut(session) else {
             return;
         };
+        // Lines are read from `pos` on and dropped once at the end: draining each
+        // line off the front would copy the rest of a large message every time.
+        let mut pos = 0;
         loop {
             match wire.mode {
-                Mode::AwaitingData => return,
+                Mode::AwaitingData => break,
                 Mode::Command => {
-                    let Some(end) = wire.unread.iter().position(|&b| b == b'\n') else {
-                        return;
+                    let Some(end) = wire.unread[pos..].iter().position(|&b| b == b'\n') else {
+                        break;
                     };
-                    let line: Vec<u8> = wire.unread.drain(..=end).collect();
+                    let line: Vec<u8> = wire.unread[pos..=pos + end].to_vec();
+                    pos += end + 1;
                     let verb = line
                         .split(|b| b.is_ascii_whitespace())
                         .next()
@@ -283,10 +287,11 @@ impl Ledger {
                     }
                 }
                 Mode::Data { index, crlf } => {
-                    let Some(end) = wire.unread.iter().position(|&b| b == b'\n') else {
-                        return;
+                    let Some(end) = wire.unread[pos..].iter().position(|&b| b == b'\n') else {
+                        break;
                     };
-                    let line: Vec<u8> = wire.unread.drain(..=end).collect();
+                    let line: Vec<u8> = wire.unread[pos..=pos + end].to_vec();
+                    pos += end + 1;
                     let ends_crlf = line.ends_with(b"\r\n");
                     let content = &line[..line.len() - if ends_crlf { 2 } else { 1 }];
                     if content == b"." && ends_crlf && crlf {
@@ -310,6 +315,7 @@ impl Ledger {
                 }
             }
         }
+        wire.unread.drain(..pos);
     }
 
     /// A whole message handed over at once (the real client's), now pending.
@@ -340,6 +346,12 @@ impl Ledger {
     /// Files the scenario itself deleted from IN (their bodies): not the connector's loss.
     pub fn removed_by_fault(&mut self, bodies: Vec<Vec<u8>>) {
         self.removed.extend(bodies);
+    }
+
+    /// How many replies the server owes the session, as the client can know it
+    /// (one per command line read so far, the DATA's, the dot's).
+    pub fn owed(&self, session: &str) -> usize {
+        self.wires.get(session).map_or(0, |w| w.awaited.len())
     }
 
     /// The messages so far.

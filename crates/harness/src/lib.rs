@@ -14,6 +14,8 @@
 
 pub mod check;
 pub mod client;
+pub mod enumerate;
+pub mod explore;
 pub mod history;
 pub mod invariants;
 pub mod runner;

@@ -3,18 +3,18 @@
 //! A scenario is data only; this module never imports the runner. Every struct
 //! denies unknown keys, so a typo is an error that points at its line and column.
 
-use serde::Deserialize;
+use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
 
 /// One scenario file.
-#[derive(Clone, Debug, Deserialize, schemars::JsonSchema)]
+#[derive(Clone, Debug, Deserialize, Serialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct Scenario {
     /// A one-line title; defaults to the file's stem.
-    #[serde(default)]
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub name: Option<String>,
     /// Free text: what the scenario reproduces and why.
-    #[serde(default)]
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub description: Option<String>,
     /// The documented claims checked (`KB-3`, `RFC5321-4.1.1.4`, ...). At least one.
     #[schemars(length(min = 1))]
@@ -23,10 +23,10 @@ pub struct Scenario {
     #[schemars(extend("enum" = ["exchange-4.0", "hardened"]))]
     pub profile: String,
     /// The sandboxed volume.
-    #[serde(default)]
+    #[serde(default, skip_serializing_if = "SandboxSpec::is_default")]
     pub sandbox: SandboxSpec,
     /// Connector settings that differ from the defaults.
-    #[serde(default)]
+    #[serde(default, skip_serializing_if = "ConnectorSpec::is_default")]
     pub connector: ConnectorSpec,
     /// What happens, in order.
     #[schemars(length(min = 1))]
@@ -35,24 +35,26 @@ pub struct Scenario {
     /// `no-partial`, `liveness`, `well-formed`, `recovery`, `containment`). Only
     /// for scenarios that run a seeded defect (`connector.mutant`): the scenario
     /// then fails if that invariant holds.
-    #[serde(default)]
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub expect_violation: Option<String>,
 }
 
 /// The sandboxed volume a scenario runs on.
-#[derive(Clone, Debug, Default, Deserialize, schemars::JsonSchema)]
+#[derive(Clone, Debug, Default, Deserialize, Serialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct SandboxSpec {
     /// Size of the volume (`64MiB`, `512KiB`, `1048576`). Default 64 MiB.
-    #[serde(default)]
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub quota: Option<Size>,
     /// The volume backend. Default `vfs`.
-    #[serde(default)]
+    #[serde(default, skip_serializing_if = "Backend::is_default")]
     pub backend: Backend,
 }
 
 /// Which filesystem backs the sandbox.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Deserialize, schemars::JsonSchema)]
+#[derive(
+    Clone, Copy, Debug, Default, PartialEq, Eq, Deserialize, Serialize, schemars::JsonSchema,
+)]
 #[serde(rename_all = "snake_case")]
 pub enum Backend {
     /// Real files in a temp dir behind the fault-injecting filesystem layer.
@@ -63,29 +65,67 @@ pub enum Backend {
 }
 
 /// Connector settings; each `None` keeps the connector's default.
-#[derive(Clone, Debug, Default, Deserialize, schemars::JsonSchema)]
+#[derive(Clone, Debug, Default, Deserialize, Serialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct ConnectorSpec {
     /// The host name in the greeting and replies. Default `imc.test`.
-    #[serde(default)]
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub hostname: Option<String>,
     /// Free-space threshold of flush mode. Default 10 MiB.
-    #[serde(default)]
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub low_water_mark: Option<Size>,
     /// Largest accepted message. Default 10 MiB.
-    #[serde(default)]
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub max_message_size: Option<Size>,
     /// Most recipients per transaction. Default 100.
-    #[serde(default)]
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub max_recipients: Option<u32>,
     /// Idle time allowed per command (`5s`, `300ms`). Default 300 s.
-    #[serde(default)]
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub command_timeout: Option<Duration>,
     /// A seeded defect to run the connector with (`ack-before-rename`, `skip-fsync`,
     /// `ignore-rename-error`, `partial-in`, `keep-rejected`): only for testing the
     /// harness itself. Default none.
-    #[serde(default)]
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub mutant: Option<String>,
+}
+
+impl SandboxSpec {
+    /// True when every setting is the default (it is then left out when written).
+    pub fn is_default(&self) -> bool {
+        self.quota.is_none() && self.backend == Backend::Vfs
+    }
+}
+
+impl Backend {
+    /// True for the default backend, `vfs`.
+    pub fn is_default(&self) -> bool {
+        *self == Backend::Vfs
+    }
+}
+
+impl ConnectorSpec {
+    /// True when every setting is the default (it is then left out when written).
+    pub fn is_default(&self) -> bool {
+        let ConnectorSpec {
+            hostname,
+            low_water_mark,
+            max_message_size,
+            max_recipients,
+            command_timeout,
+            mutant,
+        } = self;
+        hostname.is_none()
+            && low_water_mark.is_none()
+            && max_message_size.is_none()
+            && max_recipients.is_none()
+            && command_timeout.is_none()
+            && mutant.is_none()
+    }
+}
+
+fn is_zero(n: &u32) -> bool {
+    *n == 0
 }
 
 /// A byte count written as plain bytes or with a suffix (`4096`, `4KiB`, `10MiB`, `1GB`).
@@ -188,58 +228,83 @@ impl<'de> Deserialize<'de> for Duration {
     }
 }
 
+impl Serialize for Size {
+    /// With the largest binary unit that divides it exactly (`64KiB`, `1MiB`), else bytes.
+    fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        let n = self.0;
+        for (unit, scale) in [("GiB", 1u64 << 30), ("MiB", 1 << 20), ("KiB", 1 << 10)] {
+            if n >= scale && n % scale == 0 {
+                return serializer.serialize_str(&format!("{}{unit}", n / scale));
+            }
+        }
+        serializer.serialize_u64(n)
+    }
+}
+
+impl Serialize for Duration {
+    /// In whole seconds (`5s`) when exact, else milliseconds (`250ms`).
+    fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        let d = self.0;
+        if d.subsec_nanos() == 0 {
+            serializer.serialize_str(&format!("{}s", d.as_secs()))
+        } else {
+            serializer.serialize_str(&format!("{}ms", d.as_millis()))
+        }
+    }
+}
+
 /// One step: exactly one action key, plus optional `expect` (and `when` for faults).
-#[derive(Clone, Debug, Default, Deserialize, schemars::JsonSchema)]
+#[derive(Clone, Debug, Default, Deserialize, Serialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct Step {
     /// A note shown in the transcript.
-    #[serde(default)]
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub note: Option<String>,
     /// The session the step acts on (`command`, `pipeline`, `data`, `dot`, `message`,
     /// `raw`). Defaults to the session of the previous session step.
-    #[serde(default)]
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub session: Option<String>,
 
     /// Service control.
-    #[serde(default)]
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub service: Option<ServiceAction>,
     /// Open a TCP connection as the named session and read the greeting.
-    #[serde(default)]
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub connect: Option<String>,
     /// Send one command line (CRLF added) and read its reply.
-    #[serde(default)]
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub command: Option<String>,
     /// Send several command lines in one write, then read one reply per line.
-    #[serde(default)]
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     #[schemars(length(min = 1))]
     pub pipeline: Option<Vec<String>>,
     /// Send message text (line ends become CRLF, leading dots are stuffed) without
     /// the terminating dot. No reply is read.
-    #[serde(default)]
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub data: Option<String>,
     /// Send the terminating `.` line and read the reply (`dot: true`).
-    #[serde(default)]
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub dot: Option<bool>,
     /// `data` followed by the dot, reading the reply.
-    #[serde(default)]
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub message: Option<String>,
     /// Send bytes exactly as written (escapes such as `\r\n` are the YAML's own).
-    #[serde(default)]
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub raw: Option<Raw>,
     /// Close the named session's TCP connection without QUIT.
-    #[serde(default)]
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub disconnect: Option<String>,
     /// A whole message sent by a real SMTP client (lettre) on its own connection.
-    #[serde(default)]
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub send: Option<SendSpec>,
     /// Change the sandbox for real (now, or when `when` says).
-    #[serde(default)]
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub fault: Option<Fault>,
     /// Arm the fault to fire at a protocol stage instead of now.
-    #[serde(default)]
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub when: Option<When>,
     /// What must hold after the step. A step may hold only `expect` (a pure check).
-    #[serde(default)]
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub expect: Option<Expect>,
 }
 
@@ -301,7 +366,7 @@ impl Step {
 }
 
 /// Service control actions.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Deserialize, schemars::JsonSchema)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Deserialize, Serialize, schemars::JsonSchema)]
 #[serde(rename_all = "snake_case")]
 pub enum ServiceAction {
     /// Start the service (creates missing directories, deals with leftovers).
@@ -317,18 +382,19 @@ pub enum ServiceAction {
 }
 
 /// Raw bytes to send, and whether a reply is expected.
-#[derive(Clone, Debug, Deserialize, schemars::JsonSchema)]
+#[derive(Clone, Debug, Deserialize, Serialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct Raw {
     /// The bytes (as UTF-8 text).
     pub bytes: String,
     /// How many replies to read after sending. Default 0.
-    #[serde(default)]
+    #[serde(default, skip_serializing_if = "is_zero")]
+    #[schemars(extend("default" = 0))]
     pub replies: u32,
 }
 
 /// A message for the real client.
-#[derive(Clone, Debug, Deserialize, schemars::JsonSchema)]
+#[derive(Clone, Debug, Deserialize, Serialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct SendSpec {
     /// Envelope and header sender.
@@ -337,13 +403,13 @@ pub struct SendSpec {
     #[schemars(length(min = 1))]
     pub to: Vec<String>,
     /// Subject header. Default empty.
-    #[serde(default)]
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub subject: Option<String>,
     /// Body text. Default empty.
-    #[serde(default)]
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub body: Option<String>,
     /// Pad the body to at least this many bytes (for size and space scenarios).
-    #[serde(default)]
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub size: Option<Size>,
 }
 
@@ -361,7 +427,7 @@ impl ServiceAction {
 }
 
 /// A change made to the sandbox, for real.
-#[derive(Clone, Debug, Deserialize, schemars::JsonSchema)]
+#[derive(Clone, Debug, Deserialize, Serialize, schemars::JsonSchema)]
 #[serde(rename_all = "snake_case", deny_unknown_fields)]
 pub enum Fault {
     /// Remove a directory (and its contents) or a file.
@@ -407,7 +473,7 @@ impl Fault {
 }
 
 /// An errno fault: the `nth` operation of kind `op` on a path matching `path` fails.
-#[derive(Clone, Debug, Deserialize, schemars::JsonSchema)]
+#[derive(Clone, Debug, Deserialize, Serialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct ErrnoSpec {
     /// Operation kind: create, write, sync, sync_dir, rename, remove, create_dir,
@@ -416,107 +482,108 @@ pub struct ErrnoSpec {
         "create_dir", "metadata", "read_dir", "available_space"]))]
     pub op: String,
     /// Glob relative to the sandbox root (`imcdata/in/*`). Default `**`.
-    #[serde(default)]
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub path: Option<String>,
     /// The errno name (`ENOSPC`, `EIO`, `ENOENT`, `EACCES`...).
     #[schemars(extend("enum" = ["ENOSPC", "EIO", "ENOENT", "EACCES", "EPERM", "EROFS",
         "ENOTDIR", "EISDIR", "EEXIST", "EDQUOT", "ENOMEM"]))]
     pub errno: String,
     /// Which matching operation fails, counting from 1. Default 1.
-    #[serde(default)]
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     #[schemars(range(min = 1))]
     pub nth: Option<u32>,
     /// Fail every matching operation from the nth on. Default false (once).
-    #[serde(default)]
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    #[schemars(extend("default" = false))]
     pub persistent: bool,
 }
 
 /// A protocol stage of a named session at which an armed fault fires.
-#[derive(Clone, Debug, Deserialize, schemars::JsonSchema)]
+#[derive(Clone, Debug, Deserialize, Serialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct When {
     /// The session watched.
     pub session: String,
     /// Fire as soon as this session receives a reply with this code (`354`).
-    #[serde(default)]
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub after_reply: Option<u16>,
     /// Fire after this many bytes of the session's next DATA transfer are sent.
-    #[serde(default)]
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub after_data_bytes: Option<u64>,
     /// Fire just before the session sends its terminating dot.
-    #[serde(default)]
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub before_dot: Option<bool>,
 }
 
 /// What must hold after a step. Every field is optional; all given ones must hold.
-#[derive(Clone, Debug, Default, Deserialize, schemars::JsonSchema)]
+#[derive(Clone, Debug, Default, Deserialize, Serialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct Expect {
     /// The reply's code (the last reply of the step).
-    #[serde(default)]
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub code: Option<u16>,
     /// The reply's enhanced status code (`4.3.1`).
-    #[serde(default)]
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     #[schemars(regex(pattern = r"^[245]\.[0-9]{1,3}\.[0-9]{1,3}$"))]
     pub enhanced: Option<String>,
     /// The reply's exact text after the code (lines joined by `\n`).
-    #[serde(default)]
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub text: Option<String>,
     /// A regular expression the reply's text must match.
-    #[serde(default)]
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub text_matches: Option<String>,
     /// The server closed the connection after the reply.
-    #[serde(default)]
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub closed: Option<bool>,
     /// One expectation per reply, for `pipeline` and `raw` steps.
-    #[serde(default)]
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub replies: Option<Vec<Expect>>,
     /// Events logged during the step (each must match one, in order).
-    #[serde(default)]
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub events: Option<Vec<EventSpec>>,
     /// No event at all is logged during the step.
-    #[serde(default)]
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub no_events: Option<bool>,
     /// Number of entries in each directory (`imcdata/in: 1`).
-    #[serde(default)]
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub files: Option<BTreeMap<String, usize>>,
     /// Paths that must exist.
-    #[serde(default)]
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub exists: Option<Vec<String>>,
     /// Paths that must not exist.
-    #[serde(default)]
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub absent: Option<Vec<String>>,
     /// The service reported exactly these error lines (service steps); empty for none.
-    #[serde(default)]
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub service_error: Option<Vec<String>>,
     /// The real client's send failed (`true`) or succeeded (`false`).
-    #[serde(default)]
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub send_failed: Option<bool>,
     /// The `connect` of this step could not open a connection (`true`), or could (`false`).
-    #[serde(default)]
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub connect_failed: Option<bool>,
 }
 
 /// An event the step must log. Unset fields match anything.
-#[derive(Clone, Debug, Default, Deserialize, schemars::JsonSchema)]
+#[derive(Clone, Debug, Default, Deserialize, Serialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct EventSpec {
     /// Event id (`4055`).
-    #[serde(default)]
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub id: Option<u32>,
     /// Event source (`MSExchangeIMC`).
-    #[serde(default)]
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub source: Option<String>,
     /// Level (`Error`, `Warning`, `Information`).
-    #[serde(default)]
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub level: Option<String>,
     /// Category (`Internal Processing`).
-    #[serde(default)]
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub category: Option<String>,
     /// Exact message text, with the sandbox root written `<root>`.
-    #[serde(default)]
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub message: Option<String>,
     /// A regular expression the message must match.
-    #[serde(default)]
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub message_matches: Option<String>,
 }

@@ -1,0 +1,189 @@
+//! `explore` and `enumerate`: replays are byte for byte, seeded defects are found
+//! and their reproducers fail the same way, every scenario file round-trips
+//! through YAML.
+
+use harness::enumerate;
+use harness::explore::{self, Kind, Options, Shard, Target};
+use harness::invariants::Invariant;
+use harness::runner::RunOptions;
+use harness::scenario;
+use harness::suite::{self, Snapshots};
+use std::path::{Path, PathBuf};
+
+fn target(mutant: Option<&str>) -> Target {
+    Target {
+        profile: "hardened".into(),
+        mutant: mutant.map(str::to_string),
+        backend: None,
+    }
+}
+
+fn scenarios_dir() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("../../scenarios")
+}
+
+#[test]
+fn the_same_seed_replays_the_same_histories_byte_for_byte() {
+    let mut options = Options::new(target(None), 20_260_101);
+    options.cases = 20;
+    let first = explore::replay(&options);
+    // One thread this time: the schedules depend on (seed, case) only.
+    options.threads = 1;
+    let second = explore::replay(&options);
+    assert_eq!(first.len(), 20);
+    assert_eq!(second.len(), 20);
+    for ((i, a, h), (j, b, g)) in first.iter().zip(&second) {
+        assert_eq!(i, j);
+        assert_eq!(a, b, "case {i}: the schedule differs");
+        let h = h.as_ref().expect("the run was made").to_string();
+        let g = g.as_ref().expect("the run was made").to_string();
+        assert_eq!(h, g, "case {i}: the history differs");
+    }
+    // Not all alike: the cases explore different schedules.
+    assert!(first.iter().any(|(_, a, _)| a != &first[0].1));
+}
+
+#[test]
+fn shards_split_the_cases_and_together_make_the_whole_run() {
+    let all = explore::shard_indices(10, Shard::default());
+    let a = explore::shard_indices(10, "0/3".parse().unwrap());
+    let b = explore::shard_indices(10, "1/3".parse().unwrap());
+    let c = explore::shard_indices(10, "2/3".parse().unwrap());
+    assert_eq!(a, [0, 3, 6, 9]);
+    let mut union: Vec<u64> = [a, b, c].concat();
+    union.sort();
+    assert_eq!(union, all);
+    assert!("3/3".parse::<Shard>().is_err());
+    // A case's schedule does not depend on the shard that runs it.
+    assert_eq!(explore::schedule(5, 7, 30), explore::schedule(5, 7, 30));
+    assert_ne!(explore::schedule(5, 7, 30), explore::schedule(6, 7, 30));
+}
+
+/// Explores with a seeded defect from a seed known to find it within a few
+/// cases; the reproducer written must parse back and fail the same way.
+fn finds(mutant: &str, seed: u64, invariant: Invariant) {
+    let dir = tempfile::tempdir().unwrap();
+    let out = dir.path().join("reproducer.yaml");
+    let mut options = Options::new(target(Some(mutant)), seed);
+    options.cases = 20;
+    options.out = Some(out.clone());
+    let report = explore::explore(&options);
+    assert!(
+        report.first_failure.is_some_and(|i| i < 20),
+        "{mutant} not found: {report}"
+    );
+    let finding = &report.findings[0];
+    assert_eq!(finding.kind, Kind::Invariant(invariant), "{report}");
+    assert!(finding.steps_after <= finding.steps_before);
+    assert_eq!(finding.path.as_deref(), Some(out.as_path()));
+    assert_eq!(finding.rechecked, Some(explore::RECHECK_RUNS), "{report}");
+
+    // It parses back, names the defect and the invariant.
+    let text = std::fs::read_to_string(&out).unwrap();
+    let loaded = scenario::parse(&text, &out).unwrap();
+    assert_eq!(loaded.connector.mutant.as_deref(), Some(mutant));
+    assert_eq!(loaded.expect_violation.as_deref(), Some(invariant.name()));
+    assert_eq!(loaded.steps.len(), finding.steps_after);
+    // As written (expect_violation set) it passes; without expect_violation it
+    // fails with that very invariant.
+    let case = suite::Case::new(out.clone(), dir.path());
+    let options = RunOptions::default();
+    let verdict = suite::run_loaded(&case, &loaded, &options, &Snapshots::Off);
+    assert!(verdict.passed(), "{}", verdict.report());
+    let mut bare = loaded.clone();
+    bare.expect_violation = None;
+    let verdict = suite::run_loaded(&case, &bare, &options, &Snapshots::Off);
+    assert!(!verdict.passed());
+    assert!(verdict.violations.iter().any(|v| v.invariant == invariant));
+}
+
+#[test]
+fn explore_finds_ignore_rename_error() {
+    finds("ignore-rename-error", 8, Invariant::NoLoss);
+}
+
+#[test]
+fn explore_finds_keep_rejected() {
+    finds("keep-rejected", 37, Invariant::NoPhantom);
+}
+
+#[test]
+fn enumerate_keeps_the_invariants_of_the_hardened_profile_and_catches_keep_rejected() {
+    let path = scenarios_dir().join("kb-q146791/kb3-in-removed-after-354.yaml");
+    let mut options = enumerate::Options::new(path.clone());
+    options.profile = Some("hardened".into());
+    options.out_dir = None;
+    let report = enumerate::enumerate(&options).unwrap();
+    assert!(!report.ops.is_empty());
+    // Each operation, three errnos (two for a remove: no ENOENT), once and persistent.
+    let removes = report
+        .ops
+        .iter()
+        .filter(|o| o.op == imc::fs::OpKind::Remove)
+        .count();
+    assert_eq!(report.results.len(), (report.ops.len() * 3 - removes) * 2);
+    assert_eq!(report.failing_runs(), 0, "{report}");
+
+    let dir = tempfile::tempdir().unwrap();
+    options.mutant = Some("keep-rejected".into());
+    options.out_dir = Some(dir.path().to_path_buf());
+    let report = enumerate::enumerate(&options).unwrap();
+    assert!(report.baseline.is_empty(), "{report}");
+    let rep = report
+        .reproducers
+        .iter()
+        .find(|r| r.kind == Kind::Invariant(Invariant::NoPhantom))
+        .unwrap_or_else(|| panic!("keep-rejected not caught: {report}"));
+    assert_eq!(rep.rechecked, Some(explore::RECHECK_RUNS), "{report}");
+    let written = scenario::load(rep.path.as_ref().unwrap()).unwrap();
+    assert!(written.steps[0].fault.is_some(), "the fault comes first");
+    assert!(written.steps.iter().all(|s| s.expect.is_none()));
+}
+
+#[test]
+fn injections_name_the_nth_operation_of_its_kind_on_its_path() {
+    use imc::fs::OpKind;
+    use sandbox::{Errno, OpRecord, Outcome};
+    let op = |op, path: &str, to: Option<&str>| OpRecord {
+        op,
+        path: path.into(),
+        to: to.map(Into::into),
+        outcome: Outcome::Ok,
+    };
+    let ops = [
+        op(OpKind::Sync, "imcdata/work/00000001", None),
+        op(
+            OpKind::Rename,
+            "imcdata/work/00000001",
+            Some("imcdata/in/00000001"),
+        ),
+        op(OpKind::Sync, "imcdata/work/00000002", None),
+        op(OpKind::Sync, "imcdata/work/00000001", None),
+    ];
+    let plan = enumerate::injections(&ops, &[Errno::Eio], enumerate::GlobMode::Exact);
+    assert_eq!(plan.len(), 8);
+    let last = &plan[6];
+    assert_eq!((last.k, last.nth, last.persistent), (4, 2, false));
+    assert_eq!(last.glob, "imcdata/work/00000001");
+    let plan = enumerate::injections(&ops, &[Errno::Eio], enumerate::GlobMode::Any);
+    assert_eq!((plan[6].nth, plan[6].glob.as_str()), (3, "**"));
+    assert_eq!(enumerate::escape_glob("a*b[1]"), "a[*]b[[]1[]]");
+}
+
+#[test]
+fn every_scenario_file_round_trips_through_yaml() {
+    let files = scenario::discover(&[scenarios_dir()]).unwrap();
+    assert!(files.len() > 10);
+    for file in files {
+        let loaded = scenario::load(&file).unwrap();
+        let text = serde_saphyr::to_string(&loaded).unwrap();
+        let back = scenario::parse(&text, &file)
+            .unwrap_or_else(|e| panic!("{}: does not parse back:\n{e}\n{text}", file.display()));
+        assert_eq!(
+            serde_saphyr::to_string(&back).unwrap(),
+            text,
+            "{}",
+            file.display()
+        );
+    }
+}
