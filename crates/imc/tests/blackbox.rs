@@ -16,7 +16,6 @@ use std::ffi::CString;
 use std::io::{self, BufRead, BufReader, Read, Write};
 use std::net::{SocketAddr, TcpStream};
 use std::os::unix::ffi::OsStrExt;
-use std::panic::{AssertUnwindSafe, catch_unwind};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, ExitStatus, Stdio};
 use std::sync::mpsc;
@@ -46,51 +45,31 @@ fn main() {
         ("exchange_4_0_on_tmpfs", exchange_4_0_on_tmpfs),
         ("hardened_on_tmpfs", hardened_on_tmpfs),
     ];
-    let args: Vec<String> = std::env::args().skip(1).collect();
-    if args.iter().any(|a| a == "--list") {
-        // What cargo-nextest asks a test binary; none is ignored by default.
-        if !args.iter().any(|a| a == "--ignored") {
-            for (name, _) in tests {
-                println!("{name}: test");
-            }
-        }
-        return;
-    }
-    if let Err(reason) = enter_private_mount_namespace().and_then(|()| tools_present()) {
-        println!("ignored: {reason}");
-        return;
-    }
-    if let Err(reason) = Volume::mount().map(drop) {
-        println!("ignored: {reason}");
-        return;
-    }
-    let filters: Vec<&String> = args.iter().filter(|a| !a.starts_with('-')).collect();
-    let (mut passed, mut failed) = (0, Vec::new());
-    for (name, test) in tests {
-        if !filters.is_empty() && !filters.iter().any(|f| name.contains(f.as_str())) {
-            continue;
-        }
-        println!("test {name}:");
-        match catch_unwind(AssertUnwindSafe(test)) {
-            Ok(()) => {
-                println!("test {name} ... ok");
-                passed += 1;
-            }
-            Err(_) => {
-                println!("test {name} ... FAILED");
-                failed.push(*name);
-            }
-        }
-    }
-    println!(
-        "\ntest result: {}. {passed} passed; {} failed",
-        if failed.is_empty() { "ok" } else { "FAILED" },
-        failed.len()
-    );
-    if !failed.is_empty() {
-        println!("failed: {}", failed.join(", "));
-        std::process::exit(1);
-    }
+    let args = libtest_mimic::Arguments::from_args();
+    // Before libtest-mimic starts its threads: the namespace must be entered while
+    // the process is single-threaded. Listing (nextest) needs no namespace.
+    let usable = if args.list {
+        Ok(())
+    } else {
+        enter_private_mount_namespace()
+            .and_then(|()| tools_present())
+            .and_then(|()| Volume::mount().map(drop))
+    };
+    let trials = tests
+        .iter()
+        .map(|&(name, test)| {
+            let usable = usable.clone();
+            libtest_mimic::Trial::ignorable_test(name, move || match usable {
+                Err(reason) => Ok(libtest_mimic::Completion::ignored_with(reason)),
+                Ok(()) => {
+                    println!("test {name}:");
+                    test();
+                    Ok(libtest_mimic::Completion::Completed)
+                }
+            })
+        })
+        .collect();
+    libtest_mimic::run(&args, trials).exit();
 }
 
 /// Moves the process into a mount namespace of its own whose mounts do not

@@ -6,7 +6,6 @@
 //! and succeeds. Arguments that are not flags filter tests by name.
 
 use std::io::{self, Write};
-use std::panic::{AssertUnwindSafe, catch_unwind};
 use std::path::{Path, PathBuf};
 
 use imc::fs::{Fs, OpKind};
@@ -15,16 +14,14 @@ use sandbox::{
 };
 
 fn main() {
-    if let Err(reason) = sandbox::enter_private_mount_namespace() {
-        println!("ignored: {reason}");
-        return;
-    }
-    // A second call is a no-op.
-    assert_eq!(sandbox::enter_private_mount_namespace(), Ok(()));
-    if let Err(reason) = sandbox::tmpfs_available() {
-        println!("ignored: {reason}");
-        return;
-    }
+    // Before libtest-mimic starts its threads: the namespace must be entered while
+    // the process is single-threaded.
+    let usable = sandbox::enter_private_mount_namespace().and_then(|()| {
+        // A second call is a no-op.
+        assert_eq!(sandbox::enter_private_mount_namespace(), Ok(()));
+        sandbox::tmpfs_available()
+    });
+    let args = libtest_mimic::Arguments::from_args();
     let tests: &[(&str, fn())] = &[
         ("enospc_comes_from_the_kernel", enospc_comes_from_the_kernel),
         (
@@ -54,35 +51,20 @@ fn main() {
         ),
         ("a_volume_needs_a_whole_block", a_volume_needs_a_whole_block),
     ];
-    let filters: Vec<String> = std::env::args()
-        .skip(1)
-        .filter(|a| !a.starts_with('-'))
+    let trials = tests
+        .iter()
+        .map(|&(name, test)| {
+            let usable = usable.clone();
+            libtest_mimic::Trial::ignorable_test(name, move || match usable {
+                Err(reason) => Ok(libtest_mimic::Completion::ignored_with(reason)),
+                Ok(()) => {
+                    test();
+                    Ok(libtest_mimic::Completion::Completed)
+                }
+            })
+        })
         .collect();
-    let (mut passed, mut failed) = (0, Vec::new());
-    for (name, test) in tests {
-        if !filters.is_empty() && !filters.iter().any(|f| name.contains(f.as_str())) {
-            continue;
-        }
-        match catch_unwind(AssertUnwindSafe(test)) {
-            Ok(()) => {
-                println!("test {name} ... ok");
-                passed += 1;
-            }
-            Err(_) => {
-                println!("test {name} ... FAILED");
-                failed.push(*name);
-            }
-        }
-    }
-    println!(
-        "\ntest result: {}. {passed} passed; {} failed",
-        if failed.is_empty() { "ok" } else { "FAILED" },
-        failed.len()
-    );
-    if !failed.is_empty() {
-        println!("failures: {failed:?}");
-        std::process::exit(1);
-    }
+    libtest_mimic::run(&args, trials).exit();
 }
 
 fn on(backend: Backend, blocks: u64) -> Sandbox {
