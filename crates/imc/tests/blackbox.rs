@@ -4,12 +4,12 @@
 //! and the replies, the event log file and the exit status checked exactly.
 //! README.md, "Black-box use on a real volume", is the same walk by hand.
 //!
-//! Runs without libtest (`harness = false`): the process enters a private
+//! Runs under libtest-mimic (`harness = false`): the process enters a private
 //! mount namespace at the start of `main`, while still single-threaded, so the
 //! tmpfs never reaches the host's mount table and vanishes with the process.
-//! That needs root; without it (or without the tools) the test prints
-//! `ignored: <reason>` and succeeds. Arguments that are not flags filter the
-//! tests by name. Nothing sleeps: every wait is on a reply, a line or an exit,
+//! That needs root; without it (or without the tools) the tests are reported
+//! as ignored, with the reason. Filters and cargo-nextest work as usual.
+//! Nothing sleeps: every wait is on a reply, a line or an exit,
 //! bounded by [`GUARD`] so a broken connector fails instead of hanging.
 
 use std::ffi::CString;

@@ -1,9 +1,9 @@
 //! The `tmpfs` backend, against a real kernel tmpfs.
 //!
-//! Runs without libtest (`harness = false`): the process must enter its
+//! Runs under libtest-mimic (`harness = false`): the process must enter its
 //! private mount namespace while still single-threaded, before any test
-//! thread exists. Where mounting is not possible it prints `ignored: <reason>`
-//! and succeeds. Arguments that are not flags filter tests by name.
+//! thread exists. Where mounting is not possible the tests are reported as
+//! ignored, with the reason. Filters and cargo-nextest work as usual.
 
 use std::io::{self, Write};
 use std::path::{Path, PathBuf};
