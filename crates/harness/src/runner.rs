@@ -747,14 +747,7 @@ impl Runner {
                 }
                 ReadOutcome::Malformed(text) => {
                     read += 1;
-                    self.violate(
-                        Invariant::WellFormed,
-                        format!("malformed reply on `{name}`: {text:?}"),
-                    );
-                    self.record(Entry::Malformed {
-                        session: name.to_string(),
-                        text,
-                    });
+                    self.malformed(name, text);
                 }
                 ReadOutcome::Closed => {
                     self.sessions.remove(name);
@@ -782,6 +775,18 @@ impl Runner {
                 }
             }
         }
+    }
+
+    /// Bytes that are not a reply: recorded, and a `well-formed` violation.
+    fn malformed(&mut self, name: &str, text: String) {
+        self.violate(
+            Invariant::WellFormed,
+            format!("malformed reply on `{name}`: {text:?}"),
+        );
+        self.record(Entry::Malformed {
+            session: name.to_string(),
+            text,
+        });
     }
 
     fn record_reply(&mut self, name: &str, reply: Reply, result: &mut StepResult) {
@@ -836,16 +841,7 @@ impl Runner {
                 );
                 self.record_reply(name, reply, result);
             }
-            Some(ReadOutcome::Malformed(text)) => {
-                self.violate(
-                    Invariant::WellFormed,
-                    format!("malformed reply on `{name}`: {text:?}"),
-                );
-                self.record(Entry::Malformed {
-                    session: name.to_string(),
-                    text,
-                });
-            }
+            Some(ReadOutcome::Malformed(text)) => self.malformed(name, text),
             Some(ReadOutcome::Closed) => unreachable!("expect_close maps Closed to None"),
         }
     }
