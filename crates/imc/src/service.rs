@@ -434,7 +434,17 @@ async fn accept_loop(
     loop {
         tokio::select! {
             accepted = listener.accept() => {
-                let Ok((stream, peer)) = accepted else { continue };
+                let (stream, peer) = match accepted {
+                    Ok(accepted) => accepted,
+                    Err(_) => {
+                        // Out of descriptors or memory: retrying at once would spin
+                        // a core; pause briefly (a stop still ends the wait).
+                        tokio::select! {
+                            _ = tokio::time::sleep(std::time::Duration::from_millis(50)) => continue,
+                            _ = shutdown.changed() => return,
+                        }
+                    }
+                };
                 let _ = stream.set_nodelay(true);
                 let (r, w) = stream.into_split();
                 let session = Session::new(shared.clone(), r, w, peer.ip(), shutdown.clone());
