@@ -27,15 +27,21 @@ enum Command {
         /// Scenario files (.yaml) or folders searched recursively.
         #[arg(required = true)]
         paths: Vec<PathBuf>,
-        /// Folder scenario ids are relative to (their snapshot names derive from it).
-        #[arg(long, default_value = "scenarios")]
-        scenarios: PathBuf,
-        /// Folder of stored snapshots to compare with.
-        #[arg(long, default_value = "snapshots")]
-        snapshots: PathBuf,
-        /// Do not compare with stored snapshots.
+        /// Folder scenario ids are relative to (their snapshot names derive from
+        /// it). Default: each file's nearest enclosing `scenarios` folder.
         #[arg(long)]
+        scenarios: Option<PathBuf>,
+        /// Folder of stored snapshots. Default: `snapshots` beside the scenarios
+        /// folder (beside the file, for a file outside any).
+        #[arg(long)]
+        snapshots: Option<PathBuf>,
+        /// Do not compare with stored snapshots.
+        #[arg(long, conflicts_with = "accept")]
         no_snapshots: bool,
+        /// Write each missing or differing snapshot (and remove stale `.snap.new`
+        /// files): what `cargo insta accept` does, without cargo-insta.
+        #[arg(long)]
+        accept: bool,
         /// Print transcripts of failing scenarios only.
         #[arg(long, short)]
         quiet: bool,
@@ -152,9 +158,10 @@ enum Command {
         /// Runs per scenario.
         #[arg(long, short = 'n', default_value_t = 20)]
         runs: usize,
-        /// Folder scenario ids are relative to.
-        #[arg(long, default_value = "scenarios")]
-        scenarios: PathBuf,
+        /// Folder scenario ids are relative to. Default: each file's nearest
+        /// enclosing `scenarios` folder.
+        #[arg(long)]
+        scenarios: Option<PathBuf>,
     },
 }
 
@@ -178,6 +185,7 @@ fn main() -> ExitCode {
             scenarios,
             snapshots,
             no_snapshots,
+            accept,
             quiet,
             backend,
             save_history,
@@ -190,11 +198,18 @@ fn main() -> ExitCode {
                 quiet,
                 save_history,
             };
+            let mode = if no_snapshots {
+                Snapshots::Off
+            } else if accept {
+                Snapshots::Accept
+            } else {
+                Snapshots::Compare
+            };
             run(
                 &paths,
-                &scenarios,
+                scenarios.as_deref(),
                 snapshots,
-                no_snapshots,
+                mode,
                 &output,
                 &options,
             )
@@ -209,7 +224,7 @@ fn main() -> ExitCode {
             paths,
             runs,
             scenarios,
-        } => bench(&paths, &scenarios, runs),
+        } => bench(&paths, scenarios.as_deref(), runs),
         Command::Explore {
             profile,
             mutant,
@@ -302,27 +317,27 @@ fn main() -> ExitCode {
 
 fn run(
     paths: &[PathBuf],
-    base: &std::path::Path,
-    snapshots: PathBuf,
-    off: bool,
+    base: Option<&std::path::Path>,
+    snapshots: Option<PathBuf>,
+    mode: Snapshots,
     output: &Output,
     options: &RunOptions,
 ) -> ExitCode {
     let quiet = output.quiet;
-    let cases = match suite::cases(paths, base) {
+    let mut cases = match suite::cases(paths, base) {
         Ok(c) => c,
         Err(e) => {
             eprintln!("{e}");
             return ExitCode::from(2);
         }
     };
-    let mode = if off {
-        Snapshots::Off
-    } else {
-        Snapshots::Compare(snapshots)
-    };
+    if let Some(dir) = snapshots {
+        for case in &mut cases {
+            case.snapshots = dir.clone();
+        }
+    }
     let started = Instant::now();
-    let (mut passed, mut failed) = (Vec::new(), Vec::new());
+    let (mut passed, mut failed, mut skipped) = (Vec::new(), Vec::new(), Vec::new());
     for case in &cases {
         let verdict = suite::run_case(case, options, &mode);
         let ok = verdict.passed();
@@ -339,25 +354,38 @@ fn run(
         if !quiet || !ok {
             print!("{}", verdict.report());
         }
-        if let Some(Comparison::Missing(_)) = verdict.snapshot {
+        if let Some(Comparison::Written(p)) = &verdict.snapshot {
             if quiet {
-                println!("(no stored snapshot)");
+                println!("snapshot written to {}", p.display());
             }
         }
-        println!("--- {}: {}\n", case.id, if ok { "PASS" } else { "FAIL" });
-        if ok {
+        let status = if verdict.is_skipped() {
+            "SKIP"
+        } else if ok {
+            "PASS"
+        } else {
+            "FAIL"
+        };
+        println!("--- {}: {status}\n", case.id);
+        if verdict.is_skipped() {
+            skipped.push(case.id.clone());
+        } else if ok {
             passed.push(case.id.clone());
         } else {
             failed.push(case.id.clone());
         }
     }
     println!(
-        "{} scenarios: {} passed, {} failed ({:.2} s)",
+        "{} scenarios: {} passed, {} failed, {} skipped ({:.2} s)",
         cases.len(),
         passed.len(),
         failed.len(),
+        skipped.len(),
         started.elapsed().as_secs_f64()
     );
+    for id in &skipped {
+        println!("  SKIP {id}");
+    }
     for id in &failed {
         println!("  FAIL {id}");
     }
@@ -399,7 +427,7 @@ fn new(path: &std::path::Path, profile: &str) -> ExitCode {
     }
 }
 
-fn bench(paths: &[PathBuf], base: &std::path::Path, runs: usize) -> ExitCode {
+fn bench(paths: &[PathBuf], base: Option<&std::path::Path>, runs: usize) -> ExitCode {
     let cases = match suite::cases(paths, base) {
         Ok(c) => c,
         Err(e) => {
@@ -420,7 +448,7 @@ fn bench(paths: &[PathBuf], base: &std::path::Path, runs: usize) -> ExitCode {
             let started = Instant::now();
             let verdict = suite::run_case(case, &RunOptions::default(), &Snapshots::Off);
             times.push(started.elapsed().as_secs_f64() * 1000.0);
-            if !verdict.passed() {
+            if !verdict.passed() && !verdict.is_skipped() {
                 eprintln!(
                     "{} failed during the benchmark:\n{}",
                     case.id,
@@ -493,7 +521,8 @@ fn check(
         None => snapshot::compare(snapshots, &stored.snapshot_name(), &contents),
     };
     match comparison {
-        Comparison::Same => {
+        // `compare` never writes, so `Written` cannot come back from it.
+        Comparison::Same | Comparison::Written(_) => {
             println!(
                 "{}: same as {}",
                 path.display(),

@@ -38,6 +38,7 @@ use std::sync::Arc;
 
 use tempfile::TempDir;
 
+pub use crate::disk::BALLAST;
 pub use crate::errno::Errno;
 pub use crate::error::SandboxError;
 pub use crate::fault::Fault;
@@ -215,6 +216,21 @@ impl Sandbox {
         self.fs.apply(fault)
     }
 
+    /// The latest fault on the tree (`Remove`, `Rename`, `Replace`, made by a
+    /// step or by a trigger) not undone yet, described as the disk is now.
+    /// Restoring (or, when it cannot be, forgetting) each in turn, until none
+    /// is left, undoes any sequence of faults in reverse order, as a backup job
+    /// putting everything back would.
+    pub fn next_restore(&self) -> Option<Displacement> {
+        self.fs.next_restore()
+    }
+
+    /// Drops the latest undo record of `path` without touching the disk, after
+    /// a `Restore` of it failed, so the faults made before it can still be undone.
+    pub fn forget_restore(&self, path: &str) {
+        self.fs.forget_restore(path)
+    }
+
     /// Arms `fault` to be applied right before the `nth` operation matching
     /// `trigger` (counted from now) reaches the disk; that operation then sees
     /// the changed disk. The fault's paths and rule are checked now. What the
@@ -256,4 +272,18 @@ impl Sandbox {
     pub fn available_space(&self) -> u64 {
         self.fs.available()
     }
+}
+
+/// A fault on the tree not undone yet (see [`Sandbox::next_restore`]).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Displacement {
+    /// The root-relative path the fault was applied to.
+    pub path: String,
+    /// It was a file that was removed: a `Restore` would bring back an empty
+    /// file, not its contents, so a recovery leaves it gone. (A removed
+    /// directory comes back empty; a renamed or replaced path comes back whole.)
+    pub removed_file: bool,
+    /// What the fault set aside is gone (a later fault removed the place it
+    /// was renamed to): there is nothing left to put back.
+    pub vanished: bool,
 }

@@ -159,18 +159,52 @@ pub(crate) fn check(scenario: &mut Scenario, tree: &Tree) -> Result<(), Problem>
     }
 
     let mut sessions = Sessions::default();
+    let connected: Vec<String> = scenario
+        .steps
+        .iter()
+        .filter_map(|s| s.connect.clone())
+        .collect();
     for (i, step) in scenario.steps.iter_mut().enumerate() {
-        check_step(i, step, &mut sessions, tree).map_err(|mut p| {
-            p.step = Some(i + 1);
-            p.message = match (step.action(), &step.expect) {
-                (Some(action), _) => format!("step {} (`{action}`): {}", i + 1, p.message),
-                (None, Some(_)) => format!("step {} (check): {}", i + 1, p.message),
-                (None, None) => format!("step {}: {}", i + 1, p.message),
-            };
-            p
-        })?;
+        check_step(i, step, &mut sessions, tree)
+            .and_then(|()| check_when_session(i, step, &connected))
+            .map_err(|mut p| {
+                p.step = Some(i + 1);
+                p.message = match (step.action(), &step.expect) {
+                    (Some(action), _) => format!("step {} (`{action}`): {}", i + 1, p.message),
+                    (None, Some(_)) => format!("step {} (check): {}", i + 1, p.message),
+                    (None, None) => format!("step {}: {}", i + 1, p.message),
+                };
+                p
+            })?;
     }
     Ok(())
+}
+
+/// A `when:` must name a session the scenario connects (before or after the
+/// step that arms it): a fault waiting on a session that never exists would
+/// never fire, and the scenario would test nothing.
+fn check_when_session(i: usize, step: &Step, connected: &[String]) -> Result<(), Problem> {
+    let Some(when) = &step.when else {
+        return Ok(());
+    };
+    if connected.contains(&when.session) {
+        return Ok(());
+    }
+    let name = &when.session;
+    let known: Vec<&str> = connected.iter().map(String::as_str).collect();
+    let p = Problem::new(
+        at!["steps", i, "when", "session"],
+        Target::Value,
+        format!("`when` waits on session `{name}`, which the scenario never connects"),
+    )
+    .label("never connected");
+    Err(match suggest(name, &known) {
+        Some(s) => p.help(format!("did you mean `{s}`?")),
+        None if known.is_empty() => p.help(format!(
+            "connect it in a step (`- connect: {name}`): the fault fires on that session's protocol stage"
+        )),
+        None => p.help(format!("the scenario connects {}", ticked(&known))),
+    })
 }
 
 /// Which sessions are open, and the one session actions default to.
