@@ -88,7 +88,7 @@ enum Command {
         /// Run on this backend (`vfs` or `tmpfs`).
         #[arg(long, value_parser = parse_backend)]
         backend: Option<Backend>,
-        /// Stop starting new cases after this many seconds.
+        /// Seconds for the whole run: no case starts and no shrink goes on after.
         #[arg(long)]
         time_budget: Option<u64>,
         /// Run only the cases i with i mod N == K (`K/N`).

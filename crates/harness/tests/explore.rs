@@ -187,3 +187,87 @@ fn every_scenario_file_round_trips_through_yaml() {
         );
     }
 }
+
+/// The time budget bounds the shrink too: on a clock that advances one second
+/// per reading, a budget a few readings past the first failure leaves the shrink
+/// a few attempts (each at most two runs), where the same shrink unbounded needs
+/// many more.
+#[test]
+fn the_time_budget_bounds_shrinking() {
+    let mut options = Options::new(target(Some("ignore-rename-error")), 8);
+    options.cases = 20;
+    options.threads = 1;
+    options.no_write = true;
+    let free = explore::explore(&options);
+    let first = free.first_failure.expect("the defect is found");
+    let unbounded = &free.findings[0];
+    assert!(!unbounded.cut_short, "{free}");
+
+    options.clock = explore::Clock::ticking(std::time::Duration::from_secs(1));
+    // One reading per case claimed (up to the one after the failure), then the
+    // shrink's: about eight attempts.
+    let budget = first + 12;
+    options.time_budget = Some(std::time::Duration::from_secs(budget));
+    let bounded = explore::explore(&options);
+    assert_eq!(bounded.first_failure, Some(first), "{bounded}");
+    let finding = &bounded.findings[0];
+    assert!(finding.cut_short, "{bounded}");
+    assert!(finding.shrink_runs <= 2 * 10 + 1, "{bounded}");
+    assert!(
+        unbounded.shrink_runs > finding.shrink_runs + 10,
+        "the unbounded shrink needed only {} runs: {free}",
+        unbounded.shrink_runs
+    );
+    assert!(
+        bounded
+            .stopped
+            .as_deref()
+            .is_some_and(|s| s.contains("while shrinking")),
+        "{bounded}"
+    );
+}
+
+/// A long schedule that fails (a seeded defect makes the failure certain)
+/// shrinks to a handful of steps in a bounded number of runs.
+#[test]
+fn a_long_failing_schedule_shrinks_to_a_handful_of_steps() {
+    let target = target(Some("ignore-rename-error"));
+    let run = RunOptions::default();
+    let rt = explore::runtime();
+    // The first long schedule of seed 1 that the defect makes fail.
+    let (actions, outcome) = (0..200)
+        .map(|i| explore::schedule(1, i, 3000))
+        .filter(|a| a.len() >= 1000)
+        .find_map(|a| {
+            let o = explore::run_on(&rt, &explore::to_scenario(&a, &target, "long"), &run);
+            o.fails_with(Kind::Invariant(Invariant::NoLoss))
+                .then_some((a, o))
+        })
+        .expect("a long failing schedule");
+    let kind = Kind::Invariant(Invariant::NoLoss);
+    let seen = outcome
+        .violations
+        .iter()
+        .find(|v| v.invariant == Invariant::NoLoss)
+        .and_then(|v| v.step);
+    let before = actions.len();
+    let shrunk = explore::shrink(
+        &rt,
+        actions,
+        &target,
+        &run,
+        kind,
+        seen,
+        &explore::ShrinkLimits::default(),
+        &explore::Clock::real(),
+        |_, _| {},
+    );
+    assert!(!shrunk.cut_short, "{} runs", shrunk.runs);
+    assert!(shrunk.outcome.fails_with(kind));
+    assert!(
+        shrunk.actions.len() <= 10,
+        "{before} steps shrunk to {}: {:?}",
+        shrunk.actions.len(),
+        shrunk.actions
+    );
+}

@@ -91,8 +91,10 @@ pub struct Options {
     pub seed: u64,
     /// Longest schedule.
     pub max_steps: usize,
-    /// Stop claiming cases after this long.
+    /// The whole run's time: no case is started and no shrink goes on after it.
     pub time_budget: Option<Duration>,
+    /// The clock the time budget is read from (the real one but in tests).
+    pub clock: Clock,
     /// This process's part.
     pub shard: Shard,
     /// Worker threads.
@@ -120,6 +122,7 @@ impl Options {
             seed,
             max_steps: 30,
             time_budget: None,
+            clock: Clock::real(),
             shard: Shard::default(),
             threads: 2,
             run: RunOptions {
@@ -177,7 +180,8 @@ pub fn explore(options: &Options) -> Report {
     let indices = shard_indices(options.cases, options.shard);
     let progress = Progress::new(indices.len() as u64, "schedules", options.progress);
     let started = Instant::now();
-    let deadline = options.time_budget.map(|b| started + b);
+    let clock_started = options.clock.now();
+    let deadline = options.time_budget.map(|b| clock_started.saturating_add(b));
     let stop_at = AtomicU64::new(u64::MAX);
     let out_of_time = AtomicBool::new(false);
     let failures: Mutex<BTreeMap<u64, CaseFailure>> = Mutex::new(BTreeMap::new());
@@ -189,7 +193,7 @@ pub fn explore(options: &Options) -> Report {
         indices.len(),
         options.threads,
         |slot| {
-            if deadline.is_some_and(|d| Instant::now() >= d) {
+            if deadline.is_some_and(|d| options.clock.now() >= d) {
                 out_of_time.store(true, Ordering::SeqCst);
                 return true;
             }
@@ -314,18 +318,33 @@ pub fn explore(options: &Options) -> Report {
         let confirmed = (0..CONFIRM_RUNS)
             .filter(|_| run_on(&rt, &original, &options.run).fails_with(kind))
             .count();
+        // The shrink gets what is left of the budget, if less than its own limit.
+        let mut limits = options.shrink.clone();
+        let mut budget_bound = false;
+        if let Some(d) = deadline {
+            let left = d.saturating_sub(options.clock.now());
+            if left < limits.time {
+                limits.time = left;
+                budget_bound = true;
+            }
+        }
         let shrunk = shrink(
             &rt,
-            options.seed,
-            index,
-            options.max_steps,
+            schedule(options.seed, index, options.max_steps),
             &options.target,
             &options.run,
             kind,
             seen,
-            &options.shrink,
+            &limits,
+            &options.clock,
             |_, _| {},
         );
+        if shrunk.cut_short && budget_bound {
+            report.stopped = Some(format!(
+                "the time budget of {} s ran out while shrinking case {index}",
+                options.time_budget.unwrap_or_default().as_secs()
+            ));
+        }
         let scenario = to_scenario(
             &shrunk.actions,
             &options.target,

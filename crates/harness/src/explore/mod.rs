@@ -18,10 +18,12 @@
 //! schedules whatever the number of threads or shards, and `--shard K/N` runs the
 //! cases `i` with `i mod N == K`.
 //!
-//! A failing case is shrunk: first with proptest's own shrinking of the state
-//! machine's value tree (deleting transitions from the back, then simplifying each
-//! transition), then by deleting single actions and whole sessions until no single
-//! deletion keeps the same invariant violated ([`shrink`]). The minimal schedule is
+//! A failing case is shrunk ([`shrink`]): cut after its violation, then chunks
+//! removed delta-debugging style (halves, quarters, ... single actions, each
+//! followed by [`repair`], which drops the actions whose precondition broke),
+//! whole sessions, pairs, simpler forms of each action, until no single change
+//! keeps the same invariant violated. The time budget covers shrinking too
+//! (read on a [`Clock`] that tests replace). The minimal schedule is
 //! written as a scenario ([`reproducer`]).
 //!
 //! The files, by concern: `model` (actions, the state machine, case seeds),

@@ -7,8 +7,8 @@ use crate::runner::{self, RunOptions};
 use crate::scenario::Scenario;
 use std::fmt;
 use std::io::IsTerminal;
-use std::sync::atomic::{AtomicUsize, Ordering};
-use std::time::Instant;
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::time::{Duration, Instant};
 
 /// What a failing run is: an invariant, or a run that could not be made.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
@@ -195,5 +195,41 @@ impl Progress {
     /// Removes the bar.
     pub fn finish(&self) {
         self.bar.finish_and_clear();
+    }
+}
+
+/// The clock that time budgets are read from: the real one, or (for tests) one
+/// that advances by a fixed step at every reading, so a budget runs out after an
+/// exact number of decisions whatever the machine's speed.
+#[derive(Clone, Debug, Default)]
+pub struct Clock {
+    ticks: Option<std::sync::Arc<(AtomicU64, Duration)>>,
+}
+
+impl Clock {
+    /// The real monotonic clock.
+    pub fn real() -> Clock {
+        Clock::default()
+    }
+
+    /// A clock that starts at zero and advances by `step` at every reading.
+    pub fn ticking(step: Duration) -> Clock {
+        Clock {
+            ticks: Some(std::sync::Arc::new((AtomicU64::new(0), step))),
+        }
+    }
+
+    /// The time since an origin fixed for the process (real), or the ticks so far.
+    pub fn now(&self) -> Duration {
+        match &self.ticks {
+            None => {
+                static ORIGIN: std::sync::OnceLock<Instant> = std::sync::OnceLock::new();
+                ORIGIN.get_or_init(Instant::now).elapsed()
+            }
+            Some(t) => {
+                let n = t.0.fetch_add(1, Ordering::SeqCst) + 1;
+                t.1.saturating_mul(u32::try_from(n).unwrap_or(u32::MAX))
+            }
+        }
     }
 }

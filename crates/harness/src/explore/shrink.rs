@@ -2,10 +2,8 @@
 
 use super::*;
 use crate::runner::RunOptions;
-use proptest::strategy::ValueTree;
 use sandbox::Errno;
-use std::sync::atomic::Ordering;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 /// Limits of a shrink.
 #[derive(Clone, Debug)]
@@ -38,161 +36,241 @@ pub struct Shrunk {
     pub cut_short: bool,
 }
 
-/// Shrinks case `index` of `seed`, which failed with `kind` after `seen` steps
-/// (the step of its first violation of `kind`; `None` for the final recovery):
-/// proptest's shrinking of the value tree, then deletions of single actions and
-/// whole sessions (keeping the model's preconditions) and session renaming, until
-/// no single deletion keeps `kind`.
+/// The schedule left when every action whose precondition no longer holds is
+/// dropped, in order: what a deletion leaves of the rest (the commands of a
+/// session whose connect went, the start after a crash that went...).
+pub fn repair(actions: &[Action]) -> Vec<Action> {
+    let mut state = ModelState::default();
+    actions
+        .iter()
+        .filter(|a| {
+            let ok = state.allows(a);
+            if ok {
+                state.apply(a);
+            }
+            ok
+        })
+        .cloned()
+        .collect()
+}
+
+/// Schedules this long or shorter also try every deletion of two actions.
+const PAIRS_UP_TO: usize = 40;
+
+/// Shrinks a schedule that failed with `kind` at step `seen` (the step of its
+/// first violation of `kind`; `None` for the final recovery), within `limits`
+/// as read on `clock`. The passes, each kept only where the same invariant is
+/// still violated (twice in a row, so a racy failure does not steer it):
+/// the prefix up to `seen`; chunks removed delta-debugging style (halves, then
+/// quarters, ... then single actions, each deletion followed by [`repair`]);
+/// whole sessions; pairs of actions (short schedules); simpler forms of each
+/// action; steps that do not play as written; sessions renamed a, b, c in
+/// order of use.
 #[allow(clippy::too_many_arguments)]
 pub fn shrink(
     rt: &tokio::runtime::Runtime,
-    seed: u64,
-    index: u64,
-    max_steps: usize,
+    actions: Vec<Action>,
     target: &Target,
     options: &RunOptions,
     kind: Kind,
     seen: Option<usize>,
     limits: &ShrinkLimits,
-    mut on_progress: impl FnMut(usize, usize),
+    clock: &Clock,
+    on_progress: impl FnMut(usize, usize),
 ) -> Shrunk {
-    let started = Instant::now();
-    let mut runs = 0usize;
-    let mut cut_short = false;
-    let mut tree = case_tree(seed, index, max_steps);
-    let (_, first, counter) = tree.current();
-    let mut best = first.clone();
-    let mut best_outcome: Option<Outcome> = None;
-    // Mismatches of the best schedule so far: a candidate may not have more, so
-    // that the reproducer ends up playing as written.
-    let bound = std::cell::Cell::new(usize::MAX);
-    let attempt = |actions: &[Action], runs: &mut usize| -> Option<Outcome> {
-        if actions.is_empty() {
-            return None; // a scenario has at least one step
-        }
-        // A deletion is kept only if the failure shows twice in a row: a racy
-        // failure must not steer the shrink.
-        let scenario = to_scenario(actions, target, "shrink");
-        *runs += 1;
-        let o = run_on(rt, &scenario, options);
-        if !o.fails_with(kind) || o.mismatches.len() > bound.get() {
-            return None;
-        }
-        *runs += 1;
-        if !run_on(rt, &scenario, options).fails_with(kind) {
-            return None;
-        }
-        bound.set(o.mismatches.len());
-        Some(o)
+    let deadline = clock.now().saturating_add(limits.time);
+    let mut s = Shrinker {
+        rt,
+        target,
+        options,
+        kind,
+        limits,
+        clock,
+        deadline,
+        runs: 0,
+        cut_short: false,
+        best: actions,
+        best_outcome: None,
+        bound: usize::MAX,
+        on_progress,
     };
-    // Proptest: tell it how many transitions the failure needed, then let it shrink.
-    if let Some(counter) = counter {
-        counter.store(
-            seen.unwrap_or(first.len()).min(first.len()),
-            Ordering::SeqCst,
-        );
+    s.shrink(seen);
+    let outcome = match s.best_outcome.take() {
+        Some(o) => o,
+        None => {
+            s.runs += 1;
+            run_on(rt, &to_scenario(&s.best, target, "shrink"), options)
+        }
+    };
+    Shrunk {
+        actions: s.best,
+        outcome,
+        runs: s.runs,
+        cut_short: s.cut_short,
     }
-    if tree.simplify() {
-        loop {
-            if runs >= limits.runs || started.elapsed() > limits.time {
-                cut_short = true;
-                break;
-            }
-            let candidate = tree.current().1;
-            let more = match attempt(&candidate, &mut runs) {
-                Some(o) => {
-                    best = candidate;
-                    best_outcome = Some(o);
-                    on_progress(best.len(), runs);
-                    tree.simplify()
+}
+
+struct Shrinker<'a, P> {
+    rt: &'a tokio::runtime::Runtime,
+    target: &'a Target,
+    options: &'a RunOptions,
+    kind: Kind,
+    limits: &'a ShrinkLimits,
+    clock: &'a Clock,
+    deadline: Duration,
+    runs: usize,
+    cut_short: bool,
+    best: Vec<Action>,
+    best_outcome: Option<Outcome>,
+    /// Mismatches of the best schedule so far: a candidate may not have more, so
+    /// that the reproducer ends up playing as written.
+    bound: usize,
+    on_progress: P,
+}
+
+impl<P: FnMut(usize, usize)> Shrinker<'_, P> {
+    /// True (and the shrink cut short) once a limit is reached; reads the clock
+    /// once, so a ticking clock counts decisions.
+    fn out_of_budget(&mut self) -> bool {
+        if !self.cut_short && (self.runs >= self.limits.runs || self.clock.now() >= self.deadline) {
+            self.cut_short = true;
+        }
+        self.cut_short
+    }
+
+    /// Runs `candidate` and keeps it as the best if it fails with the kind,
+    /// twice in a row, with no more mismatches than the best.
+    fn attempt(&mut self, candidate: Vec<Action>) -> bool {
+        if candidate.is_empty() || candidate == self.best || self.out_of_budget() {
+            return false; // a scenario has at least one step
+        }
+        let scenario = to_scenario(&candidate, self.target, "shrink");
+        self.runs += 1;
+        let o = run_on(self.rt, &scenario, self.options);
+        if !o.fails_with(self.kind) || o.mismatches.len() > self.bound {
+            return false;
+        }
+        self.runs += 1;
+        if !run_on(self.rt, &scenario, self.options).fails_with(self.kind) {
+            return false;
+        }
+        self.bound = o.mismatches.len();
+        self.best = candidate;
+        self.best_outcome = Some(o);
+        (self.on_progress)(self.best.len(), self.runs);
+        true
+    }
+
+    fn shrink(&mut self, seen: Option<usize>) {
+        // What comes after the violation is seldom needed for it.
+        if let Some(step) = seen.filter(|&s| s < self.best.len()) {
+            let prefix = self.best[..step].to_vec();
+            self.attempt(prefix);
+        }
+        self.chunks();
+        self.deletions();
+        self.simplify();
+        self.drop_mismatched();
+        self.rename_sessions();
+    }
+
+    /// Delta debugging: remove chunks of half the schedule, then quarters, and
+    /// so on down to single actions, from the back; a chunk size is tried again
+    /// as long as it removes something.
+    fn chunks(&mut self) {
+        let mut chunk = (self.best.len() / 2).max(1);
+        while !self.cut_short && self.best.len() > 1 {
+            let mut removed = false;
+            let mut end = self.best.len();
+            while end > 0 && !self.cut_short {
+                let lo = end.saturating_sub(chunk);
+                let mut candidate = self.best[..lo].to_vec();
+                candidate.extend_from_slice(&self.best[end..]);
+                let candidate = repair(&candidate);
+                if candidate.len() < self.best.len() && self.attempt(candidate) {
+                    removed = true;
                 }
-                None => tree.complicate(),
-            };
-            if !more {
-                break;
+                // What precedes the chunk is unchanged by the repair.
+                end = lo.min(self.best.len());
             }
-        }
-    }
-    // Our own passes, with the model's preconditions: whole sessions, single
-    // actions, then pairs (a crash and the start after it, a fill and its free),
-    // until no deletion keeps the failure.
-    let mut pairs = false;
-    loop {
-        let mut candidates: Vec<Vec<Action>> = Vec::new();
-        for s in 0..SESSIONS.len() {
-            let without: Vec<Action> = best
-                .iter()
-                .filter(|a| a.session() != Some(s))
-                .cloned()
-                .collect();
-            if without.len() < best.len() {
-                candidates.push(without);
-            }
-        }
-        for i in (0..best.len()).rev() {
-            let mut without = best.clone();
-            without.remove(i);
-            candidates.push(without);
-        }
-        if pairs {
-            for j in (0..best.len()).rev() {
-                for i in (0..j).rev() {
-                    let mut without = best.clone();
-                    without.remove(j);
-                    without.remove(i);
-                    candidates.push(without);
-                }
-            }
-        }
-        let mut changed = false;
-        for candidate in candidates {
-            if !valid(&candidate) {
-                continue;
-            }
-            if runs >= limits.runs || started.elapsed() > limits.time {
-                cut_short = true;
-                break;
-            }
-            if let Some(o) = attempt(&candidate, &mut runs) {
-                best = candidate;
-                best_outcome = Some(o);
-                on_progress(best.len(), runs);
-                changed = true;
-                break;
-            }
-        }
-        if cut_short {
-            break;
-        }
-        if changed {
-            pairs = false;
-        } else if !pairs {
-            pairs = true;
-        } else {
-            break;
-        }
-    }
-    // Simpler forms of each action (EIO, `**`, the 1st, once; short bodies; an
-    // empty disk), as long as the failure stays.
-    if !cut_short {
-        let mut i = 0;
-        while i < best.len() {
-            let mut replaced = false;
-            for simpler in simpler_forms(&best[i]) {
-                if runs >= limits.runs || started.elapsed() > limits.time {
-                    cut_short = true;
+            if !removed {
+                if chunk == 1 {
                     break;
                 }
-                let mut candidate = best.clone();
-                candidate[i] = simpler;
-                if !valid(&candidate) {
-                    continue;
+                chunk = (chunk / 2).max(1);
+            } else {
+                chunk = chunk.min(self.best.len() / 2).max(1);
+            }
+        }
+    }
+
+    /// Whole sessions, single actions, then pairs (short schedules only), until
+    /// no deletion keeps the failure.
+    fn deletions(&mut self) {
+        let mut pairs = false;
+        while !self.cut_short {
+            let best = &self.best;
+            let mut candidates: Vec<Vec<Action>> = Vec::new();
+            for s in 0..SESSIONS.len() {
+                let without: Vec<Action> = best
+                    .iter()
+                    .filter(|a| a.session() != Some(s))
+                    .cloned()
+                    .collect();
+                if without.len() < best.len() {
+                    candidates.push(repair(&without));
                 }
-                if let Some(o) = attempt(&candidate, &mut runs) {
-                    best = candidate;
-                    best_outcome = Some(o);
+            }
+            for i in (0..best.len()).rev() {
+                let mut without = best.clone();
+                without.remove(i);
+                candidates.push(repair(&without));
+            }
+            if pairs && best.len() <= PAIRS_UP_TO {
+                for j in (0..best.len()).rev() {
+                    for i in (0..j).rev() {
+                        let mut without = best.clone();
+                        without.remove(j);
+                        without.remove(i);
+                        candidates.push(repair(&without));
+                    }
+                }
+            }
+            let mut changed = false;
+            for candidate in candidates {
+                if self.attempt(candidate) {
+                    changed = true;
+                    break;
+                }
+                if self.cut_short {
+                    return;
+                }
+            }
+            if changed {
+                pairs = false;
+            } else if !pairs && self.best.len() <= PAIRS_UP_TO {
+                pairs = true;
+            } else {
+                break;
+            }
+        }
+    }
+
+    /// Simpler forms of each action (EIO, `**`, the 1st, once; short bodies; an
+    /// empty disk), as long as the failure stays.
+    fn simplify(&mut self) {
+        let mut i = 0;
+        while i < self.best.len() && !self.cut_short {
+            let mut replaced = false;
+            for simpler in simpler_forms(&self.best[i]) {
+                let mut candidate = self.best.clone();
+                candidate[i] = simpler;
+                if valid(&candidate) && self.attempt(candidate) {
                     replaced = true;
                     break;
+                }
+                if self.cut_short {
+                    return;
                 }
             }
             if !replaced {
@@ -200,70 +278,58 @@ pub fn shrink(
             }
         }
     }
-    // Steps that cannot be played as written go, preconditions or not, as long as
-    // the failure stays.
-    while let Some(o) = &best_outcome {
-        let mut improved = false;
-        let mut steps: Vec<usize> = o.mismatches.iter().map(|m| m.step).collect();
-        steps.dedup();
-        for step in steps.into_iter().rev() {
-            if step == 0 || step > best.len() || cut_short {
-                continue;
+
+    /// Steps that cannot be played as written go, preconditions or not, as long
+    /// as the failure stays.
+    fn drop_mismatched(&mut self) {
+        while let Some(o) = &self.best_outcome {
+            let mut steps: Vec<usize> = o.mismatches.iter().map(|m| m.step).collect();
+            steps.dedup();
+            let mut improved = false;
+            for step in steps.into_iter().rev() {
+                if step == 0 || step > self.best.len() || self.cut_short {
+                    continue;
+                }
+                let mut without = self.best.clone();
+                without.remove(step - 1);
+                let before = self.bound;
+                self.bound = before.saturating_sub(1);
+                if self.attempt(without) {
+                    improved = true;
+                    break;
+                }
+                self.bound = before;
             }
-            let mut without = best.clone();
-            without.remove(step - 1);
-            let before = bound.get();
-            bound.set(before.saturating_sub(1));
-            if let Some(o) = attempt(&without, &mut runs) {
-                best = without;
-                best_outcome = Some(o);
-                improved = true;
+            if !improved {
                 break;
             }
-            bound.set(before);
-        }
-        if !improved {
-            break;
         }
     }
-    // Sessions named in the order they are first used: a, then b, then c.
-    let mut map = [usize::MAX; 3];
-    let mut next = 0;
-    for a in &best {
-        if let Some(s) = a.session() {
-            if map[s] == usize::MAX {
-                map[s] = next;
+
+    /// Sessions named in the order they are first used: a, then b, then c.
+    fn rename_sessions(&mut self) {
+        let mut map = [usize::MAX; 3];
+        let mut next = 0;
+        for a in &self.best {
+            if let Some(s) = a.session() {
+                if map[s] == usize::MAX {
+                    map[s] = next;
+                    next += 1;
+                }
+            }
+        }
+        for m in map.iter_mut() {
+            if *m == usize::MAX {
+                *m = next;
                 next += 1;
             }
         }
-    }
-    for m in map.iter_mut() {
-        if *m == usize::MAX {
-            *m = next;
-            next += 1;
-        }
-    }
-    if map != [0, 1, 2] {
-        let renamed: Vec<Action> = best.iter().map(|a| a.with_session(&map)).collect();
-        if valid(&renamed) {
-            if let Some(o) = attempt(&renamed, &mut runs) {
-                best = renamed;
-                best_outcome = Some(o);
+        if map != [0, 1, 2] {
+            let renamed: Vec<Action> = self.best.iter().map(|a| a.with_session(&map)).collect();
+            if valid(&renamed) {
+                self.attempt(renamed);
             }
         }
-    }
-    let outcome = match best_outcome {
-        Some(o) => o,
-        None => {
-            runs += 1;
-            run_on(rt, &to_scenario(&best, target, "shrink"), options)
-        }
-    };
-    Shrunk {
-        actions: best,
-        outcome,
-        runs,
-        cut_short,
     }
 }
 
