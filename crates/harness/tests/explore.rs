@@ -113,6 +113,7 @@ fn enumerate_keeps_the_invariants_of_the_hardened_profile_and_catches_keep_rejec
     let mut options = enumerate::Options::new(path.clone());
     options.profile = Some("hardened".into());
     options.out_dir = None;
+    options.faults.clear();
     let report = enumerate::enumerate(&options).unwrap();
     assert!(!report.ops.is_empty());
     // Each operation, three errnos (two for a remove: no ENOENT), once and persistent.
@@ -163,7 +164,14 @@ fn injections_name_the_nth_operation_of_its_kind_on_its_path() {
     let plan = enumerate::injections(&ops, &[Errno::Eio], enumerate::GlobMode::Exact);
     assert_eq!(plan.len(), 8);
     let last = &plan[6];
-    assert_eq!((last.k, last.nth, last.persistent), (4, 2, false));
+    assert_eq!((last.k, last.nth), (4, 2));
+    assert!(matches!(
+        last.what,
+        enumerate::What::Errno {
+            persistent: false,
+            ..
+        }
+    ));
     assert_eq!(last.glob, "imcdata/work/00000001");
     let plan = enumerate::injections(&ops, &[Errno::Eio], enumerate::GlobMode::Any);
     assert_eq!((plan[6].nth, plan[6].glob.as_str()), (3, "**"));
@@ -270,4 +278,48 @@ fn a_long_failing_schedule_shrinks_to_a_handful_of_steps() {
         shrunk.actions.len(),
         shrunk.actions
     );
+}
+
+/// Tree faults at each operation: a crash right after the move into IN catches
+/// `skip-fsync`, which no errno can (the data is lost only at a crash); and the
+/// reproducer arms its fault on that very operation.
+#[test]
+fn enumerate_over_tree_faults_catches_skip_fsync_with_a_crash() {
+    let path = scenarios_dir().join("smtp/happy-path.yaml");
+    let mut options = enumerate::Options::new(path);
+    options.profile = Some("hardened".into());
+    options.mutant = Some("skip-fsync".into());
+    options.errnos.clear();
+    let dir = tempfile::tempdir().unwrap();
+    options.out_dir = Some(dir.path().to_path_buf());
+    let report = enumerate::enumerate(&options).unwrap();
+    let in_root = report
+        .ops
+        .iter()
+        .filter(|o| !o.path.starts_with("<sandbox>") && !o.path.starts_with('/'))
+        .count();
+    assert_eq!(
+        report.results.len(),
+        in_root * enumerate::TreeFault::ALL.len()
+    );
+    let rep = report
+        .reproducers
+        .iter()
+        .find(|r| {
+            r.kind == Kind::Invariant(Invariant::NoLoss)
+                && r.injection.as_ref().is_some_and(|i| {
+                    i.what == enumerate::What::Tree(enumerate::TreeFault::CrashAfter)
+                })
+        })
+        .unwrap_or_else(|| panic!("skip-fsync not caught: {report}"));
+    assert_eq!(rep.rechecked, Some(explore::RECHECK_RUNS), "{report}");
+    let written = scenario::load(rep.path.as_ref().unwrap()).unwrap();
+    let first = &written.steps[0];
+    assert!(first.service.is_some(), "the crash comes first");
+    assert!(first.when.as_ref().unwrap().after_op.is_some());
+    // The table has a column per fault.
+    let text = report.to_string();
+    for f in enumerate::TreeFault::ALL {
+        assert!(text.contains(f.name()), "{text}");
+    }
 }
