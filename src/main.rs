@@ -94,7 +94,7 @@ enum Command {
         /// Run on this backend (`vfs` or `tmpfs`).
         #[arg(long, value_parser = parse_backend)]
         backend: Option<Backend>,
-        /// Stop starting new cases after this many seconds.
+        /// Seconds for the whole run: no case starts and no shrink goes on after.
         #[arg(long)]
         time_budget: Option<u64>,
         /// Run only the cases i with i mod N == K (`K/N`).
@@ -131,7 +131,17 @@ enum Command {
         /// The errnos each operation fails with, comma-separated.
         #[arg(long, default_value = "ENOSPC,EIO,ENOENT", value_delimiter = ',')]
         errnos: Vec<String>,
-        /// Path glob of each fault: `exact` (the operation's own path) or `any` (`**`).
+        /// What happens at each operation, comma-separated: `errno` (each of
+        /// `--errnos`, once and from then on) and tree faults made right before it:
+        /// rename-in, rename-in-back (put back after it), remove-in, replace-in,
+        /// remove-work, fill-disk, crash, crash-after (once it is done).
+        #[arg(
+            long,
+            default_value = "errno,rename-in,rename-in-back,remove-in,replace-in,remove-work,fill-disk,crash,crash-after",
+            value_delimiter = ','
+        )]
+        faults: Vec<String>,
+        /// Path glob of each errno fault: `exact` (the operation's own path) or `any` (`**`).
         #[arg(long, default_value = "exact")]
         glob: harness::enumerate::GlobMode,
         /// Run on this backend (`vfs` or `tmpfs`).
@@ -276,6 +286,7 @@ fn main() -> ExitCode {
             profile,
             mutant,
             errnos,
+            faults,
             glob,
             backend,
             out_dir,
@@ -287,6 +298,10 @@ fn main() -> ExitCode {
             options.profile = profile;
             options.mutant = mutant;
             options.errnos = errnos;
+            if let Err(e) = options.select_faults(&faults) {
+                eprintln!("--faults: {e}");
+                return ExitCode::from(2);
+            }
             options.glob = glob;
             options.out_dir = (!no_write).then_some(out_dir);
             options.threads = threads;

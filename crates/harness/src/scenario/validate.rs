@@ -3,7 +3,7 @@
 use super::error::{At, Diagnostic};
 use super::load::suggest;
 use super::locate::{Seg, Target, Tree};
-use super::model::{ErrnoSpec, Expect, Fault, Scenario, Step, When};
+use super::model::{ErrnoSpec, Expect, Fault, Scenario, ServiceAction, Step, When};
 use std::collections::BTreeMap;
 use std::path::Path;
 
@@ -265,13 +265,38 @@ fn check_step(
     }
     let action = actions.first().copied();
 
-    if step.when.is_some() && action != Some("fault") {
+    let crash = step.service == Some(ServiceAction::Crash);
+    if step.when.is_some() && action != Some("fault") && !crash {
         return Err(Problem::new(
             at!["steps", i, "when"],
             Target::Key,
-            "`when` is only allowed on `fault` steps",
+            "`when` is only allowed on `fault` steps and `service: crash`",
         )
         .label("not a fault step"));
+    }
+    if let Some(when) = step
+        .when
+        .as_ref()
+        .filter(|w| crash && w.op_stage().is_none())
+    {
+        let stage = [
+            ("after_reply", when.after_reply.is_some()),
+            ("after_data_bytes", when.after_data_bytes.is_some()),
+            ("before_dot", when.before_dot.is_some()),
+        ]
+        .into_iter()
+        .find_map(|(k, set)| set.then_some(k));
+        let mut p = Problem::new(
+            match stage {
+                Some(k) => at!["steps", i, "when", k],
+                None => at!["steps", i, "when"],
+            },
+            Target::Key,
+            "a `service: crash` is timed by an operation only: `before_op` or `after_op`",
+        )
+        .label("not an operation stage");
+        p = p.help("for example `when: { before_op: { op: sync_dir, path: imcdata/in } }`");
+        return Err(p);
     }
     if step.session.is_some() && !step.is_session_action() {
         let mut p = Problem::new(
@@ -460,23 +485,7 @@ fn check_fault(fault: &Fault, path: Vec<Seg>) -> Result<(), Problem> {
 }
 
 fn check_errno(spec: &ErrnoSpec, path: Vec<Seg>) -> Result<(), Problem> {
-    if spec.op.parse::<imc::fs::OpKind>().is_err() {
-        let names: Vec<&str> = imc::fs::OpKind::ALL.iter().map(|k| k.name()).collect();
-        let mut p = Problem::new(
-            with(&path, "op"),
-            Target::Value,
-            format!(
-                "unknown operation `{}`, expected one of {}",
-                spec.op,
-                ticked(&names)
-            ),
-        )
-        .label("unknown operation");
-        if let Some(s) = suggest(&spec.op, &names) {
-            p = p.help(format!("did you mean `{s}`?"));
-        }
-        return Err(p);
-    }
+    check_op(&spec.op, with(&path, "op"))?;
     if !ERRNOS.contains(&spec.errno.as_str()) {
         let mut p = Problem::new(
             with(&path, "errno"),
@@ -494,20 +503,47 @@ fn check_errno(spec: &ErrnoSpec, path: Vec<Seg>) -> Result<(), Problem> {
         }
         return Err(p);
     }
-    if let Some(glob) = &spec.path {
-        check_rel_path(glob, with(&path, "path"), Target::Value)?;
+    check_glob_and_nth(spec.path.as_deref(), spec.nth, &path)
+}
+
+/// An operation kind's name.
+fn check_op(op: &str, path: Vec<Seg>) -> Result<(), Problem> {
+    if op.parse::<imc::fs::OpKind>().is_err() {
+        let names: Vec<&str> = imc::fs::OpKind::ALL.iter().map(|k| k.name()).collect();
+        let mut p = Problem::new(
+            path,
+            Target::Value,
+            format!(
+                "unknown operation `{}`, expected one of {}",
+                op,
+                ticked(&names)
+            ),
+        )
+        .label("unknown operation");
+        if let Some(s) = suggest(op, &names) {
+            p = p.help(format!("did you mean `{s}`?"));
+        }
+        return Err(p);
+    }
+    Ok(())
+}
+
+/// A path glob (optional) and an `nth` counting from 1 (optional), under `path`.
+fn check_glob_and_nth(glob: Option<&str>, nth: Option<u32>, path: &[Seg]) -> Result<(), Problem> {
+    if let Some(glob) = glob {
+        check_rel_path(glob, with(path, "path"), Target::Value)?;
         if let Err(e) = globset::Glob::new(glob) {
             return Err(Problem::new(
-                with(&path, "path"),
+                with(path, "path"),
                 Target::Value,
                 format!("`{glob}` is not a valid glob: {}", e.kind()),
             )
             .label("invalid glob"));
         }
     }
-    if spec.nth == Some(0) {
+    if nth == Some(0) {
         return Err(Problem::new(
-            with(&path, "nth"),
+            with(path, "nth"),
             Target::Value,
             "`nth` counts from 1: the first matching operation is `nth: 1`",
         )
@@ -517,14 +553,21 @@ fn check_errno(spec: &ErrnoSpec, path: Vec<Seg>) -> Result<(), Problem> {
 }
 
 fn check_when(when: &When, path: Vec<Seg>) -> Result<(), Problem> {
-    check_name(&when.session, with(&path, "session"))?;
-    let stages = ["after_reply", "after_data_bytes", "before_dot"];
+    let stages = [
+        "after_reply",
+        "after_data_bytes",
+        "before_dot",
+        "before_op",
+        "after_op",
+    ];
     let set: Vec<&str> = stages
         .into_iter()
         .zip([
             when.after_reply.is_some(),
             when.after_data_bytes.is_some(),
             when.before_dot.is_some(),
+            when.before_op.is_some(),
+            when.after_op.is_some(),
         ])
         .filter_map(|(s, is_set)| is_set.then_some(s))
         .collect();
@@ -551,6 +594,35 @@ fn check_when(when: &When, path: Vec<Seg>) -> Result<(), Problem> {
             )
             .label("second stage")
             .help("arm one fault per stage, in separate steps"));
+        }
+    }
+    let (stage, on_op) = (set[0], when.op_stage());
+    match (&when.session, on_op) {
+        (Some(_), Some(_)) => {
+            return Err(Problem::new(
+                with(&path, "session"),
+                Target::Key,
+                format!("`session` does not go with `{stage}`: operations are the connector's, not a session's"),
+            )
+            .label("not a protocol stage")
+            .help("remove `session`, or use a protocol stage: `after_reply`, `after_data_bytes`, `before_dot`"));
+        }
+        (None, None) => {
+            return Err(Problem::new(
+                path,
+                Target::Value,
+                format!("`{stage}` needs the session it watches: `session: NAME`"),
+            )
+            .label("no session")
+            .help(format!(
+                "for example `when: {{ session: a, {stage}: ... }}`"
+            )));
+        }
+        (Some(name), None) => check_name(name, with(&path, "session"))?,
+        (None, Some((m, _))) => {
+            let base = with(&path, stage);
+            check_op(&m.op, with(&base, "op"))?;
+            check_glob_and_nth(m.path.as_deref(), m.nth, &base)?;
         }
     }
     if when.before_dot == Some(false) {
