@@ -385,12 +385,13 @@ impl Runner {
     fn unfired(&mut self) {
         for armed in std::mem::take(&mut self.armed) {
             let w = &armed.when;
+            let session = w.session.as_deref().unwrap_or("?");
             let stage = if let Some(code) = w.after_reply {
-                format!("session {} never received {code}", w.session)
+                format!("session {session} never received {code}")
             } else if let Some(n) = w.after_data_bytes {
-                format!("session {} never sent {n} bytes of message data", w.session)
+                format!("session {session} never sent {n} bytes of message data")
             } else {
-                format!("session {} never sent the end-of-data dot", w.session)
+                format!("session {session} never sent the end-of-data dot")
             };
             let fault = to_sandbox_fault(&armed.fault).map_or_else(|e| e, |f| f.to_string());
             self.mismatches.push(Mismatch {
@@ -769,13 +770,9 @@ impl Runner {
             let Some(pos) = self.op_armed.iter().position(|a| a.id == id) else {
                 continue;
             };
-            let armed = self.op_armed.remove(pos);
-            match armed.fault {
-                Some(Fault::Rename { from, .. }) => self.displaced.push(from),
-                Some(Fault::Replace(path)) => self.displaced.push(path),
-                Some(Fault::Restore(path)) => self.displaced.retain(|p| *p != path),
-                _ => {}
-            }
+            // The sandbox keeps the undo record of what it did; the recovery
+            // reads it from there.
+            self.op_armed.remove(pos);
         }
         let gone =
             std::mem::take(&mut *self.halt.removed.lock().unwrap_or_else(|e| e.into_inner()));

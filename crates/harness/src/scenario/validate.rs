@@ -184,13 +184,12 @@ pub(crate) fn check(scenario: &mut Scenario, tree: &Tree) -> Result<(), Problem>
 /// step that arms it): a fault waiting on a session that never exists would
 /// never fire, and the scenario would test nothing.
 fn check_when_session(i: usize, step: &Step, connected: &[String]) -> Result<(), Problem> {
-    let Some(when) = &step.when else {
+    let Some(name) = step.when.as_ref().and_then(|w| w.session.as_ref()) else {
         return Ok(());
     };
-    if connected.contains(&when.session) {
+    if connected.contains(name) {
         return Ok(());
     }
-    let name = &when.session;
     let known: Vec<&str> = connected.iter().map(String::as_str).collect();
     let p = Problem::new(
         at!["steps", i, "when", "session"],
