@@ -31,6 +31,9 @@ pub struct RunOptions {
     pub reply_timeout: Duration,
     /// Run every scenario on this backend instead of the one it names. Default none.
     pub backend: Option<Backend>,
+    /// Run every scenario with this connector profile instead of its own.
+    /// Default none.
+    pub profile: Option<String>,
 }
 
 impl Default for RunOptions {
@@ -38,6 +41,7 @@ impl Default for RunOptions {
         RunOptions {
             reply_timeout: Duration::from_secs(10),
             backend: None,
+            profile: None,
         }
     }
 }
@@ -112,7 +116,8 @@ pub async fn run(scenario: &Scenario, options: &RunOptions) -> Result<Run, RunEr
             sandbox::Backend::Tmpfs
         }
     };
-    let profile = imc::profile::by_name(&scenario.profile).map_err(RunError::Unsupported)?;
+    let profile_name = options.profile.as_deref().unwrap_or(&scenario.profile);
+    let profile = imc::profile::by_name(profile_name).map_err(RunError::Unsupported)?;
     let mutant = match &scenario.connector.mutant {
         Some(name) => Some(name.parse::<imc::Mutant>().map_err(RunError::Unsupported)?),
         None => None,

@@ -391,6 +391,7 @@ mod validate;
 
 pub use error::{Diagnostic, ScenarioError};
 pub use load::{discover, load, parse};
+pub use locate::step_lines;
 pub use model::*;
 pub use validate::{ERRNOS, PROFILES};
 
