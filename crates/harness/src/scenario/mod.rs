@@ -367,7 +367,7 @@ pub mod model;
 mod validate;
 
 pub use error::{Diagnostic, ScenarioError};
-pub use load::{discover, load, parse};
+pub use load::{Discovery, MAX_FILE_SIZE, Skipped, discover, load, parse, scan};
 pub use model::*;
 pub use validate::{ERRNOS, PROFILES};
 
