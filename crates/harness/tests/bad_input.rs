@@ -132,3 +132,136 @@ fn bytes_that_are_not_utf8_are_located() {
     let e = scenario::load(&path).unwrap_err();
     assert_eq!((e.line(), e.column()), (Some(1), Some(1)), "{e}");
 }
+
+fn parse(source: &str) -> Result<scenario::Scenario, ScenarioError> {
+    scenario::parse(source, Path::new("scenarios/x.yaml"))
+}
+
+/// The 1-based line and column of the first `token` after `after` in `source`.
+fn position(source: &str, after: &str, token: &str) -> (usize, usize) {
+    let from = source.find(after).expect("anchor in source");
+    let at = from + source[from..].find(token).expect("token in source");
+    let line = source[..at].matches('\n').count() + 1;
+    let start = source[..at].rfind('\n').map_or(0, |i| i + 1);
+    (line, source[start..at].chars().count() + 1)
+}
+
+/// Asserts a rule error pointing at the value `token` (the first after the key
+/// `key`) whose message contains `needle`.
+#[track_caller]
+fn refused_at(source: &str, key: &str, token: &str, needle: &str) {
+    let e = match parse(source) {
+        Ok(_) => panic!("expected an error for:\n{source}"),
+        Err(e) => e,
+    };
+    assert!(matches!(e, ScenarioError::Invalid(_)), "{e:?}\n{e}");
+    assert!(e.message().contains(needle), "{e}");
+    let (line, column) = position(source, key, token);
+    assert_eq!((e.line(), e.column()), (Some(line), Some(column)), "{e}");
+    assert!(
+        e.to_string()
+            .contains(&format!("scenarios/x.yaml:{line}:{column}")),
+        "{e}"
+    );
+}
+
+const HEAD: &str = "claims: [KB-1]\nprofile: hardened\n";
+
+#[test]
+fn every_size_has_an_upper_bound_checked_at_load() {
+    let max = scenario::MAX_SIZE;
+    let send = scenario::MAX_SEND_SIZE;
+    let steps = |step: &str| format!("{HEAD}steps:\n  - service: start\n  - connect: a\n{step}");
+    let header = |block: &str| format!("{HEAD}{block}\nsteps: [{{ service: start }}]\n");
+    // The largest u64, and 3 GiB, in each place a size is written.
+    for big in ["18446744073709551615", "3GiB"] {
+        refused_at(
+            &header(&format!("sandbox: {{ quota: {big} }}")),
+            "quota",
+            big,
+            "`quota` is",
+        );
+        refused_at(
+            &header(&format!("connector:\n  low_water_mark: {big}")),
+            "low_water_mark",
+            big,
+            "more than the 1073741824 bytes (1GiB)",
+        );
+        refused_at(
+            &header(&format!("connector:\n  max_message_size: {big}")),
+            "max_message_size",
+            big,
+            "`max_message_size` is",
+        );
+        refused_at(
+            &steps(&format!(
+                "  - send: {{ from: a@example.org, to: [b@example.net], size: {big} }}\n"
+            )),
+            "size",
+            big,
+            "step 3 (`send`): `send.size` is",
+        );
+        refused_at(
+            &steps(&format!("  - fault: {{ fill_disk: {{ leave: {big} }} }}\n")),
+            "leave",
+            big,
+            "step 3 (`fault`): `fill_disk.leave` is",
+        );
+        if big.bytes().all(|b| b.is_ascii_digit()) {
+            refused_at(
+                &steps(&format!(
+                    "  - fault: free_disk\n    when: {{ session: a, after_data_bytes: {big} }}\n"
+                )),
+                "after_data_bytes",
+                big,
+                "`after_data_bytes` is",
+            );
+        }
+    }
+    // One byte over each bound is refused; the bound itself loads.
+    let over = (max + 1).to_string();
+    for key in ["quota", "leave", "after_data_bytes", "low_water_mark"] {
+        let source = match key {
+            "quota" => header(&format!("sandbox: {{ quota: {over} }}")),
+            "low_water_mark" => header(&format!("connector: {{ low_water_mark: {over} }}")),
+            "leave" => steps(&format!(
+                "  - fault: {{ fill_disk: {{ leave: {over} }} }}\n"
+            )),
+            _ => steps(&format!(
+                "  - fault: free_disk\n    when: {{ session: a, after_data_bytes: {over} }}\n"
+            )),
+        };
+        refused_at(&source, key, &over, "more than the 1073741824 bytes");
+        let at_max = source.replace(&over, &max.to_string());
+        parse(&at_max).unwrap_or_else(|e| panic!("{e}"));
+    }
+    let over = (send + 1).to_string();
+    refused_at(
+        &steps(&format!(
+            "  - send: {{ from: a@example.org, to: [b@example.net], size: {over} }}\n"
+        )),
+        "size",
+        &over,
+        "more than the 67108864 bytes (64MiB)",
+    );
+    parse(&steps(&format!(
+        "  - send: {{ from: a@example.org, to: [b@example.net], size: {send} }}\n"
+    )))
+    .unwrap_or_else(|e| panic!("{e}"));
+}
+
+#[test]
+fn a_quota_must_hold_at_least_one_block() {
+    for small in ["0", "4095"] {
+        refused_at(
+            &format!("{HEAD}sandbox: {{ quota: {small} }}\nsteps: [{{ service: start }}]\n"),
+            "quota",
+            small,
+            "a volume needs at least 4096 bytes",
+        );
+    }
+    parse(&format!(
+        "{HEAD}sandbox: {{ quota: 4KiB }}\nsteps: [{{ service: start }}]\n"
+    ))
+    .unwrap_or_else(|e| panic!("{e}"));
+}
