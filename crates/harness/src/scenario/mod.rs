@@ -113,6 +113,9 @@
 //! | `send.size` | at most 64 MiB ([`MAX_SEND_SIZE`]) |
 //!
 //! A scenario file itself is at most 16 MiB ([`MAX_FILE_SIZE`]) of UTF-8 text.
+//! A quota the host cannot hold (more than the free space of the temporary
+//! folder on `vfs`, more than the available memory on `tmpfs`) is refused when
+//! the run's sandbox is created.
 //!
 //! # Steps
 //!
