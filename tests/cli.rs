@@ -249,32 +249,32 @@ fn harness_in(tmp: &Path, args: &[&str]) -> Command {
 fn start_blocked(tmp: &Path, backend: &str) -> (std::process::Child, std::path::PathBuf) {
     let scenario = tmp.join("blocks.yaml");
     std::fs::write(&scenario, BLOCKS).unwrap();
-    let mut child = harness_in(
+    let scenario = scenario.to_str().unwrap();
+    start(
         tmp,
-        &[
-            "run",
-            "--no-snapshots",
-            "--backend",
-            backend,
-            scenario.to_str().unwrap(),
-        ],
+        &["run", "--no-snapshots", "--backend", backend, scenario],
+        true,
     )
-    .spawn()
-    .unwrap();
+}
+
+/// Starts `imc-harness args` in `tmp` and waits until one of its sandboxes exists
+/// (with its ballast in place, if `ballasted`); returns the child and that sandbox.
+fn start(tmp: &Path, args: &[&str], ballasted: bool) -> (std::process::Child, std::path::PathBuf) {
+    let mut child = harness_in(tmp, args).spawn().unwrap();
     let prefix = format!("imc-sandbox-{}-", child.id());
     // Polls a condition, boundedly: the child starts, creates its sandbox and
     // fills its disk, then waits a whole reply timeout.
     for _ in 0..12_000 {
         if let Some(status) = child.try_wait().unwrap() {
             let o = child.wait_with_output().unwrap();
-            panic!("the run on {backend} ended early ({status}): {}", text(&o));
+            panic!("{args:?} ended early ({status}): {}", text(&o));
         }
         let ready = sandboxes(tmp).into_iter().find(|d| {
             d.file_name()
                 .unwrap()
                 .to_string_lossy()
                 .starts_with(&prefix)
-                && ballast(&child, d).exists()
+                && (!ballasted || ballast(&child, d).exists())
         });
         if let Some(dir) = ready {
             return (child, dir);
@@ -369,6 +369,39 @@ fn a_sigkilled_runs_sandbox_is_removed_by_the_next_command_never_a_live_one() {
             sandboxes(tmp.path()),
             Vec::<std::path::PathBuf>::new(),
             "{backend}"
+        );
+    }
+}
+
+#[test]
+fn every_long_command_stops_on_sigint_without_leaving_a_sandbox() {
+    let tmp = tempfile::tempdir().unwrap();
+    let scenario = tmp.path().join("blocks.yaml");
+    std::fs::write(&scenario, BLOCKS).unwrap();
+    let scenario = scenario.to_str().unwrap();
+    let commands: [(&[&str], bool); 3] = [
+        (&["bench", "-n", "1", scenario], true),
+        (&["enumerate", scenario, "--no-write"], true),
+        // Many short runs on two threads: some sandbox is live at any moment.
+        (
+            &["explore", "--cases", "1000000", "--seed", "1", "--no-write"],
+            false,
+        ),
+    ];
+    for (args, ballasted) in commands {
+        let (child, _) = start(tmp.path(), args, ballasted);
+        signal(&child, libc::SIGINT);
+        let o = child.wait_with_output().unwrap();
+        assert_eq!(o.status.code(), Some(130), "{args:?}: {}", text(&o));
+        assert!(
+            text(&o).contains("stopped by SIGINT"),
+            "{args:?}: {}",
+            text(&o)
+        );
+        assert_eq!(
+            sandboxes(tmp.path()),
+            Vec::<std::path::PathBuf>::new(),
+            "{args:?}"
         );
     }
 }
