@@ -1,5 +1,10 @@
 //! `imc-harness`: run fault-injection scenarios against the imc connector.
 
+// First, so that its `print!`, `println!` and `eprintln!` replace std's below.
+#[macro_use]
+mod out;
+mod signals;
+
 use clap::{Parser, Subcommand};
 use harness::runner::RunOptions;
 use harness::scenario::Backend;
@@ -189,7 +194,16 @@ fn main() -> ExitCode {
     // Before any thread starts, so tmpfs sandboxes never show in the host's mount
     // table; where it is not permitted, tmpfs runs report why.
     let _ = sandbox::enter_private_mount_namespace();
-    match Cli::parse().command {
+    // Still single-threaded: every thread started from here on inherits the mask.
+    if let Err(e) = signals::install() {
+        eprintln!("imc-harness: cannot handle SIGINT and SIGTERM: {e}");
+    }
+    remove_stale_sandboxes();
+    let cli: Cli = match out::parse_args() {
+        Ok(cli) => cli,
+        Err(code) => return code,
+    };
+    match cli.command {
         Command::Run {
             paths,
             scenarios,
@@ -327,6 +341,23 @@ fn main() -> ExitCode {
             print!("{}", harness::scenario::schema());
             ExitCode::SUCCESS
         }
+    }
+}
+
+/// Removes the sandboxes that processes which no longer exist left behind (a
+/// SIGKILL cannot be caught), and says so.
+fn remove_stale_sandboxes() {
+    match sandbox::remove_stale_sandboxes(None) {
+        Ok(removed) if !removed.is_empty() => eprintln!(
+            "imc-harness: removed {} sandbox{} left by processes that no longer exist",
+            removed.len(),
+            if removed.len() == 1 { "" } else { "es" }
+        ),
+        Ok(_) => {}
+        Err(e) => eprintln!(
+            "imc-harness: cannot look for stale sandboxes in {}: {e}",
+            std::env::temp_dir().display()
+        ),
     }
 }
 

@@ -26,6 +26,7 @@ mod fault;
 mod faulty_fs;
 mod mount;
 mod op_log;
+mod owner;
 mod paths;
 mod quota;
 mod rule;
@@ -45,6 +46,7 @@ pub use crate::fault::Fault;
 pub use crate::faulty_fs::{FaultyFile, FaultyFs};
 pub use crate::mount::{enter_private_mount_namespace, tmpfs_available};
 pub use crate::op_log::{OpRecord, Outcome};
+pub use crate::owner::{PREFIX, remove_own_sandboxes, remove_stale_sandboxes};
 pub use crate::quota::BLOCK;
 pub use crate::rule::{At, ErrnoRule, OpTrigger, Strike};
 
@@ -119,8 +121,10 @@ pub struct Sandbox {
     /// The tmpfs on `root`; dropped (unmounted) before `dir`.
     #[expect(dead_code, reason = "held only to be unmounted when dropped")]
     mount: Option<mount::TmpfsMount>,
-    /// Declared last so it is dropped last; its drop removes the directory.
+    /// Declared after `mount` so it is dropped after; its drop removes the directory.
     dir: TempDir,
+    /// Tells other processes that this sandbox's owner lives; released last.
+    _owner: owner::OwnerLock,
 }
 
 impl Drop for Sandbox {
@@ -142,8 +146,15 @@ impl Sandbox {
     /// A `tmpfs` sandbox fails unless the process has entered its private
     /// mount namespace ([`enter_private_mount_namespace`]), and needs a quota
     /// of at least one [`BLOCK`] (a tmpfs of size 0 would be unlimited).
+    ///
+    /// The directory is `imc-sandbox-<pid>-XXXXXX` in the temporary folder, with
+    /// a lock its owner holds ([`remove_stale_sandboxes`] removes those of dead
+    /// processes). A quota the host cannot hold (more than the free space there
+    /// on `vfs`, more than the available memory on `tmpfs`) is refused, and so is
+    /// any sandbox once [`remove_own_sandboxes`] ran.
     pub fn with_backend(config: SandboxConfig, backend: Backend) -> io::Result<Sandbox> {
-        let dir = tempfile::Builder::new().prefix("imc-sandbox-").tempdir()?;
+        let (dir, owner) = owner::create_dir()?;
+        owner::check_capacity(dir.path(), config.quota, backend == Backend::Tmpfs)?;
         // Canonical, so that the connector's paths (built from `root()`) and the
         // lexical containment check agree even if the temp dir is behind a symlink.
         let base = dir.path().canonicalize()?;
@@ -174,6 +185,7 @@ impl Sandbox {
             backend,
             mount,
             dir,
+            _owner: owner,
         })
     }
 

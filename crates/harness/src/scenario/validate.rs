@@ -28,7 +28,7 @@ pub(crate) struct Problem {
 }
 
 impl Problem {
-    fn new(path: Vec<Seg>, target: Target, message: impl Into<String>) -> Problem {
+    pub(super) fn new(path: Vec<Seg>, target: Target, message: impl Into<String>) -> Problem {
         Problem {
             path,
             target,
@@ -39,12 +39,12 @@ impl Problem {
         }
     }
 
-    fn label(mut self, label: impl Into<String>) -> Problem {
+    pub(super) fn label(mut self, label: impl Into<String>) -> Problem {
         self.label = Some(label.into());
         self
     }
 
-    fn help(mut self, help: impl Into<String>) -> Problem {
+    pub(super) fn help(mut self, help: impl Into<String>) -> Problem {
         self.help = Some(help.into());
         self
     }
@@ -158,6 +158,8 @@ pub(crate) fn check(scenario: &mut Scenario, tree: &Tree) -> Result<(), Problem>
         .help("for example `steps: [{ service: start }]`"));
     }
 
+    super::bounds::check_header(scenario)?;
+
     let mut sessions = Sessions::default();
     let connected: Vec<String> = scenario
         .steps
@@ -220,6 +222,7 @@ fn check_step(
     sessions: &mut Sessions,
     tree: &Tree,
 ) -> Result<(), Problem> {
+    super::bounds::check_step(i, step)?;
     let actions = step.actions();
     if actions.is_empty() {
         // `command:` with nothing after it reads as no `command` at all: say so.
