@@ -1,5 +1,6 @@
 //! Service control: start, stop, crash, and the low-disk monitor (flush mode).
 
+use crate::envelope::{GrammarError, HostName};
 use crate::event::{Clock, Event, EventId, EventLog};
 use crate::fs::Fs;
 use crate::profile::Profile;
@@ -164,6 +165,9 @@ pub enum StartError {
     Spool(PathBuf, io::Error),
     /// The listening socket could not be bound.
     Bind(SocketAddr, io::Error),
+    /// [`Config::hostname`] is not a domain name or an address literal: it goes
+    /// into every greeting and trace header, so a line break there would split them.
+    Hostname(String, GrammarError),
 }
 
 impl fmt::Display for StartError {
@@ -174,6 +178,7 @@ impl fmt::Display for StartError {
                 write!(f, "cannot prepare spool directory {}: {e}", p.display())
             }
             StartError::Bind(a, e) => write!(f, "cannot listen on {a}: {e}"),
+            StartError::Hostname(h, e) => write!(f, "host name {h:?}: {e}"),
         }
     }
 }
@@ -257,6 +262,8 @@ impl Connector {
         if running.is_some() {
             return Err(StartError::AlreadyRunning);
         }
+        let hostname = HostName::parse(&self.shared.config.hostname)
+            .map_err(|e| StartError::Hostname(self.shared.config.hostname.clone(), e))?;
         let spool = &self.shared.spool;
         for dir in [spool.imcdata(), spool.work_dir(), spool.in_dir()] {
             match spool.ensure_dir(dir.clone()).await {
@@ -305,6 +312,7 @@ impl Connector {
             self.shared.clone(),
             shutdown_rx.clone(),
             sessions.clone(),
+            Arc::new(hostname),
         ));
         let interval = self.shared.config.disk_check_interval;
         let monitor = (!interval.is_zero()).then(|| {
@@ -430,6 +438,7 @@ async fn accept_loop(
     shared: Arc<Shared>,
     mut shutdown: watch::Receiver<bool>,
     sessions: Arc<Mutex<JoinSet<()>>>,
+    hostname: Arc<HostName>,
 ) {
     loop {
         tokio::select! {
@@ -447,7 +456,14 @@ async fn accept_loop(
                 };
                 let _ = stream.set_nodelay(true);
                 let (r, w) = stream.into_split();
-                let session = Session::new(shared.clone(), r, w, peer.ip(), shutdown.clone());
+                let session = Session::new(
+                    shared.clone(),
+                    r,
+                    w,
+                    peer.ip(),
+                    hostname.clone(),
+                    shutdown.clone(),
+                );
                 let mut set = lock(&sessions);
                 while set.try_join_next().is_some() {}
                 set.spawn(session.run());

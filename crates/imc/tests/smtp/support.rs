@@ -64,6 +64,15 @@ impl Spooled {
     /// A stopped connector on a new root; `edit` adjusts the config, `fs` replaces
     /// [`RealFs`]. Events are subscribed to before anything is logged.
     pub fn build(edit: impl FnOnce(&mut Config), fs: Option<TestFs>) -> Self {
+        Self::build_profile(imc::profile::exchange_4_0(), edit, fs)
+    }
+
+    /// [`Spooled::build`] with another profile.
+    pub fn build_profile(
+        profile: imc::Profile,
+        edit: impl FnOnce(&mut Config),
+        fs: Option<TestFs>,
+    ) -> Self {
         let root = tempfile::tempdir().expect("temp root");
         let mut config = Self::config(root.path());
         edit(&mut config);
@@ -76,7 +85,7 @@ impl Spooled {
         };
         let connector = Connector::new(
             config,
-            imc::profile::exchange_4_0(),
+            profile,
             fs,
             EventLog::new(None),
             Arc::new(CounterIds::default()),
@@ -98,6 +107,13 @@ impl Spooled {
     /// Builds and starts.
     pub async fn start_with(edit: impl FnOnce(&mut Config), fs: Option<TestFs>) -> Self {
         let mut s = Self::build(edit, fs);
+        s.restart().await;
+        s
+    }
+
+    /// Builds and starts with the `hardened` profile.
+    pub async fn start_hardened(edit: impl FnOnce(&mut Config), fs: Option<TestFs>) -> Self {
+        let mut s = Self::build_profile(imc::profile::hardened(), edit, fs);
         s.restart().await;
         s
     }
