@@ -362,6 +362,14 @@ impl Journal {
                 (dir, name, entry, durable)
             })
             .collect();
+        let all_before: HashSet<Ino> = inside_before.union(&before.outside).copied().collect();
+        let all_after: HashSet<Ino> = after.inside().union(&after.outside).copied().collect();
+        // Deleted for good, or brand new: nothing known about them holds. Done
+        // before the arrivals are recorded, or a directory the fault made would
+        // be scrubbed from its parent's durable entries again.
+        for &ino in all_before.symmetric_difference(&all_after) {
+            self.scrub(ino);
+        }
         for (dir, name, entry) in &removed {
             if !after.dirs.contains_key(dir) {
                 continue;
@@ -387,12 +395,6 @@ impl Journal {
                 }
                 self.pending.insert(*dir, entries);
             }
-        }
-        let all_before: HashSet<Ino> = inside_before.union(&before.outside).copied().collect();
-        let all_after: HashSet<Ino> = after.inside().union(&after.outside).copied().collect();
-        // Deleted for good, or brand new: nothing known about them holds.
-        for &ino in all_before.symmetric_difference(&all_after) {
-            self.scrub(ino);
         }
     }
 

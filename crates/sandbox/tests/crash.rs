@@ -400,3 +400,30 @@ fn the_crash_logs_no_operation() {
     sb.crash();
     assert_eq!(sb.op_count(), ops);
 }
+
+/// A directory a fault makes (here `restore` recreating a removed IN) is
+/// durable at once, also in a directory where the connector has unsynced
+/// changes: a crash must not drop it, nor what the connector made durable in it.
+#[test]
+fn a_directory_a_fault_creates_is_durable_beside_unsynced_changes() {
+    let sb = sandbox();
+    // An unsynced change in `imcdata`: the connector made a directory there.
+    sb.fs().create_dir(&p(&sb, "imcdata/new")).unwrap();
+    sb.apply(&Fault::Remove {
+        path: "imcdata/in".into(),
+    })
+    .unwrap();
+    sb.apply(&Fault::Restore {
+        path: "imcdata/in".into(),
+    })
+    .unwrap();
+    let mut f = write(&sb, "imcdata/in/1", b"x");
+    f.sync_all().unwrap();
+    sync_dir(&sb, "imcdata/in");
+    assert_eq!(
+        sb.crash(),
+        ["dropped directory imcdata/new (entry not synced)"]
+    );
+    assert_eq!(names(&sb, "imcdata"), ["in", "work"]);
+    assert_eq!(read(&sb, "imcdata/in/1").unwrap(), b"x");
+}

@@ -353,6 +353,8 @@ struct State {
     changed: watch::Sender<usize>,
     write_errno: AtomicI32,
     sync_dir_errno: AtomicI32,
+    /// Only flushes of this directory (root-relative) fail; `None`: all do.
+    sync_dir_only: Mutex<Option<String>>,
     free: AtomicU64,
 }
 
@@ -364,6 +366,7 @@ impl Default for TestFs {
             changed: watch::channel(0).0,
             write_errno: AtomicI32::new(0),
             sync_dir_errno: AtomicI32::new(0),
+            sync_dir_only: Mutex::new(None),
             free: AtomicU64::new(u64::MAX),
         }))
     }
@@ -382,6 +385,13 @@ impl TestFs {
     /// Directory flushes fail with this errno from now on (0: they succeed).
     pub fn fail_sync_dir(&self, errno: i32) {
         self.0.sync_dir_errno.store(errno, Ordering::SeqCst);
+    }
+
+    /// Flushes of the directory `rel` (root-relative) alone fail with this errno
+    /// from now on (0: they succeed).
+    pub fn fail_sync_dir_of(&self, rel: &str, errno: i32) {
+        *self.0.sync_dir_only.lock().unwrap() = Some(rel.to_string());
+        self.fail_sync_dir(errno);
     }
 
     /// The free space reported from now on (`u64::MAX`: the real one).
@@ -484,7 +494,10 @@ impl Fs for TestFs {
         Ok(())
     }
     fn sync_dir(&self, path: &Path) -> io::Result<()> {
-        errno(&self.0.sync_dir_errno)?;
+        let only = self.0.sync_dir_only.lock().unwrap().clone();
+        if only.is_none_or(|rel| rel == self.0.rel(path)) {
+            errno(&self.0.sync_dir_errno)?;
+        }
         RealFs.sync_dir(path)?;
         self.0.record(format!("sync_dir {}", self.0.rel(path)));
         Ok(())
