@@ -39,6 +39,11 @@ pub struct Config {
     pub max_recipients: usize,
     /// How long to wait for each command or data line. Default 300 s (RFC 5321 4.5.3.2).
     pub command_timeout: Duration,
+    /// How long a stop waits for a session to get its last replies (the 421)
+    /// to a client that does not read them, before closing the connection
+    /// anyway. Default 5 s. Whatever such a session had not finished stays the
+    /// client's (it got no 250).
+    pub stop_grace: Duration,
     /// Event and trace-header times. Default the system clock.
     pub clock: Clock,
     /// A seeded defect (testing the harness only). Default none.
@@ -57,6 +62,7 @@ impl Config {
             max_message_size: 10 << 20,
             max_recipients: 100,
             command_timeout: Duration::from_secs(300),
+            stop_grace: Duration::from_secs(5),
             clock: Clock::System,
             mutant: None,
         }
@@ -342,7 +348,9 @@ impl Connector {
     }
 
     /// A graceful stop: no new connections; each open session finishes the command
-    /// it is in and is told `421` before it is closed. While faulted (IN missing, or
+    /// it is in and is told `421` before it is closed. A client that does not read
+    /// its replies holds the stop for at most [`Config::stop_grace`]: the session's
+    /// writes are then given up and the connection closed. While faulted (IN missing, or
     /// space under the low-water mark) the report carries the profile's stop errors
     /// (KB-4); the service stops anyway. `None` if it was not running.
     pub async fn stop(&self) -> Option<StopReport> {

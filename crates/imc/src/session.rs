@@ -190,16 +190,31 @@ impl<R: AsyncRead + Unpin, W: AsyncWrite + Unpin> Session<R, W> {
     }
 
     /// Sends the queued replies. The command timeout bounds the write too: a client
-    /// that stops reading must not hold the session, or a stop, forever.
+    /// that stops reading must not hold the session forever; once the service
+    /// is stopping, the stop grace bounds it as well, so it cannot hold a stop
+    /// for the command timeout either.
     async fn flush(&mut self) -> io::Result<()> {
         if !self.out.is_empty() {
             let write = async {
                 self.writer.write_all(&self.out).await?;
                 self.writer.flush().await
             };
-            tokio::time::timeout(self.shared.config.command_timeout, write)
-                .await
-                .map_err(|_| io::Error::from(io::ErrorKind::TimedOut))??;
+            let mut stopping = self.shutdown.clone();
+            let grace = self.shared.config.stop_grace;
+            let grace_over = async move {
+                if stopping.wait_for(|s| *s).await.is_ok() {
+                    tokio::time::sleep(grace).await;
+                } else {
+                    // The service is gone without a stop (a crash aborts us anyway).
+                    std::future::pending::<()>().await;
+                }
+            };
+            tokio::select! {
+                written = tokio::time::timeout(self.shared.config.command_timeout, write) => {
+                    written.map_err(|_| io::Error::from(io::ErrorKind::TimedOut))??;
+                }
+                () = grace_over => return Err(io::Error::from(io::ErrorKind::TimedOut)),
+            }
             self.out.clear();
         }
         Ok(())

@@ -58,6 +58,10 @@ struct Serve {
     /// Idle time allowed per command or data line (`300s`, `5m`).
     #[arg(long, default_value = "300s", value_parser = imc::units::parse_duration)]
     command_timeout: Duration,
+    /// How long a stop waits for a client that does not read its last replies
+    /// before closing its connection (`5s`).
+    #[arg(long, default_value = "5s", value_parser = imc::units::parse_duration)]
+    stop_grace: Duration,
     /// Run with a seeded defect, only to test a harness: ack-before-rename,
     /// skip-fsync, ignore-rename-error, partial-in, keep-rejected.
     #[arg(long)]
@@ -119,6 +123,7 @@ async fn serve(args: Serve) -> Result<u8, String> {
     config.max_message_size = args.max_message_size;
     config.max_recipients = args.max_recipients;
     config.command_timeout = args.command_timeout;
+    config.stop_grace = args.stop_grace;
     config.mutant = args.mutant;
     if let Some(m) = args.mutant {
         say(

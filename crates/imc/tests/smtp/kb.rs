@@ -108,7 +108,9 @@ async fn kb1_flush_mode_is_entered_and_left_as_free_space_changes() {
     );
 }
 
-#[tokio::test]
+/// On tokio's paused clock: the monitor's ticks come from its own timer, not
+/// from how fast a loaded machine runs.
+#[tokio::test(start_paused = true)]
 async fn kb1_the_periodic_monitor_enters_and_leaves_flush_mode() {
     let fs = TestFs::default();
     let mut s = Spooled::start_with(
