@@ -137,10 +137,19 @@ impl Shared {
     /// returns whether the connector is in flush mode. A failed measurement keeps
     /// the current mode.
     pub(crate) async fn check_disk(&self) -> bool {
+        match self.spool.available_space().await {
+            Ok(free) => self.note_free_space(free),
+            Err(_) => self.flush_mode.load(Ordering::SeqCst),
+        }
+    }
+
+    /// Enters or leaves flush mode for a measured free space, logging the change
+    /// (once each way: 4101, 4102), and returns whether the connector is in it.
+    /// Every measurement goes through here, the monitor's, a new connection's
+    /// and the hardened profile's at MAIL, so the log tells when mail began and
+    /// stopped being refused for space, whatever did the measuring.
+    pub(crate) fn note_free_space(&self, free: u64) -> bool {
         let mark = self.config.low_water_mark;
-        let Ok(free) = self.spool.available_space().await else {
-            return self.flush_mode.load(Ordering::SeqCst);
-        };
         let low = free < mark;
         let was = self.flush_mode.swap(low, Ordering::SeqCst);
         if low && !was {

@@ -351,7 +351,16 @@ impl<R: AsyncRead + Unpin, W: AsyncWrite + Unpin> Session<R, W> {
             return Ok(Flow::Continue);
         }
         if let Some(reply) = self.shared.profile.situations.mail_low_disk {
-            let free = self.shared.spool.available_space().await.unwrap_or(0);
+            // A failed measurement refuses this MAIL but leaves the state as it is.
+            let free = match self.shared.spool.available_space().await {
+                Ok(free) => {
+                    self.shared.note_free_space(free);
+                    free
+                }
+                Err(_) => 0,
+            };
+            // A declared SIZE that does not fit refuses this one message only: the
+            // state (and its events) is about the low-water mark.
             if free < self.shared.config.low_water_mark.saturating_add(declared) {
                 self.reply(reply);
                 return Ok(Flow::Continue);
@@ -662,15 +671,23 @@ impl<R: AsyncRead + Unpin, W: AsyncWrite + Unpin> Session<R, W> {
         e: io::Error,
     ) -> io::Result<Flow> {
         let spool = self.shared.spool.clone();
-        self.log_write_failure(&spool.in_dir(), &e);
-        let failure = self.write_failure(&e);
-        if self.mutant(Mutant::KeepRejected) {
-            return self.fail(failure, None).await;
-        }
         let id = in_path
             .file_name()
             .map(|n| n.to_string_lossy().into_owned())
             .unwrap_or_default();
+        // Names the message, not only IN: the log alone must tell which one it was.
+        let (_, text) = win32::describe(&e);
+        self.shared.log(
+            EventId::WriteFailed,
+            format!(
+                "Unable to make the message {id} ({}) durable, as a directory flush failed due to system error. {text}",
+                win32::path(&in_path)
+            ),
+        );
+        let failure = self.write_failure(&e);
+        if self.mutant(Mutant::KeepRejected) {
+            return self.fail(failure, None).await;
+        }
         if spool.remove(in_path.clone()).await.is_ok() || spool.move_back_to_work(&id).await.is_ok()
         {
             return self.fail(failure, None).await;

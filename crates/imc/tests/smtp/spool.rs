@@ -155,7 +155,7 @@ async fn a_failed_flush_of_in_gets_421_and_leaves_nothing_in_in() {
     assert_eq!(
         s.event(4070).await.message,
         format!(
-            "Unable to write file {}\\imcdata\\in due to system error. The request could not be performed because of an I/O device error.",
+            "Unable to make the message 00000001 ({}\\imcdata\\in\\00000001) durable, as a directory flush failed due to system error. The request could not be performed because of an I/O device error.",
             s.root_win()
         )
     );
