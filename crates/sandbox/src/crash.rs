@@ -39,7 +39,9 @@
 //! * **Faults are administrator actions, durable at once**: what a fault
 //!   removes, creates or moves is durable immediately, while the connector's
 //!   own unsynced changes keep their status (a connector's file moved by a
-//!   fault's directory rename is still undurable in it).
+//!   fault's directory rename is still undurable in it). The path to what a
+//!   fault put somewhere is durable too, even through a directory the
+//!   connector created and never synced.
 //!
 //! Directories are tracked by inode, so that a renamed directory keeps its own
 //! entries; file data is tracked per inode and per `create`, so that a handle
@@ -394,6 +396,30 @@ impl Journal {
                     }
                 }
                 self.pending.insert(*dir, entries);
+            }
+        }
+        // What a fault put somewhere stays there: so does the path to it, even
+        // through a directory the connector made and never synced (an
+        // administrator's move into it makes it durable, as a `sync` would).
+        let mut parent_of: HashMap<Ino, (Ino, &OsString, Entry)> = HashMap::new();
+        for (dir, entries) in &after.dirs {
+            for (name, entry) in entries {
+                if entry.is_dir {
+                    parent_of.insert(entry.ino, (*dir, name, *entry));
+                }
+            }
+        }
+        for (dir, _, _, durable) in &arrivals {
+            let mut ino = *dir;
+            let mut seen = HashSet::new();
+            while *durable && seen.insert(ino) {
+                let Some(&(parent, name, entry)) = parent_of.get(&ino) else {
+                    break;
+                };
+                if let Some(entries) = self.pending.get_mut(&parent) {
+                    entries.insert(name.clone(), entry);
+                }
+                ino = parent;
             }
         }
     }
