@@ -396,7 +396,12 @@ impl Runner {
             // a crash) stays in the recovery log but is no violation by itself:
             // a message lost with it fails `no-loss`, a spool left broken fails
             // the message below.
-            self.apply(&Fault::Restore(path), &mut StepResult::default());
+            // One restore per displacement: a path displaced twice (replaced,
+            // then its placeholder removed) is restored twice.
+            let again = self.displaced.iter().filter(|p| **p == path).count();
+            self.apply(&Fault::Restore(path.clone()), &mut StepResult::default());
+            self.displaced.retain(|p| *p != path);
+            self.displaced.extend(std::iter::repeat_n(path, again));
         }
         // Put back as a backup job would: what a displaced IN still held is
         // delivered now, so a refused message left in it is a phantom.
@@ -709,6 +714,11 @@ impl Runner {
                 Some(Fault::Rename { from, .. }) => self.displaced.push(from),
                 Some(Fault::Replace(path)) => self.displaced.push(path),
                 Some(Fault::Restore(path)) => self.displaced.retain(|p| *p != path),
+                // Removing what a fault put in a displaced path's place (the
+                // plain file of a `replace`) is one more thing to undo.
+                Some(Fault::Remove(path)) if self.displaced.contains(&path) => {
+                    self.displaced.push(path)
+                }
                 _ => {}
             }
         }
