@@ -1100,6 +1100,10 @@ impl Runner {
                         Fault::Rename { from, .. } => self.displaced.push(from.clone()),
                         Fault::Replace(path) => self.displaced.push(path.clone()),
                         Fault::Restore(path) => self.displaced.retain(|p| p != path),
+                        // The placeholder of a `replace` removed: one more undo.
+                        Fault::Remove(path) if self.displaced.contains(path) => {
+                            self.displaced.push(path.clone())
+                        }
                         _ => {}
                     }
                     if let Some(before) = before {

@@ -267,3 +267,13 @@ fn the_recovery_undoes_a_timed_removal_of_a_placeholder_and_the_replace() {
         "{text}"
     );
 }
+
+/// The other way round: IN replaced at an operation, its placeholder removed
+/// at a step; the recovery again undoes both.
+#[test]
+fn the_recovery_undoes_a_removal_of_a_placeholder_after_a_timed_replace() {
+    let run = run(&with_steps(&format!(
+        "  - service: start\n  - fault: {{ replace: imcdata/in }}\n    when: {{ before_op: {{ op: write }} }}\n  - connect: a\n  - command: EHLO client.test\n  - command: 'MAIL FROM:<alice@example.org>'\n  - command: 'RCPT TO:<bob@example.net>'\n{MESSAGE}  - fault: {{ remove: imcdata/in }}\n"
+    )));
+    assert!(run.violations.is_empty(), "{:?}", run.violations);
+}
