@@ -713,7 +713,11 @@ impl Runner {
             match armed.fault {
                 Some(Fault::Rename { from, .. }) => self.displaced.push(from),
                 Some(Fault::Replace(path)) => self.displaced.push(path),
-                Some(Fault::Restore(path)) => self.displaced.retain(|p| *p != path),
+                Some(Fault::Restore(path)) => {
+                    if let Some(i) = self.displaced.iter().rposition(|p| *p == path) {
+                        self.displaced.remove(i);
+                    }
+                }
                 // Removing what a fault put in a displaced path's place (the
                 // plain file of a `replace`) is one more thing to undo.
                 Some(Fault::Remove(path)) if self.displaced.contains(&path) => {
@@ -1099,7 +1103,12 @@ impl Runner {
                     match fault {
                         Fault::Rename { from, .. } => self.displaced.push(from.clone()),
                         Fault::Replace(path) => self.displaced.push(path.clone()),
-                        Fault::Restore(path) => self.displaced.retain(|p| p != path),
+                        // A restore undoes the last displacement of the path only.
+                        Fault::Restore(path) => {
+                            if let Some(i) = self.displaced.iter().rposition(|p| p == path) {
+                                self.displaced.remove(i);
+                            }
+                        }
                         // The placeholder of a `replace` removed: one more undo.
                         Fault::Remove(path) if self.displaced.contains(path) => {
                             self.displaced.push(path.clone())

@@ -277,3 +277,13 @@ fn the_recovery_undoes_a_removal_of_a_placeholder_after_a_timed_replace() {
     )));
     assert!(run.violations.is_empty(), "{:?}", run.violations);
 }
+
+/// IN replaced at an operation, the placeholder renamed away and restored at
+/// steps: the restore undoes the rename only, and the recovery the replace.
+#[test]
+fn a_restore_undoes_the_last_displacement_only() {
+    let run = run(&with_steps(&format!(
+        "  - fault: {{ replace: imcdata/in }}\n    when: {{ after_op: {{ op: rename }} }}\n{UP_TO_DATA}{MESSAGE}  - fault: {{ rename: {{ from: imcdata/in, to: imcdata/in.bak }} }}\n  - fault: {{ restore: imcdata/in }}\n"
+    )));
+    assert!(run.violations.is_empty(), "{:?}", run.violations);
+}
