@@ -104,7 +104,7 @@ fn explore_finds_ignore_rename_error() {
 
 #[test]
 fn explore_finds_keep_rejected() {
-    finds("keep-rejected", 37, Invariant::NoPhantom);
+    finds("keep-rejected", 15, Invariant::NoPhantom);
 }
 
 #[test]
@@ -322,4 +322,36 @@ fn enumerate_over_tree_faults_catches_skip_fsync_with_a_crash() {
     for f in enumerate::TreeFault::ALL {
         assert!(text.contains(f.name()), "{text}");
     }
+}
+
+/// Schedules draw faults and crashes timed by an operation, which become
+/// `when: { before_op | after_op }` steps that load back.
+#[test]
+fn schedules_draw_operation_timed_faults() {
+    let timed: Vec<explore::Action> = (0..50)
+        .flat_map(|i| explore::schedule(1, i, 30))
+        .filter(|a| matches!(a, explore::Action::Timed(..)))
+        .collect();
+    assert!(
+        timed
+            .iter()
+            .any(|a| matches!(a, explore::Action::Timed(explore::TimedFault::Crash, _))),
+        "{timed:?}"
+    );
+    assert!(timed.iter().any(|a| matches!(
+        a,
+        explore::Action::Timed(explore::TimedFault::Rename(explore::Dir::In), _)
+    )));
+    let steps = explore::to_steps(&timed);
+    assert!(
+        steps
+            .iter()
+            .all(|s| s.when.as_ref().is_some_and(|w| w.op_stage().is_some()))
+    );
+    let scenario = explore::to_scenario(&timed, &target(None), "timed");
+    let text = explore::reproducer(scenario, Kind::RunError, "").unwrap();
+    assert!(
+        text.contains("before_op") || text.contains("after_op"),
+        "{text}"
+    );
 }

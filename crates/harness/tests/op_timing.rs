@@ -251,3 +251,39 @@ fn operation_timed_runs_are_deterministic() {
         r.violations
     );
 }
+
+/// IN replaced by a plain file, then that file removed by a timed fault: the
+/// recovery undoes both (found by explore: it used to undo the removal only and
+/// leave a file where IN must be, a false `recovery` violation).
+#[test]
+fn the_recovery_undoes_a_timed_removal_of_a_placeholder_and_the_replace() {
+    let run = run(&with_steps(
+        "  - service: start\n  - connect: a\n  - command: EHLO client.test\n  - fault: { remove: imcdata/in }\n    when: { before_op: { op: create } }\n  - command: 'MAIL FROM:<alice@example.org>'\n  - fault: { replace: imcdata/in }\n  - command: 'RCPT TO:<bob@example.net>'\n  - command: DATA\n",
+    ));
+    assert!(run.violations.is_empty(), "{:?}", run.violations);
+    let text = run.history.to_string();
+    assert!(
+        text.contains("removed file imcdata/in before create"),
+        "{text}"
+    );
+}
+
+/// The other way round: IN replaced at an operation, its placeholder removed
+/// at a step; the recovery again undoes both.
+#[test]
+fn the_recovery_undoes_a_removal_of_a_placeholder_after_a_timed_replace() {
+    let run = run(&with_steps(&format!(
+        "  - service: start\n  - fault: {{ replace: imcdata/in }}\n    when: {{ before_op: {{ op: write }} }}\n  - connect: a\n  - command: EHLO client.test\n  - command: 'MAIL FROM:<alice@example.org>'\n  - command: 'RCPT TO:<bob@example.net>'\n{MESSAGE}  - fault: {{ remove: imcdata/in }}\n"
+    )));
+    assert!(run.violations.is_empty(), "{:?}", run.violations);
+}
+
+/// IN replaced at an operation, the placeholder renamed away and restored at
+/// steps: the restore undoes the rename only, and the recovery the replace.
+#[test]
+fn a_restore_undoes_the_last_displacement_only() {
+    let run = run(&with_steps(&format!(
+        "  - fault: {{ replace: imcdata/in }}\n    when: {{ after_op: {{ op: rename }} }}\n{UP_TO_DATA}{MESSAGE}  - fault: {{ rename: {{ from: imcdata/in, to: imcdata/in.bak }} }}\n  - fault: {{ restore: imcdata/in }}\n"
+    )));
+    assert!(run.violations.is_empty(), "{:?}", run.violations);
+}

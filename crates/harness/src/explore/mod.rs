@@ -5,7 +5,8 @@
 //! sessions `a`, `b` and `c` (connect, each command, DATA in parts or whole,
 //! disconnect) and every fault of the sandbox (remove, rename, replace and restore
 //! `imcdata/in` or `imcdata/work`, fill the disk, free it, an errno on the nth
-//! matching operation, clear the errnos). The model's preconditions keep a schedule
+//! matching operation, clear the errnos), and tree faults and crashes timed by
+//! an operation ([`TimedFault`], `when: { before_op | after_op }`). The model's preconditions keep a schedule
 //! meaningful: session commands only on open sessions in command mode, `data` and
 //! the dot only after a DATA, a restore only after a remove, rename or replace, a
 //! start only while stopped. A schedule becomes an ordinary [`Scenario`] with no

@@ -113,6 +113,35 @@ pub struct ErrnoFault {
     pub persistent: bool,
 }
 
+/// A change of the tree, or a crash, timed by one of the connector's operations.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum TimedFault {
+    /// Remove the directory.
+    Remove(Dir),
+    /// Rename it to `DIR.bak`.
+    Rename(Dir),
+    /// Replace it by a plain file.
+    Replace(Dir),
+    /// Fill the disk, 0 bytes left.
+    FillDisk,
+    /// Crash the connector's process.
+    Crash,
+}
+
+/// When a [`TimedFault`] strikes: before or after the nth operation of a kind
+/// on a path glob.
+#[derive(Clone, Debug, PartialEq, Eq, Hash)]
+pub struct OpTiming {
+    /// The operation kind.
+    pub op: OpKind,
+    /// The path glob.
+    pub path: &'static str,
+    /// Which matching operation, from 1.
+    pub nth: u32,
+    /// After the operation (else right before it).
+    pub after: bool,
+}
+
 /// One transition of a schedule; sessions are indexes into [`SESSIONS`].
 #[derive(Clone, Debug, PartialEq, Eq, Hash)]
 pub enum Action {
@@ -154,6 +183,8 @@ pub enum Action {
     Errno(ErrnoFault),
     /// `fault: clear_errno`.
     ClearErrno,
+    /// A fault step (or `service: crash`) with `when: { before_op | after_op }`.
+    Timed(TimedFault, OpTiming),
 }
 
 impl Action {
@@ -216,6 +247,9 @@ pub struct ModelState {
     pub filled: bool,
     /// Errno faults installed since the last clear.
     pub errnos: u32,
+    /// A crash timed by an operation was armed: whether and when it fired is
+    /// the run's to say, so a start is allowed even while `running`.
+    pub crash_armed: bool,
 }
 
 impl ModelState {
@@ -223,7 +257,7 @@ impl ModelState {
     pub fn allows(&self, action: &Action) -> bool {
         let phase = |s: usize| self.sessions[s];
         match action {
-            Action::Start => !self.running,
+            Action::Start => !self.running || self.crash_armed,
             Action::Stop | Action::Restart | Action::Crash | Action::CheckDisk => self.running,
             Action::Connect(s) => self.running && phase(*s) == Phase::Closed,
             Action::Disconnect(s) => phase(*s) != Phase::Closed,
@@ -242,13 +276,22 @@ impl ModelState {
             Action::FillDisk(_) | Action::Errno(_) => true,
             Action::FreeDisk => self.filled,
             Action::ClearErrno => self.errnos > 0,
+            Action::Timed(f, _) => match f {
+                TimedFault::Remove(d) | TimedFault::Rename(d) | TimedFault::Replace(d) => {
+                    !self.displaced[d.index()]
+                }
+                TimedFault::FillDisk | TimedFault::Crash => true,
+            },
         }
     }
 
     /// The state after the action (assuming the replies the schedule hopes for).
     pub fn apply(&mut self, action: &Action) {
         match action {
-            Action::Start => self.running = true,
+            Action::Start => {
+                self.running = true;
+                self.crash_armed = false;
+            }
             Action::Stop | Action::Crash => {
                 self.running = false;
                 self.sessions = [Phase::Closed; 3];
@@ -279,6 +322,14 @@ impl ModelState {
             Action::FreeDisk => self.filled = false,
             Action::Errno(_) => self.errnos += 1,
             Action::ClearErrno => self.errnos = 0,
+            // As if it fires (as the schedule hopes for the replies).
+            Action::Timed(f, _) => match f {
+                TimedFault::Remove(d) | TimedFault::Rename(d) | TimedFault::Replace(d) => {
+                    self.displaced[d.index()] = true
+                }
+                TimedFault::FillDisk => self.filled = true,
+                TimedFault::Crash => self.crash_armed = true,
+            },
         }
     }
 }
@@ -354,6 +405,40 @@ fn errno_strategy() -> BoxedStrategy<Action> {
                 nth,
                 persistent,
             })
+        })
+        .boxed()
+}
+
+/// Tree faults and crashes timed by an operation: any kind, its globs, the 1st
+/// mostly, before mostly.
+fn timed_strategy(state: &ModelState) -> BoxedStrategy<Action> {
+    let mut faults = vec![TimedFault::FillDisk, TimedFault::Crash, TimedFault::Crash];
+    for d in [Dir::In, Dir::Work] {
+        if !state.displaced[d.index()] {
+            faults.extend([
+                TimedFault::Remove(d),
+                TimedFault::Rename(d),
+                TimedFault::Replace(d),
+            ]);
+        }
+    }
+    (
+        proptest::sample::select(faults),
+        proptest::sample::select(OpKind::ALL.to_vec())
+            .prop_flat_map(|op| (Just(op), proptest::sample::select(globs_for(op).to_vec()))),
+        proptest::prop_oneof![4 => Just(1u32), 1 => 2..=3u32],
+        proptest::prop_oneof![2 => Just(false), 1 => Just(true)],
+    )
+        .prop_map(|(fault, (op, path), nth, after)| {
+            Action::Timed(
+                fault,
+                OpTiming {
+                    op,
+                    path,
+                    nth,
+                    after,
+                },
+            )
         })
         .boxed()
 }
@@ -464,6 +549,10 @@ impl ReferenceStateMachine for Model {
             options.push((4, Just(Action::FreeDisk).boxed()));
         }
         options.push((6, errno_strategy()));
+        options.push((5, timed_strategy(state)));
+        if state.running && state.crash_armed {
+            just(&mut options, 4, Action::Start);
+        }
         if state.errnos > 0 {
             options.push((2, Just(Action::ClearErrno).boxed()));
         }

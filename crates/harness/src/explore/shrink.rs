@@ -375,6 +375,33 @@ fn simpler_forms(action: &Action) -> Vec<Action> {
         Action::Message(s, b) if *b != Body::Short => out.push(Action::Message(*s, Body::Short)),
         Action::FillDisk(leave) if *leave != 0 => out.push(Action::FillDisk(0)),
         Action::Restart => out.push(Action::Stop),
+        Action::Timed(fault, timing) => {
+            // The fault at the step itself, then simpler timings.
+            out.push(match *fault {
+                TimedFault::Remove(d) => Action::Remove(d),
+                TimedFault::Rename(d) => Action::Rename(d),
+                TimedFault::Replace(d) => Action::Replace(d),
+                TimedFault::FillDisk => Action::FillDisk(0),
+                TimedFault::Crash => Action::Crash,
+            });
+            let mut push = |t: OpTiming| {
+                if t != *timing {
+                    out.push(Action::Timed(*fault, t));
+                }
+            };
+            push(OpTiming {
+                nth: 1,
+                ..timing.clone()
+            });
+            push(OpTiming {
+                after: false,
+                ..timing.clone()
+            });
+            push(OpTiming {
+                path: "**",
+                ..timing.clone()
+            });
+        }
         _ => {}
     }
     out

@@ -1,7 +1,9 @@
 //! Schedules as scenarios: each action becomes an ordinary scenario step.
 
 use super::*;
-use crate::scenario::{Backend, ErrnoSpec, Fault, Scenario, ServiceAction, Size, Step};
+use crate::scenario::{
+    Backend, ErrnoSpec, Fault, OpMatch, Scenario, ServiceAction, Size, Step, When,
+};
 
 /// What the schedules run against.
 #[derive(Clone, Debug)]
@@ -156,6 +158,36 @@ pub fn to_steps(actions: &[Action]) -> Vec<Step> {
                 persistent: e.persistent,
             })),
             Action::ClearErrno => fault_step(Fault::ClearErrno),
+            Action::Timed(fault, timing) => {
+                let m = OpMatch {
+                    op: timing.op.name().to_string(),
+                    path: (timing.path != "**").then(|| timing.path.to_string()),
+                    nth: (timing.nth != 1).then_some(timing.nth),
+                };
+                let when = Some(if timing.after {
+                    When {
+                        after_op: Some(m),
+                        ..When::default()
+                    }
+                } else {
+                    When {
+                        before_op: Some(m),
+                        ..When::default()
+                    }
+                });
+                let mut step = match fault {
+                    TimedFault::Remove(d) => fault_step(Fault::Remove(d.path().into())),
+                    TimedFault::Rename(d) => fault_step(Fault::Rename {
+                        from: d.path().into(),
+                        to: format!("{}.bak", d.path()),
+                    }),
+                    TimedFault::Replace(d) => fault_step(Fault::Replace(d.path().into())),
+                    TimedFault::FillDisk => fault_step(Fault::FillDisk { leave: Size(0) }),
+                    TimedFault::Crash => service_step(ServiceAction::Crash),
+                };
+                step.when = when;
+                step
+            }
         };
         steps.push(step);
     }
