@@ -3,6 +3,7 @@
 // First, so that its `print!`, `println!` and `eprintln!` replace std's below.
 #[macro_use]
 mod out;
+mod run;
 mod signals;
 
 use clap::{Parser, Subcommand};
@@ -27,36 +28,11 @@ struct Cli {
 
 #[derive(Subcommand)]
 enum Command {
-    /// Run scenario files or folders; print each transcript and a summary.
-    Run {
-        /// Scenario files (.yaml) or folders searched recursively.
-        #[arg(required = true)]
-        paths: Vec<PathBuf>,
-        /// Folder scenario ids are relative to (their snapshot names derive from
-        /// it). Default: each file's nearest enclosing `scenarios` folder.
-        #[arg(long)]
-        scenarios: Option<PathBuf>,
-        /// Folder of stored snapshots. Default: `snapshots` beside the scenarios
-        /// folder (beside the file, for a file outside any).
-        #[arg(long)]
-        snapshots: Option<PathBuf>,
-        /// Do not compare with stored snapshots.
-        #[arg(long, conflicts_with = "accept")]
-        no_snapshots: bool,
-        /// Write each missing or differing snapshot (and remove stale `.snap.new`
-        /// files): what `cargo insta accept` does, without cargo-insta.
-        #[arg(long)]
-        accept: bool,
-        /// Print transcripts of failing scenarios only.
-        #[arg(long, short)]
-        quiet: bool,
-        /// Run every scenario on this backend (`vfs` or `tmpfs`) instead of its own.
-        #[arg(long, value_parser = parse_backend)]
-        backend: Option<Backend>,
-        /// Save each run's whole history as JSON in this folder (for `check`).
-        #[arg(long)]
-        save_history: Option<PathBuf>,
-    },
+    /// Run scenario files or folders: a line per scenario, what failed, a summary.
+    Run(run::RunArgs),
+    /// Run scenarios under every profile and show, step by step, what each
+    /// profile replied and logged (KB behaviour against modern behaviour).
+    DiffProfiles(run::DiffArgs),
     /// Re-check stored runs (from `run --save-history`) against the snapshots, or
     /// diff two stored runs, without running anything.
     Check {
@@ -180,7 +156,8 @@ enum Command {
     },
 }
 
-fn parse_backend(name: &str) -> Result<Backend, String> {
+/// Parses a backend name for `--backend`.
+pub(crate) fn parse_backend(name: &str) -> Result<Backend, String> {
     match name {
         "vfs" => Ok(Backend::Vfs),
         "tmpfs" => Ok(Backend::Tmpfs),
@@ -204,40 +181,8 @@ fn main() -> ExitCode {
         Err(code) => return code,
     };
     match cli.command {
-        Command::Run {
-            paths,
-            scenarios,
-            snapshots,
-            no_snapshots,
-            accept,
-            quiet,
-            backend,
-            save_history,
-        } => {
-            let options = RunOptions {
-                backend,
-                ..RunOptions::default()
-            };
-            let output = Output {
-                quiet,
-                save_history,
-            };
-            let mode = if no_snapshots {
-                Snapshots::Off
-            } else if accept {
-                Snapshots::Accept
-            } else {
-                Snapshots::Compare
-            };
-            run(
-                &paths,
-                scenarios.as_deref(),
-                snapshots,
-                mode,
-                &output,
-                &options,
-            )
-        }
+        Command::Run(args) => run::run(args),
+        Command::DiffProfiles(args) => run::diff_profiles(args),
         Command::Check {
             run,
             against,
@@ -361,87 +306,6 @@ fn remove_stale_sandboxes() {
     }
 }
 
-fn run(
-    paths: &[PathBuf],
-    base: Option<&std::path::Path>,
-    snapshots: Option<PathBuf>,
-    mode: Snapshots,
-    output: &Output,
-    options: &RunOptions,
-) -> ExitCode {
-    let quiet = output.quiet;
-    let mut cases = match suite::cases(paths, base) {
-        Ok(c) => c,
-        Err(e) => {
-            eprintln!("{e}");
-            return ExitCode::from(2);
-        }
-    };
-    if let Some(dir) = snapshots {
-        for case in &mut cases {
-            case.snapshots = dir.clone();
-        }
-    }
-    let started = Instant::now();
-    let (mut passed, mut failed, mut skipped) = (Vec::new(), Vec::new(), Vec::new());
-    for case in &cases {
-        let verdict = suite::run_case(case, options, &mode);
-        let ok = verdict.passed();
-        if let (Some(dir), Some(history)) = (&output.save_history, &verdict.history) {
-            let loaded = harness::scenario::load(&case.path);
-            if let Ok(scenario) = loaded {
-                match StoredRun::new(&case.id, &scenario, history).save(dir) {
-                    Ok(path) => println!("history saved to {}", path.display()),
-                    Err(e) => eprintln!("{e}"),
-                }
-            }
-        }
-        println!("=== {} ({})", case.id, case.path.display());
-        if !quiet || !ok {
-            print!("{}", verdict.report());
-        }
-        if let Some(Comparison::Written(p)) = &verdict.snapshot {
-            if quiet {
-                println!("snapshot written to {}", p.display());
-            }
-        }
-        let status = if verdict.is_skipped() {
-            "SKIP"
-        } else if ok {
-            "PASS"
-        } else {
-            "FAIL"
-        };
-        println!("--- {}: {status}\n", case.id);
-        if verdict.is_skipped() {
-            skipped.push(case.id.clone());
-        } else if ok {
-            passed.push(case.id.clone());
-        } else {
-            failed.push(case.id.clone());
-        }
-    }
-    println!(
-        "{} scenarios: {} passed, {} failed, {} skipped ({:.2} s)",
-        cases.len(),
-        passed.len(),
-        failed.len(),
-        skipped.len(),
-        started.elapsed().as_secs_f64()
-    );
-    for id in &skipped {
-        println!("  SKIP {id}");
-    }
-    for id in &failed {
-        println!("  FAIL {id}");
-    }
-    if failed.is_empty() {
-        ExitCode::SUCCESS
-    } else {
-        ExitCode::FAILURE
-    }
-}
-
 fn new(path: &std::path::Path, profile: &str) -> ExitCode {
     if path.exists() {
         eprintln!("{} already exists; not overwriting it", path.display());
@@ -528,12 +392,6 @@ fn median(values: &mut [f64]) -> f64 {
     } else {
         (values[n / 2 - 1] + values[n / 2]) / 2.0
     }
-}
-
-/// How `run` reports.
-struct Output {
-    quiet: bool,
-    save_history: Option<PathBuf>,
 }
 
 fn check(

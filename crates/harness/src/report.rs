@@ -186,7 +186,7 @@ pub fn failure_detail(verdict: &Verdict, tail: usize) -> String {
                 "  snapshot {} differs (- stored, + this run):",
                 verdict.case.snapshot_path().display()
             );
-            for line in d.lines() {
+            for line in compact_diff(d, 3) {
                 let _ = writeln!(out, "    {line}");
             }
         }
@@ -216,6 +216,40 @@ pub fn failure_detail(verdict: &Verdict, tail: usize) -> String {
         for line in &all[from..] {
             let _ = writeln!(out, "    {line}");
         }
+    }
+    out
+}
+
+/// The changed lines of a line diff (`+ `/`- ` lines) with `context` unchanged
+/// lines around each change; `...` where lines are left out.
+pub fn compact_diff(diff: &str, context: usize) -> Vec<String> {
+    let lines: Vec<&str> = diff.lines().collect();
+    let changed: Vec<bool> = lines
+        .iter()
+        .map(|l| l.starts_with("+ ") || l.starts_with("- ") || *l == "+" || *l == "-")
+        .collect();
+    let keep: Vec<bool> = (0..lines.len())
+        .map(|i| {
+            let lo = i.saturating_sub(context);
+            let hi = (i + context + 1).min(lines.len());
+            changed[lo..hi].iter().any(|&c| c)
+        })
+        .collect();
+    let mut out = Vec::new();
+    let mut skipped = false;
+    for (line, keep) in lines.iter().zip(keep) {
+        if keep {
+            if skipped {
+                out.push("...".to_string());
+                skipped = false;
+            }
+            out.push((*line).to_string());
+        } else {
+            skipped = true;
+        }
+    }
+    if skipped {
+        out.push("...".to_string());
     }
     out
 }
