@@ -409,9 +409,9 @@ impl<R: AsyncRead + Unpin, W: AsyncWrite + Unpin> Session<R, W> {
             return self.fail(failure, None).await;
         };
         let created = if self.mutant(Mutant::PartialIn) {
-            self.shared.spool.create_in_place(&id).await
+            self.shared.spool.create_in_place(&id, &header).await
         } else {
-            self.shared.spool.create_work(&id).await
+            self.shared.spool.create_work(&id, &header).await
         };
         let mut work = match created {
             Ok(w) => w,
@@ -425,7 +425,7 @@ impl<R: AsyncRead + Unpin, W: AsyncWrite + Unpin> Session<R, W> {
         let r = self.render(self.shared.profile.replies.data_start, &id);
         self.reply(&r);
 
-        let mut chunk = header.to_bytes();
+        let mut chunk = Vec::new();
         let mut size = 0u64;
         let mut too_big = false;
         let mut line_too_long = false;
@@ -491,7 +491,7 @@ impl<R: AsyncRead + Unpin, W: AsyncWrite + Unpin> Session<R, W> {
             }
             chunk.extend_from_slice(text);
             chunk.extend_from_slice(ending.bytes());
-            if chunk.len() >= CHUNK {
+            if chunk.len() + work.unwritten_header() >= CHUNK {
                 if let Err(e) = work.write(std::mem::take(&mut chunk)).await {
                     write_error = Some(e);
                 }
