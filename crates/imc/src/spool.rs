@@ -191,10 +191,14 @@ impl Spool {
                 file.sync_all().map_err(Finish::Sync)?;
             }
             drop(file); // closed before the move
+            if durable {
+                // Before the move: the message never enters a directory that a
+                // crash could take away with it.
+                sync_created_dirs(&*fs, &unsynced).map_err(Finish::Directory)?;
+            }
             fs.rename(&path, &to).map_err(Finish::Rename)?;
             if durable {
                 fs.sync_dir(&in_dir).map_err(Finish::SyncDir)?;
-                sync_created_dirs(&*fs, &unsynced).map_err(Finish::SyncDir)?;
             }
             Ok(())
         })
@@ -220,16 +224,18 @@ impl Spool {
         self.blocking(move |fs| fs.rename(&from, &to)).await
     }
 
-    /// Flushes IN's entries, making a move into it durable, and the entries of
-    /// every directory this connector created whose flush had failed before.
+    /// Flushes IN's entries, making a move into it durable.
     pub async fn sync_in(&self) -> io::Result<()> {
         let dir = self.in_dir();
+        self.blocking(move |fs| fs.sync_dir(&dir)).await
+    }
+
+    /// Makes durable the entry of every directory this connector created whose
+    /// parent's flush had failed; called before a message is moved into IN.
+    pub async fn sync_created_dirs(&self) -> io::Result<()> {
         let unsynced = self.unsynced_dirs.clone();
-        self.blocking(move |fs| {
-            fs.sync_dir(&dir)?;
-            sync_created_dirs(fs, &unsynced)
-        })
-        .await
+        self.blocking(move |fs| sync_created_dirs(fs, &unsynced))
+            .await
     }
 
     /// Removes a file, ignoring a file already gone.
@@ -312,6 +318,9 @@ pub enum Finish {
     Rename(io::Error),
     /// Flushing IN (the message is in IN, maybe not durably).
     SyncDir(io::Error),
+    /// Making durable a directory the connector created on the way to IN (the
+    /// message is still in work).
+    Directory(io::Error),
 }
 
 /// A message being received into `work/<id>`.
