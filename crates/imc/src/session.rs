@@ -409,9 +409,9 @@ impl<R: AsyncRead + Unpin, W: AsyncWrite + Unpin> Session<R, W> {
             return self.fail(failure, None).await;
         };
         let created = if self.mutant(Mutant::PartialIn) {
-            self.shared.spool.create_in_place(&id).await
+            self.shared.spool.create_in_place(&id, &header).await
         } else {
-            self.shared.spool.create_work(&id).await
+            self.shared.spool.create_work(&id, &header).await
         };
         let mut work = match created {
             Ok(w) => w,
@@ -425,7 +425,7 @@ impl<R: AsyncRead + Unpin, W: AsyncWrite + Unpin> Session<R, W> {
         let r = self.render(self.shared.profile.replies.data_start, &id);
         self.reply(&r);
 
-        let mut chunk = header.to_bytes();
+        let mut chunk = Vec::new();
         let mut size = 0u64;
         let mut too_big = false;
         let mut line_too_long = false;
@@ -491,7 +491,7 @@ impl<R: AsyncRead + Unpin, W: AsyncWrite + Unpin> Session<R, W> {
             }
             chunk.extend_from_slice(text);
             chunk.extend_from_slice(ending.bytes());
-            if chunk.len() >= CHUNK {
+            if chunk.len() + work.unwritten_header() >= CHUNK {
                 if let Err(e) = work.write(std::mem::take(&mut chunk)).await {
                     write_error = Some(e);
                 }
@@ -549,6 +549,11 @@ impl<R: AsyncRead + Unpin, W: AsyncWrite + Unpin> Session<R, W> {
                 let failure = self.write_failure(&e);
                 self.fail(failure, Some(work_path)).await
             }
+            Err(Finish::Directory(e)) => {
+                self.log_not_durable(&id, &work_path, &e);
+                let failure = self.write_failure(&e);
+                self.fail(failure, Some(work_path)).await
+            }
             Err(Finish::Rename(e)) => self.move_failed(&id, e, work_path).await,
             Err(Finish::SyncDir(e)) => {
                 let in_path = self.shared.spool.in_dir().join(&id);
@@ -587,6 +592,13 @@ impl<R: AsyncRead + Unpin, W: AsyncWrite + Unpin> Session<R, W> {
                 let _ = spool.sync_in().await;
             }
             return Ok(Flow::Continue);
+        }
+        if !skip_fsync {
+            if let Err(e) = spool.sync_created_dirs().await {
+                self.log_not_durable(&id, &work_path, &e);
+                let failure = self.write_failure(&e);
+                return self.fail(failure, Some(work_path)).await;
+            }
         }
         if let Err(e) = spool.move_into_in(&id).await {
             if self.mutant(Mutant::IgnoreRenameError) {
@@ -642,6 +654,7 @@ impl<R: AsyncRead + Unpin, W: AsyncWrite + Unpin> Session<R, W> {
                 ),
             );
         }
+        spool.sync_created_dirs().await?;
         spool.move_into_in(id).await
     }
 
@@ -675,15 +688,7 @@ impl<R: AsyncRead + Unpin, W: AsyncWrite + Unpin> Session<R, W> {
             .file_name()
             .map(|n| n.to_string_lossy().into_owned())
             .unwrap_or_default();
-        // Names the message, not only IN: the log alone must tell which one it was.
-        let (_, text) = win32::describe(&e);
-        self.shared.log(
-            EventId::WriteFailed,
-            format!(
-                "Unable to make the message {id} ({}) durable, as a directory flush failed due to system error. {text}",
-                win32::path(&in_path)
-            ),
-        );
+        self.log_not_durable(&id, &in_path, &e);
         let failure = self.write_failure(&e);
         if self.mutant(Mutant::KeepRejected) {
             return self.fail(failure, None).await;
@@ -742,6 +747,19 @@ impl<R: AsyncRead + Unpin, W: AsyncWrite + Unpin> Session<R, W> {
             EventId::WriteFailed,
             format!(
                 "Unable to write file {} due to system error. {text}",
+                win32::path(path)
+            ),
+        );
+    }
+
+    /// Event 4070 for a message whose directory could not be flushed; it names
+    /// the message, not only the directory: the log alone must tell which one.
+    fn log_not_durable(&self, id: &str, path: &std::path::Path, e: &io::Error) {
+        let (_, text) = win32::describe(e);
+        self.shared.log(
+            EventId::WriteFailed,
+            format!(
+                "Unable to make the message {id} ({}) durable, as a directory flush failed due to system error. {text}",
                 win32::path(path)
             ),
         );

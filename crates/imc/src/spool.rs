@@ -4,6 +4,7 @@
 //! is flushed; only then is it acknowledged. Every disk access goes through
 //! [`Fs`], on tokio's blocking pool so a slow disk never stalls other sessions.
 
+use crate::envelope::StoredHeader;
 use crate::fs::{Fs, FsFile};
 use std::io;
 use std::path::{Path, PathBuf};
@@ -129,18 +130,24 @@ impl Spool {
         .await
     }
 
-    /// Creates `work/<id>` for a new message.
-    pub async fn create_work(&self, id: &str) -> io::Result<WorkFile> {
-        self.create_message(self.work_dir(), id).await
+    /// Creates `work/<id>` for a new message, which will start with `header`:
+    /// the only way envelope and trace lines reach a stored file.
+    pub async fn create_work(&self, id: &str, header: &StoredHeader) -> io::Result<WorkFile> {
+        self.create_message(self.work_dir(), id, header).await
     }
 
     /// Creates `in/<id>` to receive the message in place: only the `partial-in`
     /// mutant does this, exposing incomplete messages in IN.
-    pub async fn create_in_place(&self, id: &str) -> io::Result<WorkFile> {
-        self.create_message(self.in_dir(), id).await
+    pub async fn create_in_place(&self, id: &str, header: &StoredHeader) -> io::Result<WorkFile> {
+        self.create_message(self.in_dir(), id, header).await
     }
 
-    async fn create_message(&self, dir: PathBuf, id: &str) -> io::Result<WorkFile> {
+    async fn create_message(
+        &self,
+        dir: PathBuf,
+        id: &str,
+        header: &StoredHeader,
+    ) -> io::Result<WorkFile> {
         let path = dir.join(id);
         let p = path.clone();
         let file = self.blocking(move |fs| fs.create(&p)).await?;
@@ -148,6 +155,8 @@ impl Spool {
             file: Some(file),
             path,
             id: id.to_string(),
+            // Written with the first text, in the same write call.
+            header: header.to_bytes(),
         })
     }
 
@@ -155,7 +164,17 @@ impl Spool {
     /// IN, all in one call on the blocking pool. `durable: false` skips both
     /// flushes (only the `skip-fsync` mutant does). The error says which step failed.
     pub async fn finish(&self, work: WorkFile, last: Vec<u8>, durable: bool) -> Result<(), Finish> {
-        let WorkFile { file, path, id } = work;
+        let WorkFile {
+            file,
+            path,
+            id,
+            header,
+        } = work;
+        let last = if header.is_empty() {
+            last
+        } else {
+            [header, last].concat()
+        };
         let Some(mut file) = file else {
             return Err(Finish::Write(io::Error::other(
                 "the work file was lost by an earlier failure",
@@ -172,10 +191,14 @@ impl Spool {
                 file.sync_all().map_err(Finish::Sync)?;
             }
             drop(file); // closed before the move
+            if durable {
+                // Before the move: the message never enters a directory that a
+                // crash could take away with it.
+                sync_created_dirs(&*fs, &unsynced).map_err(Finish::Directory)?;
+            }
             fs.rename(&path, &to).map_err(Finish::Rename)?;
             if durable {
                 fs.sync_dir(&in_dir).map_err(Finish::SyncDir)?;
-                sync_created_dirs(&*fs, &unsynced).map_err(Finish::SyncDir)?;
             }
             Ok(())
         })
@@ -201,16 +224,18 @@ impl Spool {
         self.blocking(move |fs| fs.rename(&from, &to)).await
     }
 
-    /// Flushes IN's entries, making a move into it durable, and the entries of
-    /// every directory this connector created whose flush had failed before.
+    /// Flushes IN's entries, making a move into it durable.
     pub async fn sync_in(&self) -> io::Result<()> {
         let dir = self.in_dir();
+        self.blocking(move |fs| fs.sync_dir(&dir)).await
+    }
+
+    /// Makes durable the entry of every directory this connector created whose
+    /// parent's flush had failed; called before a message is moved into IN.
+    pub async fn sync_created_dirs(&self) -> io::Result<()> {
         let unsynced = self.unsynced_dirs.clone();
-        self.blocking(move |fs| {
-            fs.sync_dir(&dir)?;
-            sync_created_dirs(fs, &unsynced)
-        })
-        .await
+        self.blocking(move |fs| sync_created_dirs(fs, &unsynced))
+            .await
     }
 
     /// Removes a file, ignoring a file already gone.
@@ -293,6 +318,9 @@ pub enum Finish {
     Rename(io::Error),
     /// Flushing IN (the message is in IN, maybe not durably).
     SyncDir(io::Error),
+    /// Making durable a directory the connector created on the way to IN (the
+    /// message is still in work).
+    Directory(io::Error),
 }
 
 /// A message being received into `work/<id>`.
@@ -300,6 +328,8 @@ pub struct WorkFile {
     file: Option<Box<dyn FsFile>>,
     path: PathBuf,
     id: String,
+    /// The stored header's bytes until the first write.
+    header: Vec<u8>,
 }
 
 impl WorkFile {
@@ -313,8 +343,19 @@ impl WorkFile {
         &self.path
     }
 
-    /// Appends `buf` to the file (all of it, or an error).
+    /// How many bytes of the header the first write will add.
+    pub fn unwritten_header(&self) -> usize {
+        self.header.len()
+    }
+
+    /// Appends `buf` to the file (all of it, or an error), after the header if
+    /// this is the first write.
     pub async fn write(&mut self, buf: Vec<u8>) -> io::Result<()> {
+        let buf = if self.header.is_empty() {
+            buf
+        } else {
+            [std::mem::take(&mut self.header), buf].concat()
+        };
         self.with_file(move |file| file.write_all(&buf)).await
     }
 

@@ -702,11 +702,26 @@ fn hardened_on_tmpfs() {
     let id = spool.deliver(served.addr, d, "after the move");
     let ev = s.events.expect(d, &[1002]);
     assert_event(&ev[0], "Warning", "Service Control", &recreated);
-    assert_eq!(spool.entries("in.old"), [first]);
+    assert_eq!(spool.entries("in.old"), std::slice::from_ref(&first));
     assert_eq!(spool.entries("in"), std::slice::from_ref(&id));
     ok(&format!(
         "mv imcdata/in imcdata/in.old -> new connection accepted; the move recreates IN (event 1002): 250 queued as {id}"
     ));
+
+    // The README's advice: IN exists again, so move the messages, not the
+    // directory (a plain `mv in.old in` would nest it inside IN).
+    let (o, i) = (old.to_str().unwrap(), in_dir.to_str().unwrap());
+    sh(&[
+        "sh",
+        "-c",
+        &format!("mv {o}/* {i}/ && rmdir {o} && sync -f {i}"),
+    ]);
+    let mut both = vec![first.clone(), id.clone()];
+    both.sort();
+    assert_eq!(spool.entries("in"), both);
+    assert!(!old.exists());
+    s.events.expect(d, &[]);
+    ok("mv imcdata/in.old/* imcdata/in/ && rmdir imcdata/in.old -> both messages in IN, no event");
 
     let before = spool.entries("work");
     let mut c = Smtp::open(served.addr, d);

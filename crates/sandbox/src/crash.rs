@@ -346,7 +346,13 @@ impl Journal {
     /// the connector's unsynced changes as they were.
     pub(crate) fn after_fault(&mut self, before: &Scan, after: &Scan) {
         let removed = difference(&before.dirs, &after.dirs);
-        let added = difference(&after.dirs, &before.dirs);
+        // The entries of a directory back from outside the tree (the stash) did
+        // not arrive: they came with it, as durable as they were (its own entry
+        // in its parent is the arrival).
+        let added: Vec<(Ino, OsString, Entry)> = difference(&after.dirs, &before.dirs)
+            .into_iter()
+            .filter(|(dir, _, _)| !before.outside.contains(dir))
+            .collect();
         let inside_before = before.inside();
         // Whether each arrival is durable: made by the fault (its inode was not
         // in the tree before) or moved from an entry that was durable.

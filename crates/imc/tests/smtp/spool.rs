@@ -237,7 +237,7 @@ async fn hardened_message(c: &mut crate::support::Client, subject: &str) -> Stri
 async fn a_recreated_in_whose_entry_is_not_durable_gets_no_acknowledged_mail() {
     const LOCAL_ERROR: &str = "451 4.3.0 Requested action aborted: local error in processing";
     let fs = TestFs::default();
-    let s = Spooled::start_hardened(|_| {}, Some(fs.clone())).await;
+    let mut s = Spooled::start_hardened(|_| {}, Some(fs.clone())).await;
     std::fs::remove_dir(s.in_dir()).unwrap();
     fs.fail_sync_dir_of("imcdata", libc::EIO);
     let mut c = s.connect().await;
@@ -246,12 +246,20 @@ async fn a_recreated_in_whose_entry_is_not_durable_gets_no_acknowledged_mail() {
     // IN is created, but its entry cannot be made durable: refused.
     assert_eq!(hardened_message(&mut c, "first").await, LOCAL_ERROR);
     assert!(s.in_dir().is_dir());
-    // IN exists now; it still is not durable, so the next message is refused too
-    // and taken out of IN (the client keeps it).
+    // IN exists now; it still is not durable, so the next message is refused too,
+    // before it is moved into IN (the client keeps it), and the log says which.
     assert_eq!(hardened_message(&mut c, "second").await, LOCAL_ERROR);
+    let e = s.event(4070).await;
+    assert!(
+        e.message
+            .starts_with("Unable to make the message 00000002 (")
+            && e.message.contains("\\imcdata\\work\\00000002) durable"),
+        "{}",
+        e.message
+    );
     assert!(s.in_files().is_empty());
     assert!(s.work_files().is_empty());
-    // The flush works again: it is done before the 250.
+    // The flush works again: it is done before the move, and so before the 250.
     fs.fail_sync_dir(0);
     fs.clear_ops();
     assert!(
@@ -264,9 +272,9 @@ async fn a_recreated_in_whose_entry_is_not_durable_gets_no_acknowledged_mail() {
     assert_eq!(
         tail,
         [
-            "sync_dir imcdata",
             "sync_dir imcdata/in",
-            "rename imcdata/work/00000003 imcdata/in/00000003"
+            "rename imcdata/work/00000003 imcdata/in/00000003",
+            "sync_dir imcdata",
         ],
         "{ops:?}"
     );
