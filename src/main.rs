@@ -1,5 +1,11 @@
 //! `imc-harness`: run fault-injection scenarios against the imc connector.
 
+// First, so that its `print!`, `println!` and `eprintln!` replace std's below.
+#[macro_use]
+mod out;
+mod run;
+mod signals;
+
 use clap::{Parser, Subcommand};
 use harness::runner::RunOptions;
 use harness::scenario::Backend;
@@ -22,30 +28,11 @@ struct Cli {
 
 #[derive(Subcommand)]
 enum Command {
-    /// Run scenario files or folders; print each transcript and a summary.
-    Run {
-        /// Scenario files (.yaml) or folders searched recursively.
-        #[arg(required = true)]
-        paths: Vec<PathBuf>,
-        /// Folder scenario ids are relative to (their snapshot names derive from it).
-        #[arg(long, default_value = "scenarios")]
-        scenarios: PathBuf,
-        /// Folder of stored snapshots to compare with.
-        #[arg(long, default_value = "snapshots")]
-        snapshots: PathBuf,
-        /// Do not compare with stored snapshots.
-        #[arg(long)]
-        no_snapshots: bool,
-        /// Print transcripts of failing scenarios only.
-        #[arg(long, short)]
-        quiet: bool,
-        /// Run every scenario on this backend (`vfs` or `tmpfs`) instead of its own.
-        #[arg(long, value_parser = parse_backend)]
-        backend: Option<Backend>,
-        /// Save each run's whole history as JSON in this folder (for `check`).
-        #[arg(long)]
-        save_history: Option<PathBuf>,
-    },
+    /// Run scenario files or folders: a line per scenario, what failed, a summary.
+    Run(run::RunArgs),
+    /// Run scenarios under every profile and show, step by step, what each
+    /// profile replied and logged (KB behaviour against modern behaviour).
+    DiffProfiles(run::DiffArgs),
     /// Re-check stored runs (from `run --save-history`) against the snapshots, or
     /// diff two stored runs, without running anything.
     Check {
@@ -162,13 +149,15 @@ enum Command {
         /// Runs per scenario.
         #[arg(long, short = 'n', default_value_t = 20)]
         runs: usize,
-        /// Folder scenario ids are relative to.
-        #[arg(long, default_value = "scenarios")]
-        scenarios: PathBuf,
+        /// Folder scenario ids are relative to. Default: each file's nearest
+        /// enclosing `scenarios` folder.
+        #[arg(long)]
+        scenarios: Option<PathBuf>,
     },
 }
 
-fn parse_backend(name: &str) -> Result<Backend, String> {
+/// Parses a backend name for `--backend`.
+pub(crate) fn parse_backend(name: &str) -> Result<Backend, String> {
     match name {
         "vfs" => Ok(Backend::Vfs),
         "tmpfs" => Ok(Backend::Tmpfs),
@@ -182,33 +171,18 @@ fn main() -> ExitCode {
     // Before any thread starts, so tmpfs sandboxes never show in the host's mount
     // table; where it is not permitted, tmpfs runs report why.
     let _ = sandbox::enter_private_mount_namespace();
-    match Cli::parse().command {
-        Command::Run {
-            paths,
-            scenarios,
-            snapshots,
-            no_snapshots,
-            quiet,
-            backend,
-            save_history,
-        } => {
-            let options = RunOptions {
-                backend,
-                ..RunOptions::default()
-            };
-            let output = Output {
-                quiet,
-                save_history,
-            };
-            run(
-                &paths,
-                &scenarios,
-                snapshots,
-                no_snapshots,
-                &output,
-                &options,
-            )
-        }
+    // Still single-threaded: every thread started from here on inherits the mask.
+    if let Err(e) = signals::install() {
+        eprintln!("imc-harness: cannot handle SIGINT and SIGTERM: {e}");
+    }
+    remove_stale_sandboxes();
+    let cli: Cli = match out::parse_args() {
+        Ok(cli) => cli,
+        Err(code) => return code,
+    };
+    match cli.command {
+        Command::Run(args) => run::run(args),
+        Command::DiffProfiles(args) => run::diff_profiles(args),
         Command::Check {
             run,
             against,
@@ -219,7 +193,7 @@ fn main() -> ExitCode {
             paths,
             runs,
             scenarios,
-        } => bench(&paths, &scenarios, runs),
+        } => bench(&paths, scenarios.as_deref(), runs),
         Command::Explore {
             profile,
             mutant,
@@ -315,71 +289,20 @@ fn main() -> ExitCode {
     }
 }
 
-fn run(
-    paths: &[PathBuf],
-    base: &std::path::Path,
-    snapshots: PathBuf,
-    off: bool,
-    output: &Output,
-    options: &RunOptions,
-) -> ExitCode {
-    let quiet = output.quiet;
-    let cases = match suite::cases(paths, base) {
-        Ok(c) => c,
-        Err(e) => {
-            eprintln!("{e}");
-            return ExitCode::from(2);
-        }
-    };
-    let mode = if off {
-        Snapshots::Off
-    } else {
-        Snapshots::Compare(snapshots)
-    };
-    let started = Instant::now();
-    let (mut passed, mut failed) = (Vec::new(), Vec::new());
-    for case in &cases {
-        let verdict = suite::run_case(case, options, &mode);
-        let ok = verdict.passed();
-        if let (Some(dir), Some(history)) = (&output.save_history, &verdict.history) {
-            let loaded = harness::scenario::load(&case.path);
-            if let Ok(scenario) = loaded {
-                match StoredRun::new(&case.id, &scenario, history).save(dir) {
-                    Ok(path) => println!("history saved to {}", path.display()),
-                    Err(e) => eprintln!("{e}"),
-                }
-            }
-        }
-        println!("=== {} ({})", case.id, case.path.display());
-        if !quiet || !ok {
-            print!("{}", verdict.report());
-        }
-        if let Some(Comparison::Missing(_)) = verdict.snapshot {
-            if quiet {
-                println!("(no stored snapshot)");
-            }
-        }
-        println!("--- {}: {}\n", case.id, if ok { "PASS" } else { "FAIL" });
-        if ok {
-            passed.push(case.id.clone());
-        } else {
-            failed.push(case.id.clone());
-        }
-    }
-    println!(
-        "{} scenarios: {} passed, {} failed ({:.2} s)",
-        cases.len(),
-        passed.len(),
-        failed.len(),
-        started.elapsed().as_secs_f64()
-    );
-    for id in &failed {
-        println!("  FAIL {id}");
-    }
-    if failed.is_empty() {
-        ExitCode::SUCCESS
-    } else {
-        ExitCode::FAILURE
+/// Removes the sandboxes that processes which no longer exist left behind (a
+/// SIGKILL cannot be caught), and says so.
+fn remove_stale_sandboxes() {
+    match sandbox::remove_stale_sandboxes(None) {
+        Ok(removed) if !removed.is_empty() => eprintln!(
+            "imc-harness: removed {} sandbox{} left by processes that no longer exist",
+            removed.len(),
+            if removed.len() == 1 { "" } else { "es" }
+        ),
+        Ok(_) => {}
+        Err(e) => eprintln!(
+            "imc-harness: cannot look for stale sandboxes in {}: {e}",
+            std::env::temp_dir().display()
+        ),
     }
 }
 
@@ -414,7 +337,7 @@ fn new(path: &std::path::Path, profile: &str) -> ExitCode {
     }
 }
 
-fn bench(paths: &[PathBuf], base: &std::path::Path, runs: usize) -> ExitCode {
+fn bench(paths: &[PathBuf], base: Option<&std::path::Path>, runs: usize) -> ExitCode {
     let cases = match suite::cases(paths, base) {
         Ok(c) => c,
         Err(e) => {
@@ -435,7 +358,7 @@ fn bench(paths: &[PathBuf], base: &std::path::Path, runs: usize) -> ExitCode {
             let started = Instant::now();
             let verdict = suite::run_case(case, &RunOptions::default(), &Snapshots::Off);
             times.push(started.elapsed().as_secs_f64() * 1000.0);
-            if !verdict.passed() {
+            if !verdict.passed() && !verdict.is_skipped() {
                 eprintln!(
                     "{} failed during the benchmark:\n{}",
                     case.id,
@@ -471,12 +394,6 @@ fn median(values: &mut [f64]) -> f64 {
     }
 }
 
-/// How `run` reports.
-struct Output {
-    quiet: bool,
-    save_history: Option<PathBuf>,
-}
-
 fn check(
     path: &std::path::Path,
     against: Option<&std::path::Path>,
@@ -508,7 +425,8 @@ fn check(
         None => snapshot::compare(snapshots, &stored.snapshot_name(), &contents),
     };
     match comparison {
-        Comparison::Same => {
+        // `compare` never writes, so `Written` cannot come back from it.
+        Comparison::Same | Comparison::Written(_) => {
             println!(
                 "{}: same as {}",
                 path.display(),

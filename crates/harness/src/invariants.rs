@@ -529,6 +529,37 @@ pub fn read_files(dir: &Path) -> Vec<(String, Vec<u8>)> {
     out
 }
 
+/// Every regular file under `root`, recursively (root-relative name, whole
+/// content), sorted; the subtrees named in `skip` (root-relative) are left out.
+pub fn read_tree(root: &Path, skip: &[&str]) -> Vec<(String, Vec<u8>)> {
+    fn walk(root: &Path, dir: &Path, skip: &[&str], out: &mut Vec<(String, Vec<u8>)>) {
+        for entry in std::fs::read_dir(dir).into_iter().flatten().flatten() {
+            let path = entry.path();
+            let rel = path
+                .strip_prefix(root)
+                .unwrap_or(&path)
+                .to_string_lossy()
+                .into_owned();
+            if skip.iter().any(|s| rel == *s) {
+                continue;
+            }
+            match entry.file_type() {
+                Ok(t) if t.is_dir() => walk(root, &path, skip, out),
+                Ok(t) if t.is_file() => {
+                    if let Ok(content) = std::fs::read(&path) {
+                        out.push((rel, content));
+                    }
+                }
+                _ => {}
+            }
+        }
+    }
+    let mut out = Vec::new();
+    walk(root, root, skip, &mut out);
+    out.sort();
+    out
+}
+
 fn summarize(body: &[u8]) -> String {
     let text = String::from_utf8_lossy(body);
     let subject = text

@@ -31,6 +31,9 @@ pub struct RunOptions {
     pub reply_timeout: Duration,
     /// Run every scenario on this backend instead of the one it names. Default none.
     pub backend: Option<Backend>,
+    /// Run every scenario with this connector profile instead of its own.
+    /// Default none.
+    pub profile: Option<String>,
 }
 
 impl Default for RunOptions {
@@ -38,6 +41,7 @@ impl Default for RunOptions {
         RunOptions {
             reply_timeout: Duration::from_secs(10),
             backend: None,
+            profile: None,
         }
     }
 }
@@ -91,6 +95,9 @@ pub struct Run {
     /// The connector's filesystem operations during the steps (not the final
     /// recovery), in order: what `enumerate` counts and fails one by one.
     pub ops: Vec<sandbox::OpRecord>,
+    /// What the harness itself could not do (undo a fault in the final
+    /// recovery): the run fails, but no invariant is blamed on the connector.
+    pub harness_failures: Vec<String>,
 }
 
 /// The fixed instant of the connector's clock in runs.
@@ -109,7 +116,8 @@ pub async fn run(scenario: &Scenario, options: &RunOptions) -> Result<Run, RunEr
             sandbox::Backend::Tmpfs
         }
     };
-    let profile = imc::profile::by_name(&scenario.profile).map_err(RunError::Unsupported)?;
+    let profile_name = options.profile.as_deref().unwrap_or(&scenario.profile);
+    let profile = imc::profile::by_name(profile_name).map_err(RunError::Unsupported)?;
     let mutant = match &scenario.connector.mutant {
         Some(name) => Some(name.parse::<imc::Mutant>().map_err(RunError::Unsupported)?),
         None => None,
@@ -198,7 +206,8 @@ pub async fn run(scenario: &Scenario, options: &RunOptions) -> Result<Run, RunEr
         ledger: Ledger::default(),
         violations: Vec::new(),
         reported: BTreeSet::new(),
-        displaced: Vec::new(),
+        harness_failures: Vec::new(),
+        seen_in_in: Default::default(),
         step: 0,
         ops_seen: 0,
     };
@@ -207,6 +216,7 @@ pub async fn run(scenario: &Scenario, options: &RunOptions) -> Result<Run, RunEr
         runner.step(i + 1, step).await;
         runner.check_spool();
     }
+    runner.unfired();
     runner.history.listing = runner.listing();
     runner.unfired_op_triggers();
     let ops = runner.sandbox.ops();
@@ -218,6 +228,7 @@ pub async fn run(scenario: &Scenario, options: &RunOptions) -> Result<Run, RunEr
         mismatches: runner.mismatches,
         violations: runner.violations,
         ops,
+        harness_failures: runner.harness_failures,
     })
 }
 
@@ -248,6 +259,8 @@ pub async fn run_file(path: &Path, options: &RunOptions) -> Result<Run, String> 
 struct Armed {
     when: When,
     fault: Fault,
+    /// The step that armed it (1-based).
+    step: usize,
 }
 
 /// A fault or crash armed in the sandbox on a filesystem operation.
@@ -289,8 +302,10 @@ struct Runner {
     violations: Vec<Violation>,
     /// Violations already reported (one report per distinct finding).
     reported: BTreeSet<(Invariant, String)>,
-    /// Paths renamed or replaced by faults and not restored: the recovery puts them back.
-    displaced: Vec<String>,
+    /// What the harness could not do (see [`Run::harness_failures`]).
+    harness_failures: Vec<String>,
+    /// The bodies of every message seen in IN after a step.
+    seen_in_in: std::collections::HashSet<Vec<u8>>,
     /// The step being played (0 during the final recovery).
     step: usize,
     /// Filesystem operations already checked.
@@ -337,6 +352,12 @@ impl Runner {
     /// `no-phantom` and `no-partial` after every step.
     fn check_spool(&mut self) {
         let files = invariants::read_files(&self.sandbox.root().join("imcdata/in"));
+        for (_, content) in &files {
+            let body = invariants::body_of(content);
+            if !self.seen_in_in.contains(body) {
+                self.seen_in_in.insert(body.to_vec());
+            }
+        }
         for (invariant, message) in self.ledger.check_in(&files) {
             self.violate(invariant, message);
         }
@@ -360,6 +381,29 @@ impl Runner {
         for v in self.sandbox.violations() {
             let v = self.redact(&v);
             self.violate(Invariant::Containment, v);
+        }
+    }
+
+    /// A fault armed with `when:` that never fired fails its step: a stage that
+    /// never came (a misspelt session, a reply code that never came) would
+    /// otherwise turn the scenario into one that tests nothing.
+    fn unfired(&mut self) {
+        for armed in std::mem::take(&mut self.armed) {
+            let w = &armed.when;
+            let session = w.session.as_deref().unwrap_or("?");
+            let stage = if let Some(code) = w.after_reply {
+                format!("session {session} never received {code}")
+            } else if let Some(n) = w.after_data_bytes {
+                format!("session {session} never sent {n} bytes of message data")
+            } else {
+                format!("session {session} never sent the end-of-data dot")
+            };
+            let fault = to_sandbox_fault(&armed.fault).map_or_else(|e| e, |f| f.to_string());
+            self.mismatches.push(Mismatch {
+                step: armed.step,
+                action: format!("fault {fault} {}", describe_when(w)),
+                message: format!("armed at step {}, never fired: {stage}", armed.step),
+            });
         }
     }
 
@@ -391,17 +435,38 @@ impl Runner {
         }
         let _ = self.sandbox.apply(&sandbox::Fault::ClearErrno);
         let _ = self.sandbox.apply(&sandbox::Fault::FreeDisk);
-        while let Some(path) = self.displaced.pop() {
-            // A restore that cannot be made (what the fault set aside was lost in
-            // a crash) stays in the recovery log but is no violation by itself:
-            // a message lost with it fails `no-loss`, a spool left broken fails
-            // the message below.
-            // One restore per displacement: a path displaced twice (replaced,
-            // then its placeholder removed) is restored twice.
-            let again = self.displaced.iter().filter(|p| **p == path).count();
-            self.apply(&Fault::Restore(path.clone()), &mut StepResult::default());
-            self.displaced.retain(|p| *p != path);
-            self.displaced.extend(std::iter::repeat_n(path, again));
+        // Undo every fault still in effect, the latest first, whichever step or
+        // trigger made it: that undoes any sequence the language allows.
+        let mut undone = true;
+        while let Some(pending) = self.sandbox.next_restore() {
+            let path = pending.path;
+            if pending.removed_file || pending.vanished {
+                // A removed file's contents cannot come back (an empty file in
+                // its place would be a message nobody sent), nor what a later
+                // fault removed from where it was set aside.
+                self.sandbox.forget_restore(&path);
+                continue;
+            }
+            let mut restore = StepResult::default();
+            self.apply(&Fault::Restore(path.clone()), &mut restore);
+            if !restore.problems.is_empty() {
+                undone = false;
+                self.sandbox.forget_restore(&path);
+                for problem in restore.problems {
+                    self.harness_failures.push(format!(
+                        "the final recovery could not undo a fault: {problem}"
+                    ));
+                }
+            }
+        }
+        if !undone {
+            // The spool is not as the connector left it plus the faults undone,
+            // so `no-loss` and `recovery` would judge the harness, not the connector.
+            self.harness_failures.push(
+                "`no-loss` and `recovery` were not checked: the volume could not be put back"
+                    .into(),
+            );
+            return;
         }
         // Put back as a backup job would: what a displaced IN still held is
         // delivered now, so a refused message left in it is a phantom.
@@ -593,6 +658,7 @@ impl Runner {
                 Some(when) => self.armed.push(Armed {
                     when: when.clone(),
                     fault: fault.clone(),
+                    step: self.step,
                 }),
                 None => self.apply(fault, result),
             }
@@ -709,22 +775,9 @@ impl Runner {
             let Some(pos) = self.op_armed.iter().position(|a| a.id == id) else {
                 continue;
             };
-            let armed = self.op_armed.remove(pos);
-            match armed.fault {
-                Some(Fault::Rename { from, .. }) => self.displaced.push(from),
-                Some(Fault::Replace(path)) => self.displaced.push(path),
-                Some(Fault::Restore(path)) => {
-                    if let Some(i) = self.displaced.iter().rposition(|p| *p == path) {
-                        self.displaced.remove(i);
-                    }
-                }
-                // Removing what a fault put in a displaced path's place (the
-                // plain file of a `replace`) is one more thing to undo.
-                Some(Fault::Remove(path)) if self.displaced.contains(&path) => {
-                    self.displaced.push(path)
-                }
-                _ => {}
-            }
+            // The sandbox keeps the undo record of what it did; the recovery
+            // reads it from there.
+            self.op_armed.remove(pos);
         }
         let gone =
             std::mem::take(&mut *self.halt.removed.lock().unwrap_or_else(|e| e.into_inner()));
@@ -1095,32 +1148,26 @@ impl Runner {
     }
 
     fn apply(&mut self, fault: &Fault, result: &mut StepResult) {
-        let in_dir = self.sandbox.root().join("imcdata/in");
-        let before = matches!(fault, Fault::Remove(_)).then(|| invariants::read_files(&in_dir));
+        // Messages a `remove` takes away (with IN, with a copy of IN set aside,
+        // or one by one) are gone by the fault, not lost by the connector. A
+        // file in work that was never seen in IN is not: a message acknowledged
+        // while still there was acknowledged too early, whatever removed it.
+        let root = self.sandbox.root().to_path_buf();
+        let before = matches!(fault, Fault::Remove(_))
+            .then(|| invariants::read_tree(&root, &[sandbox::BALLAST]));
         let text = match to_sandbox_fault(fault) {
             Ok(f) => match self.sandbox.apply(&f) {
                 Ok(done) => {
-                    match fault {
-                        Fault::Rename { from, .. } => self.displaced.push(from.clone()),
-                        Fault::Replace(path) => self.displaced.push(path.clone()),
-                        // A restore undoes the last displacement of the path only.
-                        Fault::Restore(path) => {
-                            if let Some(i) = self.displaced.iter().rposition(|p| p == path) {
-                                self.displaced.remove(i);
-                            }
-                        }
-                        // The placeholder of a `replace` removed: one more undo.
-                        Fault::Remove(path) if self.displaced.contains(path) => {
-                            self.displaced.push(path.clone())
-                        }
-                        _ => {}
-                    }
                     if let Some(before) = before {
-                        let after = invariants::read_files(&in_dir);
+                        let after = invariants::read_tree(&root, &[sandbox::BALLAST]);
                         let gone = before
                             .into_iter()
                             .filter(|(n, _)| !after.iter().any(|(m, _)| m == n))
-                            .map(|(_, c)| invariants::body_of(&c).to_vec())
+                            .map(|(n, c)| (n, invariants::body_of(&c).to_vec()))
+                            .filter(|(n, body)| {
+                                !n.starts_with("imcdata/work/") || self.seen_in_in.contains(body)
+                            })
+                            .map(|(_, body)| body)
                             .collect();
                         self.ledger.removed_by_fault(gone);
                     }

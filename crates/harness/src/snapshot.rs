@@ -119,6 +119,29 @@ pub enum Comparison {
     Missing(PathBuf),
     /// Stored, and different: a line diff (`-` stored, `+` this run).
     Differs(String),
+    /// Missing or different, and written anew (`imc-harness run --accept`).
+    Written(PathBuf),
+}
+
+/// The header insta writes above a snapshot's contents; `write` uses the same,
+/// so a snapshot accepted by either tool reads the same to the other.
+const HEADER: &str = "---\nsource: crates/harness/src/snapshot.rs\n---\n";
+
+/// Writes `contents` as the snapshot `<dir>/<name>.snap` (in insta's format)
+/// and removes a stale `<name>.snap.new` beside it; returns the path written.
+pub fn write(dir: &Path, name: &str, contents: &str) -> Result<PathBuf, String> {
+    std::fs::create_dir_all(dir).map_err(|e| format!("cannot create {}: {e}", dir.display()))?;
+    let path = dir.join(format!("{name}.snap"));
+    let text = format!("{HEADER}{}\n", contents.trim_end());
+    std::fs::write(&path, text).map_err(|e| format!("cannot write {}: {e}", path.display()))?;
+    remove_pending(dir, name);
+    Ok(path)
+}
+
+/// Removes `<dir>/<name>.snap.new`, the pending snapshot insta leaves for
+/// `cargo insta review`, if there is one.
+pub fn remove_pending(dir: &Path, name: &str) {
+    let _ = std::fs::remove_file(dir.join(format!("{name}.snap.new")));
 }
 
 /// Compares `contents` with the stored `<dir>/<name>.snap` (insta's file format:

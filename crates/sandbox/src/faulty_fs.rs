@@ -199,6 +199,16 @@ impl FaultyFs {
         self.shared.halt.release();
     }
 
+    /// See [`Sandbox::next_restore`](crate::Sandbox::next_restore).
+    pub(crate) fn next_restore(&self) -> Option<crate::Displacement> {
+        self.shared.disk.next_restore()
+    }
+
+    /// See [`Sandbox::forget_restore`](crate::Sandbox::forget_restore).
+    pub(crate) fn forget_restore(&self, path: &str) {
+        self.shared.disk.forget(path)
+    }
+
     /// A copy of the operation log.
     pub(crate) fn ops(&self) -> Vec<OpRecord> {
         self.shared.lock().log.clone()

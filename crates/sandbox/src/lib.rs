@@ -26,6 +26,7 @@ mod fault;
 mod faulty_fs;
 mod mount;
 mod op_log;
+mod owner;
 mod paths;
 mod quota;
 mod rule;
@@ -38,12 +39,14 @@ use std::sync::Arc;
 
 use tempfile::TempDir;
 
+pub use crate::disk::BALLAST;
 pub use crate::errno::Errno;
 pub use crate::error::SandboxError;
 pub use crate::fault::Fault;
 pub use crate::faulty_fs::{FaultyFile, FaultyFs};
 pub use crate::mount::{enter_private_mount_namespace, tmpfs_available};
 pub use crate::op_log::{OpRecord, Outcome};
+pub use crate::owner::{PREFIX, remove_own_sandboxes, remove_stale_sandboxes};
 pub use crate::quota::BLOCK;
 pub use crate::rule::{At, ErrnoRule, OpTrigger, Strike};
 
@@ -118,8 +121,10 @@ pub struct Sandbox {
     /// The tmpfs on `root`; dropped (unmounted) before `dir`.
     #[expect(dead_code, reason = "held only to be unmounted when dropped")]
     mount: Option<mount::TmpfsMount>,
-    /// Declared last so it is dropped last; its drop removes the directory.
+    /// Declared after `mount` so it is dropped after; its drop removes the directory.
     dir: TempDir,
+    /// Tells other processes that this sandbox's owner lives; released last.
+    _owner: owner::OwnerLock,
 }
 
 impl Drop for Sandbox {
@@ -141,8 +146,15 @@ impl Sandbox {
     /// A `tmpfs` sandbox fails unless the process has entered its private
     /// mount namespace ([`enter_private_mount_namespace`]), and needs a quota
     /// of at least one [`BLOCK`] (a tmpfs of size 0 would be unlimited).
+    ///
+    /// The directory is `imc-sandbox-<pid>-XXXXXX` in the temporary folder, with
+    /// a lock its owner holds ([`remove_stale_sandboxes`] removes those of dead
+    /// processes). A quota the host cannot hold (more than the free space there
+    /// on `vfs`, more than the available memory on `tmpfs`) is refused, and so is
+    /// any sandbox once [`remove_own_sandboxes`] ran.
     pub fn with_backend(config: SandboxConfig, backend: Backend) -> io::Result<Sandbox> {
-        let dir = tempfile::Builder::new().prefix("imc-sandbox-").tempdir()?;
+        let (dir, owner) = owner::create_dir()?;
+        owner::check_capacity(dir.path(), config.quota, backend == Backend::Tmpfs)?;
         // Canonical, so that the connector's paths (built from `root()`) and the
         // lexical containment check agree even if the temp dir is behind a symlink.
         let base = dir.path().canonicalize()?;
@@ -173,6 +185,7 @@ impl Sandbox {
             backend,
             mount,
             dir,
+            _owner: owner,
         })
     }
 
@@ -222,6 +235,21 @@ impl Sandbox {
     /// on where the sandbox happens to live).
     pub fn apply(&self, fault: &Fault) -> Result<String, SandboxError> {
         self.fs.apply(fault)
+    }
+
+    /// The latest fault on the tree (`Remove`, `Rename`, `Replace`, made by a
+    /// step or by a trigger) not undone yet, described as the disk is now.
+    /// Restoring (or, when it cannot be, forgetting) each in turn, until none
+    /// is left, undoes any sequence of faults in reverse order, as a backup job
+    /// putting everything back would.
+    pub fn next_restore(&self) -> Option<Displacement> {
+        self.fs.next_restore()
+    }
+
+    /// Drops the latest undo record of `path` without touching the disk, after
+    /// a `Restore` of it failed, so the faults made before it can still be undone.
+    pub fn forget_restore(&self, path: &str) {
+        self.fs.forget_restore(path)
     }
 
     /// Arms `fault` to be applied right before the `nth` operation matching
@@ -309,4 +337,18 @@ impl Sandbox {
     pub fn available_space(&self) -> u64 {
         self.fs.available()
     }
+}
+
+/// A fault on the tree not undone yet (see [`Sandbox::next_restore`]).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Displacement {
+    /// The root-relative path the fault was applied to.
+    pub path: String,
+    /// It was a file that was removed: a `Restore` would bring back an empty
+    /// file, not its contents, so a recovery leaves it gone. (A removed
+    /// directory comes back empty; a renamed or replaced path comes back whole.)
+    pub removed_file: bool,
+    /// What the fault set aside is gone (a later fault removed the place it
+    /// was renamed to): there is nothing left to put back.
+    pub vanished: bool,
 }

@@ -103,6 +103,20 @@
 //! any case: `4KiB` is 4096, `2KB` is 2000. A duration is digits with a unit, `ms`,
 //! `s`, `m` (or `min`) or `h` (`250ms`, `5s`, `2m`); a plain number is seconds.
 //!
+//! Every size is bounded, so that a typo cannot exhaust the host's memory or disk
+//! (a size becomes a message built in memory, or a ballast allocated for real):
+//!
+//! | size | bounds |
+//! | --- | --- |
+//! | `sandbox.quota` | 4 KiB (one block) to 1 GiB ([`MAX_SIZE`]) |
+//! | `fill_disk.leave`, `connector.low_water_mark`, `connector.max_message_size`, `when.after_data_bytes` | at most 1 GiB ([`MAX_SIZE`]) |
+//! | `send.size` | at most 64 MiB ([`MAX_SEND_SIZE`]) |
+//!
+//! A scenario file itself is at most 16 MiB ([`MAX_FILE_SIZE`]) of UTF-8 text.
+//! A quota the host cannot hold (more than the free space of the temporary
+//! folder on `vfs`, more than the available memory on `tmpfs`) is refused when
+//! the run's sandbox is created.
+//!
 //! # Steps
 //!
 //! Each step does exactly one *action* (one of the keys below), optionally followed
@@ -370,6 +384,8 @@
 //!   sandbox root.
 //! - `text_matches` and `message_matches` compile; `enhanced` is `d.d.d`.
 //! - `pipeline` and `send.to` are not empty.
+//! - Every size is within its bounds (see [Sizes and durations](#sizes-and-durations)).
+//! - The file is UTF-8: the first byte that is not is reported with its line and column.
 //!
 //! A broken rule is reported like a compiler error, with the file, line and column:
 //!
@@ -383,14 +399,17 @@
 //!    = help: connect it in an earlier step: `- connect: b`
 //! ```
 
+mod bounds;
 mod error;
 mod load;
 mod locate;
 pub mod model;
 mod validate;
 
+pub use bounds::{MAX_SEND_SIZE, MAX_SIZE, MIN_QUOTA};
 pub use error::{Diagnostic, ScenarioError};
-pub use load::{discover, load, parse};
+pub use load::{Discovery, MAX_FILE_SIZE, Skipped, discover, load, parse, scan};
+pub use locate::step_lines;
 pub use model::*;
 pub use validate::{ERRNOS, PROFILES};
 

@@ -28,7 +28,7 @@ pub(crate) struct Problem {
 }
 
 impl Problem {
-    fn new(path: Vec<Seg>, target: Target, message: impl Into<String>) -> Problem {
+    pub(super) fn new(path: Vec<Seg>, target: Target, message: impl Into<String>) -> Problem {
         Problem {
             path,
             target,
@@ -39,12 +39,12 @@ impl Problem {
         }
     }
 
-    fn label(mut self, label: impl Into<String>) -> Problem {
+    pub(super) fn label(mut self, label: impl Into<String>) -> Problem {
         self.label = Some(label.into());
         self
     }
 
-    fn help(mut self, help: impl Into<String>) -> Problem {
+    pub(super) fn help(mut self, help: impl Into<String>) -> Problem {
         self.help = Some(help.into());
         self
     }
@@ -158,19 +158,54 @@ pub(crate) fn check(scenario: &mut Scenario, tree: &Tree) -> Result<(), Problem>
         .help("for example `steps: [{ service: start }]`"));
     }
 
+    super::bounds::check_header(scenario)?;
+
     let mut sessions = Sessions::default();
+    let connected: Vec<String> = scenario
+        .steps
+        .iter()
+        .filter_map(|s| s.connect.clone())
+        .collect();
     for (i, step) in scenario.steps.iter_mut().enumerate() {
-        check_step(i, step, &mut sessions, tree).map_err(|mut p| {
-            p.step = Some(i + 1);
-            p.message = match (step.action(), &step.expect) {
-                (Some(action), _) => format!("step {} (`{action}`): {}", i + 1, p.message),
-                (None, Some(_)) => format!("step {} (check): {}", i + 1, p.message),
-                (None, None) => format!("step {}: {}", i + 1, p.message),
-            };
-            p
-        })?;
+        check_step(i, step, &mut sessions, tree)
+            .and_then(|()| check_when_session(i, step, &connected))
+            .map_err(|mut p| {
+                p.step = Some(i + 1);
+                p.message = match (step.action(), &step.expect) {
+                    (Some(action), _) => format!("step {} (`{action}`): {}", i + 1, p.message),
+                    (None, Some(_)) => format!("step {} (check): {}", i + 1, p.message),
+                    (None, None) => format!("step {}: {}", i + 1, p.message),
+                };
+                p
+            })?;
     }
     Ok(())
+}
+
+/// A `when:` must name a session the scenario connects (before or after the
+/// step that arms it): a fault waiting on a session that never exists would
+/// never fire, and the scenario would test nothing.
+fn check_when_session(i: usize, step: &Step, connected: &[String]) -> Result<(), Problem> {
+    let Some(name) = step.when.as_ref().and_then(|w| w.session.as_ref()) else {
+        return Ok(());
+    };
+    if connected.contains(name) {
+        return Ok(());
+    }
+    let known: Vec<&str> = connected.iter().map(String::as_str).collect();
+    let p = Problem::new(
+        at!["steps", i, "when", "session"],
+        Target::Value,
+        format!("`when` waits on session `{name}`, which the scenario never connects"),
+    )
+    .label("never connected");
+    Err(match suggest(name, &known) {
+        Some(s) => p.help(format!("did you mean `{s}`?")),
+        None if known.is_empty() => p.help(format!(
+            "connect it in a step (`- connect: {name}`): the fault fires on that session's protocol stage"
+        )),
+        None => p.help(format!("the scenario connects {}", ticked(&known))),
+    })
 }
 
 /// Which sessions are open, and the one session actions default to.
@@ -187,6 +222,7 @@ fn check_step(
     sessions: &mut Sessions,
     tree: &Tree,
 ) -> Result<(), Problem> {
+    super::bounds::check_step(i, step)?;
     let actions = step.actions();
     if actions.is_empty() {
         // `command:` with nothing after it reads as no `command` at all: say so.
