@@ -153,7 +153,7 @@ impl TreeFault {
     fn words(self) -> &'static str {
         match self {
             TreeFault::RenameIn => "IN is renamed away",
-            TreeFault::RenameInBack => "IN is renamed away and put back after it",
+            TreeFault::RenameInBack => "IN is renamed away",
             TreeFault::RemoveIn => "IN is removed",
             TreeFault::ReplaceIn => "IN is replaced by a plain file",
             TreeFault::RemoveWork => "work is removed",
@@ -321,7 +321,7 @@ impl fmt::Display for Injection {
             ),
             What::Tree(t) => write!(
                 f,
-                "{} {} operation {} (`{}`)",
+                "{} {} operation {} (`{}`){}",
                 t.words(),
                 if t == TreeFault::CrashAfter {
                     "right after"
@@ -329,7 +329,12 @@ impl fmt::Display for Injection {
                     "right before"
                 },
                 self.k,
-                self.call
+                self.call,
+                if t == TreeFault::RenameInBack {
+                    " and put back right after it"
+                } else {
+                    ""
+                }
             ),
         }
     }
