@@ -41,8 +41,8 @@ pub fn load(path: &Path) -> Result<Scenario, ScenarioError> {
 /// Expands `paths` into scenario files.
 ///
 /// A file is taken as it is, whatever its extension. A folder is searched
-/// recursively for `*.yaml` and `*.yml` files (names starting with `.` are skipped),
-/// which come sorted by path. Files keep the order of `paths`; a file named twice
+/// recursively for `*.yaml` and `*.yml` files (names starting with `.` are skipped,
+/// and so is `claims.yaml`, the claims registry), which come sorted by path. Files keep the order of `paths`; a file named twice
 /// is listed once. A path that does not exist or cannot be read is an error naming it.
 pub fn discover(paths: &[PathBuf]) -> Result<Vec<PathBuf>, ScenarioError> {
     let mut out = Vec::new();
@@ -95,7 +95,8 @@ fn walk(
         let meta = std::fs::metadata(&path).map_err(|e| io_error(&path, e))?;
         if meta.is_dir() {
             walk(&path, found, visited)?;
-        } else if meta.is_file() && is_scenario_file(&path) {
+        } else if meta.is_file() && is_scenario_file(&path) && name != crate::claims::REGISTRY_FILE
+        {
             found.push(path);
         }
     }
@@ -133,7 +134,7 @@ fn yaml_diagnostic(err: &YamlError, source: &str, path: &Path) -> Diagnostic {
             l.span().len() as usize,
         )
     });
-    d
+    super::teach::rewrite(inner, d, source)
 }
 
 /// The error under the snippet and alias wrappers.
