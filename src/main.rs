@@ -36,9 +36,10 @@ enum Command {
     /// Re-check stored runs (from `run --save-history`) against the snapshots, or
     /// diff two stored runs, without running anything.
     Check {
-        /// A stored run (`.json`).
-        run: PathBuf,
-        /// Compare with this other stored run instead of the snapshot.
+        /// Stored runs (`.json`), or folders searched recursively for them.
+        #[arg(required = true)]
+        runs: Vec<PathBuf>,
+        /// Compare with this other stored run instead of the snapshot (one run only).
         #[arg(long)]
         against: Option<PathBuf>,
         /// Folder of stored snapshots.
@@ -47,11 +48,15 @@ enum Command {
     },
     /// Write a new scenario file to start from.
     New {
-        /// The file to create (`scenarios/regressions/my-bug.yaml`).
+        /// The file to create (`scenarios/regressions/my-bug.yaml`); its name ends
+        /// in `.yaml` or `.yml`.
         path: PathBuf,
-        /// The connector profile.
+        /// The connector profile (`exchange-4.0` or `hardened`).
         #[arg(long, default_value = "exchange-4.0")]
         profile: String,
+        /// Overwrite the file if it exists.
+        #[arg(long)]
+        force: bool,
     },
     /// Print the JSON Schema of scenario files (for editors).
     Schema,
@@ -82,7 +87,7 @@ enum Command {
         #[arg(long, default_value = "0/1")]
         shard: harness::explore::Shard,
         /// Where to write the reproducer (default
-        /// scenarios/regressions/explore-<profile>[-<mutant>]-<seed>.yaml).
+        /// `scenarios/regressions/explore-<profile>[-<mutant>]-<seed>.yaml`).
         #[arg(long)]
         out: Option<PathBuf>,
         /// Print the reproducer instead of writing it.
@@ -141,6 +146,24 @@ enum Command {
         #[arg(long, default_value_t = 5)]
         reply_timeout: u64,
     },
+    /// Print the claims coverage table: each registered claim, the scenarios
+    /// that cite it and their verdicts (the scenarios are run); a claim no
+    /// passing scenario checks is flagged.
+    Claims {
+        /// Scenario files or folders.
+        #[arg(default_value = "scenarios")]
+        paths: Vec<PathBuf>,
+        /// Print the table as Markdown (as the README shows it).
+        #[arg(long)]
+        markdown: bool,
+        /// Folder scenario ids are relative to. Default: each file's nearest
+        /// enclosing `scenarios` folder.
+        #[arg(long)]
+        scenarios: Option<PathBuf>,
+        /// Print the JSON Schema of the claims registry instead.
+        #[arg(long, conflicts_with = "markdown")]
+        schema: bool,
+    },
     /// Run the scenarios N times each and print the median time per scenario.
     Bench {
         /// Scenario files or folders.
@@ -184,11 +207,15 @@ fn main() -> ExitCode {
         Command::Run(args) => run::run(args),
         Command::DiffProfiles(args) => run::diff_profiles(args),
         Command::Check {
-            run,
+            runs,
             against,
             snapshots,
-        } => check(&run, against.as_deref(), &snapshots),
-        Command::New { path, profile } => new(&path, &profile),
+        } => check_all(&runs, against.as_deref(), &snapshots),
+        Command::New {
+            path,
+            profile,
+            force,
+        } => new(&path, &profile, force),
         Command::Bench {
             paths,
             runs,
@@ -282,6 +309,12 @@ fn main() -> ExitCode {
                 }
             }
         }
+        Command::Claims {
+            paths,
+            markdown,
+            scenarios,
+            schema,
+        } => claims(&paths, scenarios.as_deref(), markdown, schema),
         Command::Schema => {
             print!("{}", harness::scenario::schema());
             ExitCode::SUCCESS
@@ -306,22 +339,8 @@ fn remove_stale_sandboxes() {
     }
 }
 
-fn new(path: &std::path::Path, profile: &str) -> ExitCode {
-    if path.exists() {
-        eprintln!("{} already exists; not overwriting it", path.display());
-        return ExitCode::from(2);
-    }
-    let name = path
-        .file_stem()
-        .map(|s| s.to_string_lossy().into_owned())
-        .unwrap_or_else(|| "new scenario".into());
-    if let Some(parent) = path.parent().filter(|p| !p.as_os_str().is_empty()) {
-        if let Err(e) = std::fs::create_dir_all(parent) {
-            eprintln!("cannot create {}: {e}", parent.display());
-            return ExitCode::from(2);
-        }
-    }
-    match std::fs::write(path, harness::scenario::scaffold(&name, profile)) {
+fn new(path: &std::path::Path, profile: &str, force: bool) -> ExitCode {
+    match harness::scenario::create(path, profile, force) {
         Ok(()) => {
             println!(
                 "wrote {}; run it with `imc-harness run {}`",
@@ -331,9 +350,40 @@ fn new(path: &std::path::Path, profile: &str) -> ExitCode {
             ExitCode::SUCCESS
         }
         Err(e) => {
-            eprintln!("cannot write {}: {e}", path.display());
+            eprintln!("{e}");
             ExitCode::from(2)
         }
+    }
+}
+
+fn claims(
+    paths: &[PathBuf],
+    base: Option<&std::path::Path>,
+    markdown: bool,
+    schema: bool,
+) -> ExitCode {
+    if schema {
+        print!("{}", harness::claims::schema());
+        return ExitCode::SUCCESS;
+    }
+    let cases = match suite::cases(paths, base) {
+        Ok(c) => c,
+        Err(e) => {
+            eprintln!("{e}");
+            return ExitCode::from(2);
+        }
+    };
+    let table =
+        harness::claims::coverage(harness::claims::registry(), &cases, &RunOptions::default());
+    if markdown {
+        print!("{}", table.markdown());
+    } else {
+        print!("{table}");
+    }
+    if table.all_passed() {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::FAILURE
     }
 }
 
@@ -391,6 +441,40 @@ fn median(values: &mut [f64]) -> f64 {
         values[n / 2]
     } else {
         (values[n / 2 - 1] + values[n / 2]) / 2.0
+    }
+}
+
+/// `check` over several stored runs: 0 when all are the same as their
+/// snapshots, 2 when any cannot be checked, else 1.
+fn check_all(
+    paths: &[PathBuf],
+    against: Option<&std::path::Path>,
+    snapshots: &std::path::Path,
+) -> ExitCode {
+    let runs = match harness::snapshot::stored_runs(paths) {
+        Ok(runs) => runs,
+        Err(e) => {
+            eprintln!("{e}");
+            return ExitCode::from(2);
+        }
+    };
+    if against.is_some() && runs.len() != 1 {
+        eprintln!(
+            "--against compares one stored run with another; {} were given",
+            runs.len()
+        );
+        return ExitCode::from(2);
+    }
+    let codes: Vec<ExitCode> = runs
+        .iter()
+        .map(|run| check(run, against, snapshots))
+        .collect();
+    if codes.contains(&ExitCode::from(2)) {
+        ExitCode::from(2)
+    } else if codes.contains(&ExitCode::FAILURE) {
+        ExitCode::FAILURE
+    } else {
+        ExitCode::SUCCESS
     }
 }
 

@@ -3,7 +3,7 @@
 //!
 //! The scenario runs once (its inline `expect`s removed: a failed operation
 //! legitimately changes the replies) and its filesystem operations are read from
-//! the run ([`runner::Run::ops`]). Then, for each operation `k` and each errno, the
+//! the run ([`crate::runner::Run::ops`]). Then, for each operation `k` and each errno, the
 //! scenario runs again with operation `k` failing, once (transient) and from `k`
 //! on (persistent). "Operation `k` fails" is an ordinary `errno` fault inserted as
 //! the first step, so that it counts from the start: the op kind of `k`, its exact

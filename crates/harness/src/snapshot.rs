@@ -100,6 +100,47 @@ impl StoredRun {
     }
 }
 
+/// Expands `paths` into stored-run files (`imc-harness check`): a file is taken
+/// as it is; a folder is searched recursively for `*.json` files, sorted by path.
+/// A path that cannot be read, or a folder holding no stored run, is an error.
+pub fn stored_runs(paths: &[PathBuf]) -> Result<Vec<PathBuf>, String> {
+    fn walk(dir: &Path, found: &mut Vec<PathBuf>) -> Result<(), String> {
+        let entries =
+            std::fs::read_dir(dir).map_err(|e| format!("cannot read {}: {e}", dir.display()))?;
+        for entry in entries {
+            let path = entry
+                .map_err(|e| format!("cannot read {}: {e}", dir.display()))?
+                .path();
+            if path.is_dir() {
+                walk(&path, found)?;
+            } else if path.extension().is_some_and(|e| e == "json") {
+                found.push(path);
+            }
+        }
+        Ok(())
+    }
+    let mut out = Vec::new();
+    for path in paths {
+        let meta =
+            std::fs::metadata(path).map_err(|e| format!("cannot read {}: {e}", path.display()))?;
+        if meta.is_dir() {
+            let mut found = Vec::new();
+            walk(path, &mut found)?;
+            if found.is_empty() {
+                return Err(format!(
+                    "{} holds no stored run (`.json`, written by `run --save-history`)",
+                    path.display()
+                ));
+            }
+            found.sort();
+            out.extend(found);
+        } else {
+            out.push(path.clone());
+        }
+    }
+    Ok(out)
+}
+
 /// Asserts `contents` against `<dir>/<name>.snap` with insta (the `cargo test` path).
 /// Panics with insta's diff on a mismatch, as insta does.
 pub fn assert(dir: &Path, name: &str, contents: &str) {

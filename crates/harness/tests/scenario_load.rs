@@ -459,7 +459,7 @@ fn missing_keys_and_broken_yaml_are_reported() {
         "claims: [KB-3]\nprofile: hardened\nsteps: [\n",
         3,
         8,
-        "unclosed bracket",
+        "this `[` (a flow list) is never closed",
     );
     syntax_at(
         "claims: [KB-3]\nprofile: hardened\nsteps: [{ service: start }]\nprofile: hardened\n",

@@ -205,6 +205,7 @@ pub fn to_scenario(actions: &[Action], target: &Target, name: &str) -> Scenario 
         connector: Default::default(),
         steps: to_steps(actions),
         expect_violation: None,
+        tags: Vec::new(),
     };
     scenario.connector.mutant = target.mutant.clone();
     if let Some(b) = target.backend {

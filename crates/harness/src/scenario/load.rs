@@ -182,7 +182,8 @@ impl std::fmt::Display for Skipped {
 ///
 /// A file is taken as it is, whatever its extension, but must be a regular file
 /// (or a link to one). A folder is searched recursively for `*.yaml` and `*.yml`
-/// files (names starting with `.` are skipped), which come sorted by path; under a
+/// files (names starting with `.` are skipped, and so is `claims.yaml`, the claims
+/// registry), which come sorted by path; under a
 /// folder, an entry that is neither a regular file nor a folder (a dangling
 /// symbolic link, a FIFO, a device) or cannot be read is skipped and listed in
 /// [`Discovery::skipped`], so one bad entry does not stop the others. Files keep
@@ -272,7 +273,7 @@ fn walk(
                     reason: e.message(),
                 });
             }
-        } else if is_scenario_file(&path) {
+        } else if is_scenario_file(&path) && name != crate::claims::REGISTRY_FILE {
             if meta.is_file() {
                 found.push(path);
             } else {
@@ -317,7 +318,7 @@ fn yaml_diagnostic(err: &YamlError, source: &str, path: &Path) -> Diagnostic {
             l.span().len() as usize,
         )
     });
-    d
+    super::teach::rewrite(inner, d, source)
 }
 
 /// The error under the snippet and alias wrappers.

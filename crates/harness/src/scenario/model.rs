@@ -16,9 +16,14 @@ pub struct Scenario {
     /// Free text: what the scenario reproduces and why.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub description: Option<String>,
-    /// The documented claims checked (`KB-3`, `RFC5321-4.1.1.4`, ...). At least one.
+    /// The documented claims checked (`KB-3`, `RFC5321-4.1.1.4`, ...), each
+    /// registered in `scenarios/claims.yaml`. At least one.
     #[schemars(length(min = 1))]
     pub claims: Vec<String>,
+    /// Free-form labels (`backup`, `field-report`), for people and tools; not
+    /// checked against anything.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub tags: Vec<String>,
     /// The connector profile (`exchange-4.0`, `hardened`).
     #[schemars(extend("enum" = ["exchange-4.0", "hardened"]))]
     pub profile: String,

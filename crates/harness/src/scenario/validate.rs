@@ -93,6 +93,16 @@ pub(crate) fn check(scenario: &mut Scenario, tree: &Tree) -> Result<(), Problem>
                 format!("claim {} is empty", i + 1),
             ));
         }
+        check_claim(i, claim)?;
+    }
+    for (i, tag) in scenario.tags.iter().enumerate() {
+        if tag.trim().is_empty() {
+            return Err(Problem::new(
+                at!["tags", i],
+                Target::Value,
+                format!("tag {} is empty", i + 1),
+            ));
+        }
     }
     if !PROFILES.contains(&scenario.profile.as_str()) {
         let mut p = Problem::new(
@@ -180,6 +190,36 @@ pub(crate) fn check(scenario: &mut Scenario, tree: &Tree) -> Result<(), Problem>
             })?;
     }
     Ok(())
+}
+
+/// A claim must be registered (`scenarios/claims.yaml`): a citation of a claim
+/// nobody wrote down checks nothing a reader can look up.
+fn check_claim(i: usize, claim: &str) -> Result<(), Problem> {
+    let registry = crate::claims::registry();
+    if registry.get(claim).is_some() {
+        return Ok(());
+    }
+    let ids = registry.ids();
+    let suggestion = ids
+        .iter()
+        .find(|id| id.eq_ignore_ascii_case(claim))
+        .copied()
+        .or_else(|| suggest(&claim.to_ascii_uppercase(), &ids));
+    let help = match suggestion {
+        Some(s) => format!("did you mean `{s}`?"),
+        None => format!(
+            "registered claims are listed in scenarios/{} (`imc-harness claims` \
+             prints them); put a free-form label in `tags:` instead",
+            crate::claims::REGISTRY_FILE
+        ),
+    };
+    Err(Problem::new(
+        at!["claims", i],
+        Target::Value,
+        format!("unknown claim `{claim}`: it is not in the claims registry"),
+    )
+    .label("unknown claim")
+    .help(help))
 }
 
 /// A `when:` must name a session the scenario connects (before or after the
@@ -627,6 +667,9 @@ fn check_when(when: &When, path: Vec<Seg>) -> Result<(), Problem> {
             check_glob_and_nth(m.path.as_deref(), m.nth, &base)?;
         }
     }
+    if let Some(code) = when.after_reply {
+        check_reply_code(code, with(&path, "after_reply"))?;
+    }
     if when.before_dot == Some(false) {
         return Err(Problem::new(
             with(&path, "before_dot"),
@@ -638,7 +681,27 @@ fn check_when(when: &When, path: Vec<Seg>) -> Result<(), Problem> {
     Ok(())
 }
 
+/// The reply codes a server may send (RFC 5321 4.3.2: three digits, the first
+/// between 2 and 5): an expectation or a `when` outside them can never be met.
+pub const REPLY_CODES: std::ops::RangeInclusive<u16> = 200..=599;
+
+fn check_reply_code(code: u16, path: Vec<Seg>) -> Result<(), Problem> {
+    if REPLY_CODES.contains(&code) {
+        return Ok(());
+    }
+    Err(Problem::new(
+        path,
+        Target::Value,
+        format!("`{code}` is not an SMTP reply code: expected 200 to 599"),
+    )
+    .label("expected 200 to 599")
+    .help("a reply code is three digits, the first 2 to 5 (RFC 5321 4.3.2): `250`, `354`, `421`"))
+}
+
 fn check_expect(expect: &Expect, path: Vec<Seg>) -> Result<(), Problem> {
+    if let Some(code) = expect.code {
+        check_reply_code(code, with(&path, "code"))?;
+    }
     if let Some(enhanced) = &expect.enhanced {
         if !is_enhanced_code(enhanced) {
             return Err(Problem::new(
