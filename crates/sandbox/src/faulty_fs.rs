@@ -19,7 +19,9 @@ use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 
-use imc::fs::{Fs, FsFile, Metadata, OpKind, RealFs};
+use std::os::fd::AsRawFd;
+
+use imc::fs::{Fs, FsDir, FsFile, Metadata, OpKind, RealDir, RealFs};
 
 use crate::crash::{FileId, Journal};
 use crate::disk::Disk;
@@ -595,44 +597,12 @@ impl Fs for FaultyFs {
     }
 
     fn rename(&self, from: &Path, to: &Path) -> io::Result<()> {
-        let index = self.shared.admit(OpKind::Rename, from, Some(to))?.index;
-        let mut journal = self.shared.journal();
-        let overwritten_ino = journal.as_mut().and_then(|j| j.before_rename(from, to));
-        // A rename onto an existing file drops that file, and its blocks.
-        let same = match (fs::symlink_metadata(from), fs::symlink_metadata(to)) {
-            (Ok(a), Ok(b)) => a.dev() == b.dev() && a.ino() == b.ino(),
-            _ => false,
-        };
-        let overwritten = if same { None } else { regular_file(to) };
-        let result = fs::rename(from, to);
-        if let (Ok(()), Some(j), Some(ino)) = (&result, journal.as_mut(), overwritten_ino) {
-            j.unlinked(ino);
-        }
-        drop(journal);
-        let mut state = self.shared.lock();
-        state.settle(index, &result);
-        if let (Ok(()), Some(file)) = (&result, overwritten) {
-            state.unlinked(file);
-        }
-        result
+        self.shared
+            .rename((from, to), (from, to), || fs::rename(from, to))
     }
 
     fn remove_file(&self, path: &Path) -> io::Result<()> {
-        let index = self.shared.admit(OpKind::Remove, path, None)?.index;
-        let mut journal = self.shared.journal();
-        let ino = journal.as_mut().and_then(|j| j.before_remove(path));
-        let removed = regular_file(path);
-        let result = fs::remove_file(path);
-        if let (Ok(()), Some(j), Some(ino)) = (&result, journal.as_mut(), ino) {
-            j.unlinked(ino);
-        }
-        drop(journal);
-        let mut state = self.shared.lock();
-        state.settle(index, &result);
-        if let (Ok(()), Some(file)) = (&result, removed) {
-            state.unlinked(file);
-        }
-        result
+        self.shared.remove(path, path, || fs::remove_file(path))
     }
 
     fn create_dir(&self, path: &Path) -> io::Result<()> {
@@ -651,21 +621,31 @@ impl Fs for FaultyFs {
     }
 
     fn sync_dir(&self, path: &Path) -> io::Result<()> {
-        let index = self.shared.admit(OpKind::SyncDir, path, None)?.index;
-        let mut journal = self.shared.journal();
         // With the crash model (vfs) durability is the journal's to decide and the
         // sandbox is thrown away: a real fsync would only make runs slow and
         // dependent on the host's disk. Opening the path still fails as it would.
-        let result = match journal.as_ref() {
-            Some(_) => std::fs::File::open(path).map(drop),
-            None => RealFs.sync_dir(path),
-        };
-        if let (Ok(()), Some(j)) = (&result, journal.as_mut()) {
-            j.synced_dir(path);
+        self.shared
+            .sync_dir(path, path, |journaled| match journaled {
+                true => std::fs::File::open(path).map(drop),
+                false => RealFs.sync_dir(path),
+            })
+    }
+
+    fn open_dir(&self, path: &Path) -> io::Result<Box<dyn FsDir>> {
+        // Not an operation of the log: opening changes nothing on the disk, and
+        // what is done through the handle is logged (under `path`) and counted
+        // by rules and triggers like the same call by path.
+        self.shared.halt.gate()?;
+        if relative(&self.shared.root, path).is_none() {
+            let call = format!("open_dir {}", self.shared.display(path));
+            self.shared.lock().violations.push(call);
+            return Err(Errno::Eacces.to_io_error());
         }
-        drop(journal);
-        self.shared.settle(index, &result);
-        result
+        Ok(Box::new(FaultyDir {
+            dir: RealDir::open(path)?,
+            path: path.to_owned(),
+            shared: Arc::clone(&self.shared),
+        }))
     }
 
     fn metadata(&self, path: &Path) -> io::Result<Metadata> {
@@ -830,5 +810,133 @@ impl Drop for FaultyFile {
         if let Some(ino) = self.ino {
             self.shared.lock().closed(ino);
         }
+    }
+}
+
+/// A directory handle opened through [`FaultyFs::open_dir`](Fs::open_dir): its
+/// calls are admitted, logged and counted under the path it was opened at (as
+/// a [`FaultyFile`]'s are under its path), while the real call and the crash
+/// model act on the directory itself, through its descriptor, wherever it is now.
+#[derive(Debug)]
+pub struct FaultyDir {
+    dir: RealDir,
+    path: PathBuf,
+    shared: Arc<Shared>,
+}
+
+impl FaultyDir {
+    /// `name` in the directory as it is now: `/proc/self/fd/N` follows the
+    /// descriptor, so the crash model reads and records the right directory
+    /// (by inode) even after a fault moved it.
+    fn here(&self, name: &str) -> PathBuf {
+        PathBuf::from(format!("/proc/self/fd/{}", self.dir.as_raw_fd())).join(name)
+    }
+}
+
+impl FsDir for FaultyDir {
+    fn rename_in(&self, from: &Path, name: &str) -> io::Result<()> {
+        let (shown, real) = (self.path.join(name), self.here(name));
+        self.shared.rename((from, &shown), (from, &real), || {
+            self.dir.rename_in(from, name)
+        })
+    }
+
+    fn rename_out(&self, name: &str, to: &Path) -> io::Result<()> {
+        let (shown, real) = (self.path.join(name), self.here(name));
+        self.shared
+            .rename((&shown, to), (&real, to), || self.dir.rename_out(name, to))
+    }
+
+    fn remove_file(&self, name: &str) -> io::Result<()> {
+        let (shown, real) = (self.path.join(name), self.here(name));
+        self.shared
+            .remove(&shown, &real, || self.dir.remove_file(name))
+    }
+
+    fn sync_all(&self) -> io::Result<()> {
+        // The entries of the directory's inode become durable, wherever it is
+        // now; on vfs the journal records it and the disk is spared.
+        self.shared
+            .sync_dir(&self.path, &self.here(""), |journaled| match journaled {
+                true => Ok(()),
+                false => self.dir.sync_all(),
+            })
+    }
+}
+
+impl Shared {
+    /// A rename admitted, logged and counted as `from -> to`, whose paths for
+    /// the crash model and the quota are `real` (the same, or through a
+    /// directory handle), done by `call`.
+    fn rename(
+        &self,
+        (from, to): (&Path, &Path),
+        real: (&Path, &Path),
+        call: impl FnOnce() -> io::Result<()>,
+    ) -> io::Result<()> {
+        let index = self.admit(OpKind::Rename, from, Some(to))?.index;
+        let (from, to) = real;
+        let mut journal = self.journal();
+        let overwritten_ino = journal.as_mut().and_then(|j| j.before_rename(from, to));
+        // A rename onto an existing file drops that file, and its blocks.
+        let same = match (fs::symlink_metadata(from), fs::symlink_metadata(to)) {
+            (Ok(a), Ok(b)) => a.dev() == b.dev() && a.ino() == b.ino(),
+            _ => false,
+        };
+        let overwritten = if same { None } else { regular_file(to) };
+        let result = call();
+        if let (Ok(()), Some(j), Some(ino)) = (&result, journal.as_mut(), overwritten_ino) {
+            j.unlinked(ino);
+        }
+        drop(journal);
+        let mut state = self.lock();
+        state.settle(index, &result);
+        if let (Ok(()), Some(file)) = (&result, overwritten) {
+            state.unlinked(file);
+        }
+        result
+    }
+
+    /// A removal admitted as `shown`, of the file at `path`, done by `call`.
+    fn remove(
+        &self,
+        shown: &Path,
+        path: &Path,
+        call: impl FnOnce() -> io::Result<()>,
+    ) -> io::Result<()> {
+        let index = self.admit(OpKind::Remove, shown, None)?.index;
+        let mut journal = self.journal();
+        let ino = journal.as_mut().and_then(|j| j.before_remove(path));
+        let removed = regular_file(path);
+        let result = call();
+        if let (Ok(()), Some(j), Some(ino)) = (&result, journal.as_mut(), ino) {
+            j.unlinked(ino);
+        }
+        drop(journal);
+        let mut state = self.lock();
+        state.settle(index, &result);
+        if let (Ok(()), Some(file)) = (&result, removed) {
+            state.unlinked(file);
+        }
+        result
+    }
+
+    /// A directory flush admitted as `shown`, of the directory at `path`;
+    /// `sync` is told whether the crash model records it.
+    fn sync_dir(
+        &self,
+        shown: &Path,
+        path: &Path,
+        sync: impl FnOnce(bool) -> io::Result<()>,
+    ) -> io::Result<()> {
+        let index = self.admit(OpKind::SyncDir, shown, None)?.index;
+        let mut journal = self.journal();
+        let result = sync(journal.is_some());
+        if let (Ok(()), Some(j)) = (&result, journal.as_mut()) {
+            j.synced_dir(path);
+        }
+        drop(journal);
+        self.settle(index, &result);
+        result
     }
 }
