@@ -251,6 +251,33 @@ impl Spool {
             .await
     }
 
+    /// Makes the entries of `dirs` durable, one flush per parent: at start,
+    /// for directories an earlier process may have made without getting them
+    /// flushed (its list of such directories ended with it). Those whose
+    /// parent's flush fails are listed, to be flushed before the next move
+    /// into IN; the first failure is returned.
+    pub async fn sync_existing_dirs(&self, dirs: Vec<PathBuf>) -> io::Result<()> {
+        let unsynced = self.unsynced_dirs.clone();
+        self.blocking(move |fs| {
+            let mut first = Ok(());
+            let mut parents: Vec<&Path> = dirs.iter().filter_map(|d| d.parent()).collect();
+            parents.dedup();
+            for parent in parents {
+                if let Err(e) = fs.sync_dir(parent) {
+                    let mut list = lock(&unsynced);
+                    for dir in dirs.iter().filter(|d| d.parent() == Some(parent)) {
+                        if !list.contains(dir) {
+                            list.push(dir.clone());
+                        }
+                    }
+                    first = first.and(Err(e));
+                }
+            }
+            first
+        })
+        .await
+    }
+
     /// Removes a file, ignoring a file already gone.
     pub async fn remove(&self, path: PathBuf) -> io::Result<()> {
         self.blocking(move |fs| match fs.remove_file(&path) {
