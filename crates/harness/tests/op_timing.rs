@@ -153,7 +153,10 @@ fn a_rename_before_the_fsync_of_in_fires_there_and_is_recorded() {
         })
         .unwrap_or_else(|| panic!("{}", lines.join("\n")));
     let dot = lines.iter().position(|l| l.ends_with("a > .")).unwrap();
-    let reply = lines.iter().rposition(|l| l.contains("a < 250 2.0.0")).unwrap();
+    let reply = lines
+        .iter()
+        .rposition(|l| l.contains("a < 250 2.0.0"))
+        .unwrap();
     assert!(dot < fired && fired < reply, "{}", lines.join("\n"));
     // The rename happened at that operation, and the flush reached IN where it went.
     let sync = run

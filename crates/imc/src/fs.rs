@@ -156,7 +156,8 @@ pub trait Fs: Send + Sync + 'static {
     fn remove_file(&self, path: &Path) -> io::Result<()>;
     /// Creates one directory, like `std::fs::create_dir`.
     fn create_dir(&self, path: &Path) -> io::Result<()>;
-    /// Flushes a directory's entries to stable storage (`File::open(dir)?.sync_all()`).
+    /// Flushes a directory's entries to stable storage (`File::open(dir)?.sync_all()`,
+    /// opened with `O_DIRECTORY`: `ENOTDIR` for anything but a directory).
     fn sync_dir(&self, path: &Path) -> io::Result<()>;
     /// Opens a directory as a handle ([`FsDir`]); fails with `ENOTDIR` for
     /// anything but a directory. Opening changes nothing on the disk.
@@ -188,7 +189,9 @@ impl Fs for RealFs {
         std::fs::create_dir(path)
     }
     fn sync_dir(&self, path: &Path) -> io::Result<()> {
-        std::fs::File::open(path)?.sync_all()
+        // `O_DIRECTORY`: a plain file put where the directory was must not be
+        // flushed in its place (its fsync would succeed and flush nothing of it).
+        RealDir::open(path)?.sync_all()
     }
     fn open_dir(&self, path: &Path) -> io::Result<Box<dyn FsDir>> {
         Ok(Box::new(RealDir::open(path)?))
@@ -292,5 +295,42 @@ impl FsDir for RealDir {
     }
     fn sync_all(&self) -> io::Result<()> {
         self.dir.sync_all()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_file_is_not_flushed_as_a_directory() {
+        // A plain file put where IN was: opening it as a directory must fail,
+        // or its fsync would pass for a flush of IN's entries.
+        let root = tempfile::tempdir().unwrap();
+        let file = root.path().join("in");
+        std::fs::write(&file, b"").unwrap();
+        let not_dir = |e: io::Error| e.raw_os_error() == Some(libc::ENOTDIR);
+        assert!(RealFs.sync_dir(&file).is_err_and(not_dir));
+        assert!(RealFs.open_dir(&file).err().is_some_and(not_dir));
+    }
+
+    #[test]
+    fn a_handle_acts_on_its_directory_wherever_it_went() {
+        let root = tempfile::tempdir().unwrap();
+        let (dir, moved) = (root.path().join("in"), root.path().join("in.bak"));
+        std::fs::create_dir(&dir).unwrap();
+        std::fs::write(root.path().join("m"), b"x").unwrap();
+        let handle = RealFs.open_dir(&dir).unwrap();
+        std::fs::rename(&dir, &moved).unwrap();
+        handle.rename_in(&root.path().join("m"), "m").unwrap();
+        handle.sync_all().unwrap();
+        assert!(moved.join("m").is_file());
+        handle.rename_out("m", &root.path().join("back")).unwrap();
+        assert!(root.path().join("back").is_file());
+        std::fs::write(moved.join("n"), b"y").unwrap();
+        handle.remove_file("n").unwrap();
+        assert!(!moved.join("n").exists());
+        let einval = |e: io::Error| e.raw_os_error() == Some(libc::EINVAL);
+        assert!(handle.remove_file("../m").is_err_and(einval));
     }
 }

@@ -626,7 +626,7 @@ impl Fs for FaultyFs {
         // dependent on the host's disk. Opening the path still fails as it would.
         self.shared
             .sync_dir(path, path, |journaled| match journaled {
-                true => std::fs::File::open(path).map(drop),
+                true => RealDir::open(path).map(drop),
                 false => RealFs.sync_dir(path),
             })
     }
