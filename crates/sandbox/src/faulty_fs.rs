@@ -15,11 +15,10 @@
 use std::collections::{HashMap, HashSet};
 use std::fs::{self, File};
 use std::io::{self, Write};
+use std::os::fd::AsRawFd;
 use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
-
-use std::os::fd::AsRawFd;
 
 use imc::fs::{Fs, FsDir, FsFile, Metadata, OpKind, RealDir, RealFs};
 
