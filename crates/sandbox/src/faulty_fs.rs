@@ -8,9 +8,12 @@
 //! storage are recorded by the crash model ([`Journal`]). Without rules or
 //! triggers that costs one lock to admit and one to record the outcome.
 //!
-//! Locks are taken in one order: the journal, then the disk's undo record, then
-//! the state. A fault holds the journal while it changes the tree, so the crash
-//! model can tell its changes from the connector's.
+//! Locks are taken in one order: the faults' lock, then the journal, then the
+//! disk's undo record, then the state. A fault holds the faults' lock from its
+//! change of the tree to the quota's recount, so two faults applied at once
+//! (triggers fire on the connector's threads) never keep a stale count; it
+//! holds the journal while it changes the tree, so the crash model can tell its
+//! changes from the connector's.
 
 use std::collections::{HashMap, HashSet};
 use std::fs::{self, File};
@@ -45,6 +48,9 @@ struct Shared {
     base: PathBuf,
     root: PathBuf,
     disk: Disk,
+    /// Held by each fault (and a crash) from its change of the tree to the
+    /// quota's recount, which must be one step.
+    faults: Mutex<()>,
     /// The crash model; `vfs` backend only.
     journal: Option<Mutex<Journal>>,
     state: Mutex<State>,
@@ -122,6 +128,7 @@ impl FaultyFs {
             shared: Arc::new(Shared {
                 base,
                 disk: Disk::new(root.clone(), stash),
+                faults: Mutex::new(()),
                 root,
                 journal,
                 state: Mutex::new(State {
@@ -183,6 +190,7 @@ impl FaultyFs {
 
     /// See [`Sandbox::crash`](crate::Sandbox::crash).
     pub(crate) fn crash(&self) -> Vec<String> {
+        let faults = self.shared.lock_faults();
         let Some(mut journal) = self.shared.journal() else {
             return vec![
                 "nothing dropped: the tmpfs backend has no crash model \
@@ -192,7 +200,7 @@ impl FaultyFs {
         };
         let lines = journal.crash();
         drop(journal);
-        self.shared.recount();
+        self.shared.recount(&faults);
         lines
     }
 }
@@ -212,6 +220,11 @@ impl Shared {
         self.state.lock().unwrap_or_else(PoisonError::into_inner)
     }
 
+    /// The faults' lock: see the module documentation. Take it first.
+    fn lock_faults(&self) -> MutexGuard<'_, ()> {
+        self.faults.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
     /// The crash model, locked; `None` on `tmpfs`. Take it before the state.
     fn journal(&self) -> Option<MutexGuard<'_, Journal>> {
         self.journal
@@ -229,9 +242,10 @@ impl Shared {
     }
 
     /// Recounts the quota from the tree (faults change it behind the
-    /// operations' backs). Walks without the lock: operations may go on
-    /// meanwhile; the count is a snapshot either way.
-    fn recount(&self) {
+    /// operations' backs). The caller holds the faults' lock, so no other
+    /// fault changes the tree during the walk; the connector's operations may
+    /// go on meanwhile (the state lock is not held while walking).
+    fn recount(&self, _faults: &MutexGuard<'_, ()>) {
         if matches!(self.lock().space, Space::Kernel { .. }) {
             return;
         }
@@ -276,6 +290,7 @@ impl Shared {
     /// the fault changed (durable at once). Must be called without the state
     /// lock held.
     fn apply(&self, fault: &Fault) -> Result<String, SandboxError> {
+        let faults = self.lock_faults();
         let changes_tree = !matches!(fault, Fault::Errno(_) | Fault::ClearErrno);
         let mut journal = if changes_tree { self.journal() } else { None };
         let before = journal.as_ref().map(|j| j.scan());
@@ -290,7 +305,7 @@ impl Shared {
                 let free = || {
                     if !kernel {
                         // Fresh from the tree (and the open files removed from it).
-                        self.recount();
+                        self.recount(&faults);
                     }
                     self.free_space()
                 };
@@ -311,7 +326,7 @@ impl Shared {
             journal.after_fault(&before, &after);
         }
         drop(journal);
-        self.recount();
+        self.recount(&faults);
         result
     }
 
