@@ -1,623 +1,112 @@
-//! The fault-injecting filesystem handed to the connector.
+//! The fault-injecting filesystem handed to the in-process connector: one of
+//! the rule engine's two front doors (the other is the FUSE daemon).
 //!
-//! Every call is admitted in the same way before it reaches the disk: refused if
-//! it leaves the root, logged, counted by the armed triggers (whose faults are
-//! applied right then, so the call sees the changed disk), then counted by the
-//! errno rules (which may fail it untouched). On the `vfs` backend writes are
-//! further cut to the quota, and the operations that change what is on stable
-//! storage are recorded by the crash model ([`Journal`]). Without rules or
-//! triggers that costs one lock to admit and one to record the outcome.
-//!
-//! Locks are taken in one order: the faults' lock, then the journal, then the
-//! disk's undo record, then the state. A fault holds the faults' lock from its
-//! change of the tree to the quota's recount, so two faults applied at once
-//! (triggers fire on the connector's threads) never keep a stale count; it
-//! holds the journal while it changes the tree, so the crash model can tell its
-//! changes from the connector's.
+//! Each call is passed to the [`Engine`](crate::engine::Engine) with the
+//! `std::fs` call to make once it is admitted; the engine does everything else
+//! (containment, the log, triggers, errno rules, the quota, the crash model).
 
-use std::collections::{HashMap, HashSet};
-use std::fs::{self, File};
+use std::fs::File;
 use std::io::{self, Write};
-use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
-use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
+use std::sync::Arc;
 
 use imc::fs::{Fs, FsFile, Metadata, OpKind, RealFs};
 
-use crate::crash::{FileId, Journal};
-use crate::disk::Disk;
-use crate::paths::relative;
-use crate::quota::{self, Quota, charged};
-use crate::rule::{ArmedRule, ArmedTrigger};
-use crate::{Backend, Errno, Fault, OpRecord, OpTrigger, Outcome, SandboxError};
+use crate::engine::{Engine, OpenFile};
 
 /// The connector's filesystem inside a [`Sandbox`](crate::Sandbox): the real
 /// disk under the sandbox root, with a block quota and a crash model (`vfs`
 /// backend) or the kernel's own tmpfs limits (`tmpfs` backend), injected
 /// errors, triggered faults, containment and an operation log.
+///
+/// On the `fuse` backend the FUSE daemon applies all of that to every process
+/// using the mount, so this wrapper passes calls straight to [`RealFs`] (the
+/// engine must not see the connector's operations twice).
 #[derive(Debug)]
 pub struct FaultyFs {
-    shared: Arc<Shared>,
-}
-
-/// What the filesystem and the files it opened share.
-#[derive(Debug)]
-struct Shared {
-    /// The sandbox's temporary directory, only to show stray paths without the
-    /// random part of its name.
-    base: PathBuf,
-    root: PathBuf,
-    disk: Disk,
-    /// Held by each fault (and a crash) from its change of the tree to the
-    /// quota's recount, which must be one step.
-    faults: Mutex<()>,
-    /// The crash model; `vfs` backend only.
-    journal: Option<Mutex<Journal>>,
-    state: Mutex<State>,
-}
-
-/// Everything the operations update. Never held across a fault's application:
-/// applying a fault takes this lock itself.
-#[derive(Debug)]
-struct State {
-    space: Space,
-    /// Files open through [`FaultyFile`]s, by inode (`vfs` only).
-    open: HashMap<u64, OpenInode>,
-    /// Open files whose last name under the root is gone: like a kernel, the
-    /// quota keeps charging them until their last handle closes.
-    orphans: HashSet<u64>,
-    rules: Vec<ArmedRule>,
-    triggers: Vec<ArmedTrigger>,
-    log: Vec<OpRecord>,
-    violations: Vec<String>,
-    fired: Vec<String>,
-}
-
-/// An inode open through one or more [`FaultyFile`]s.
-#[derive(Debug)]
-struct OpenInode {
-    handles: usize,
-    /// Its length as of the last write through a handle.
-    len: u64,
-}
-
-/// Who keeps the volume's size.
-#[derive(Debug)]
-enum Space {
-    /// `vfs`: the sandbox's block quota.
-    Quota(Quota),
-    /// `tmpfs`: the kernel; `limit` is the mount's size.
-    Kernel { limit: u64 },
-}
-
-/// An operation let through to the disk: the state, still locked so the caller
-/// can reserve quota atomically, and the operation's slot in the log.
-struct Admitted<'a> {
-    state: MutexGuard<'a, State>,
-    index: usize,
+    engine: Arc<Engine>,
+    /// `fuse`: the daemon admits every operation; this door stays open.
+    direct: bool,
 }
 
 impl FaultyFs {
-    /// A filesystem confined to `root`, on a volume of `limit` bytes. `base`
-    /// is the sandbox directory holding `root`, `stash` and, for the `vfs`
-    /// backend, `limbo` (the crash model's). On `tmpfs`, `root` is the mount.
-    pub(crate) fn new(
-        base: PathBuf,
-        root: PathBuf,
-        stash: PathBuf,
-        limit: u64,
-        backend: Backend,
-    ) -> FaultyFs {
-        let (space, journal) = match backend {
-            Backend::Vfs => (
-                Space::Quota(Quota::new(limit, quota::usage(&root))),
-                Some(Mutex::new(Journal::new(
-                    root.clone(),
-                    base.join("limbo"),
-                    stash.clone(),
-                ))),
-            ),
-            Backend::Tmpfs => (
-                Space::Kernel {
-                    limit: quota::whole_blocks(limit),
-                },
-                None,
-            ),
-        };
-        FaultyFs {
-            shared: Arc::new(Shared {
-                base,
-                disk: Disk::new(root.clone(), stash),
-                faults: Mutex::new(()),
-                root,
-                journal,
-                state: Mutex::new(State {
-                    space,
-                    open: HashMap::new(),
-                    orphans: HashSet::new(),
-                    rules: Vec::new(),
-                    triggers: Vec::new(),
-                    log: Vec::new(),
-                    violations: Vec::new(),
-                    fired: Vec::new(),
-                }),
-            }),
-        }
-    }
-
-    /// See [`Sandbox::apply`](crate::Sandbox::apply).
-    pub(crate) fn apply(&self, fault: &Fault) -> Result<String, SandboxError> {
-        self.shared.apply(fault)
-    }
-
-    /// See [`Sandbox::arm`](crate::Sandbox::arm).
-    pub(crate) fn arm(&self, trigger: &OpTrigger, fault: Fault) -> Result<(), SandboxError> {
-        self.shared.validate(&fault)?;
-        let armed = ArmedTrigger::new(trigger, fault)?;
-        self.shared.lock().triggers.push(armed);
-        Ok(())
-    }
-
-    /// A copy of the operation log.
-    pub(crate) fn ops(&self) -> Vec<OpRecord> {
-        self.shared.lock().log.clone()
-    }
-
-    /// The number of operations logged so far.
-    pub(crate) fn op_count(&self) -> usize {
-        self.shared.lock().log.len()
-    }
-
-    /// The operations refused for leaving the root.
-    pub(crate) fn violations(&self) -> Vec<String> {
-        self.shared.lock().violations.clone()
-    }
-
-    /// Descriptions of the triggered faults applied since the last call.
-    pub(crate) fn take_fired(&self) -> Vec<String> {
-        std::mem::take(&mut self.shared.lock().fired)
-    }
-
-    /// Free bytes, without logging an operation (0 if the kernel cannot say).
-    pub(crate) fn available(&self) -> u64 {
-        self.shared.free_space().unwrap_or(0)
-    }
-
-    /// The volume's size in bytes (whole blocks).
-    pub(crate) fn quota(&self) -> u64 {
-        self.shared.lock().space.limit()
-    }
-
-    /// See [`Sandbox::crash`](crate::Sandbox::crash).
-    pub(crate) fn crash(&self) -> Vec<String> {
-        let faults = self.shared.lock_faults();
-        let Some(mut journal) = self.shared.journal() else {
-            return vec![
-                "nothing dropped: the tmpfs backend has no crash model \
-                 (the kernel keeps page-cache data, so everything written survives)"
-                    .to_owned(),
-            ];
-        };
-        let lines = journal.crash();
-        drop(journal);
-        self.shared.recount(&faults);
-        lines
-    }
-}
-
-impl Space {
-    fn limit(&self) -> u64 {
-        match self {
-            Space::Quota(quota) => quota.limit(),
-            Space::Kernel { limit } => *limit,
-        }
-    }
-}
-
-impl Shared {
-    fn lock(&self) -> MutexGuard<'_, State> {
-        // A panicking test thread must not turn every later call into a panic.
-        self.state.lock().unwrap_or_else(PoisonError::into_inner)
-    }
-
-    /// The faults' lock: see the module documentation. Take it first.
-    fn lock_faults(&self) -> MutexGuard<'_, ()> {
-        self.faults.lock().unwrap_or_else(PoisonError::into_inner)
-    }
-
-    /// The crash model, locked; `None` on `tmpfs`. Take it before the state.
-    fn journal(&self) -> Option<MutexGuard<'_, Journal>> {
-        self.journal
-            .as_ref()
-            .map(|j| j.lock().unwrap_or_else(PoisonError::into_inner))
-    }
-
-    /// Free bytes on the volume: the quota's, or the kernel's `statvfs`.
-    fn free_space(&self) -> io::Result<u64> {
-        let quota = match &self.lock().space {
-            Space::Quota(quota) => Some(quota.available()),
-            Space::Kernel { .. } => None,
-        };
-        quota.map_or_else(|| fs4::available_space(&self.root), Ok)
-    }
-
-    /// Recounts the quota from the tree (faults change it behind the
-    /// operations' backs). The caller holds the faults' lock, so no other
-    /// fault changes the tree during the walk; the connector's operations may
-    /// go on meanwhile (the state lock is not held while walking).
-    fn recount(&self, _faults: &MutexGuard<'_, ()>) {
-        if matches!(self.lock().space, Space::Kernel { .. }) {
-            return;
-        }
-        let mut inodes = HashSet::new();
-        let used = quota::usage_and_inodes(&self.root, &mut inodes);
-        let state = &mut *self.lock();
-        // Open files a fault took out of the root still take their blocks.
-        state.orphans = state
-            .open
-            .keys()
-            .copied()
-            .filter(|ino| !inodes.contains(ino))
-            .collect();
-        let orphaned: u64 = state
-            .orphans
-            .iter()
-            .map(|ino| charged(state.open[ino].len))
-            .sum();
-        if let Space::Quota(quota) = &mut state.space {
-            quota.recount(used + orphaned);
-        }
-    }
-
-    /// Checks a fault's paths and rule without applying it, so that a trigger
-    /// with a malformed fault is refused when armed rather than when it fires.
-    fn validate(&self, fault: &Fault) -> Result<(), SandboxError> {
-        match fault {
-            Fault::Remove { path } | Fault::Replace { path } | Fault::Restore { path } => {
-                self.disk.resolve(path).map(drop)
-            }
-            Fault::Rename { from, to } => {
-                self.disk.resolve(from)?;
-                self.disk.resolve(to).map(drop)
-            }
-            Fault::Errno(rule) => ArmedRule::new(rule).map(drop),
-            Fault::FillDisk { .. } | Fault::FreeDisk | Fault::ClearErrno => Ok(()),
-        }
-    }
-
-    /// Applies `fault`, then recounts the quota from the tree, since faults
-    /// change it behind the operations' backs, and tells the crash model what
-    /// the fault changed (durable at once). Must be called without the state
-    /// lock held.
-    fn apply(&self, fault: &Fault) -> Result<String, SandboxError> {
-        let faults = self.lock_faults();
-        let changes_tree = !matches!(fault, Fault::Errno(_) | Fault::ClearErrno);
-        let mut journal = if changes_tree { self.journal() } else { None };
-        let before = journal.as_ref().map(|j| j.scan());
-        let result = match fault {
-            Fault::Remove { path } => self.disk.remove(path),
-            Fault::Rename { from, to } => self.disk.rename(from, to),
-            Fault::Replace { path } => self.disk.replace(path),
-            Fault::Restore { path } => self.disk.restore(path),
-            Fault::FillDisk { leave } => {
-                let limit = self.lock().space.limit();
-                let kernel = matches!(self.lock().space, Space::Kernel { .. });
-                let free = || {
-                    if !kernel {
-                        // Fresh from the tree (and the open files removed from it).
-                        self.recount(&faults);
-                    }
-                    self.free_space()
-                };
-                self.disk.fill(limit, free, *leave)
-            }
-            Fault::FreeDisk => self.disk.free(),
-            Fault::Errno(rule) => ArmedRule::new(rule).map(|armed| {
-                self.lock().rules.push(armed);
-                format!("installed errno rule: {rule}")
-            }),
-            Fault::ClearErrno => {
-                let cleared = std::mem::take(&mut self.lock().rules).len();
-                Ok(format!("cleared {cleared} errno rule(s)"))
-            }
-        };
-        if let (Some(journal), Some(before)) = (journal.as_mut(), before) {
-            let after = journal.scan();
-            journal.after_fault(&before, &after);
-        }
-        drop(journal);
-        self.recount(&faults);
-        result
-    }
-
-    /// How a path appears in the log: root-relative when inside the root, else
-    /// as given, with the sandbox directory's random name hidden.
-    fn display(&self, path: &Path) -> String {
-        if let Some(rel) = relative(&self.root, path) {
-            rel
-        } else if let Ok(rest) = path.strip_prefix(&self.base) {
-            Path::new("<sandbox>").join(rest).display().to_string()
-        } else {
-            path.display().to_string()
-        }
-    }
-
-    /// Admits an operation on `path` (and `to`, for a rename): see the module
-    /// documentation. On refusal the operation is logged with its outcome and
-    /// the error to return is given.
-    fn admit(&self, op: OpKind, path: &Path, to: Option<&Path>) -> io::Result<Admitted<'_>> {
-        let rel = relative(&self.root, path);
-        let rel_to = match to {
-            None => Some(None),
-            Some(to) => relative(&self.root, to).map(Some),
-        };
-        // `None` on either side: a path that leaves the root.
-        let (Some(rel), Some(rel_to)) = (rel, rel_to) else {
-            let record = OpRecord {
-                op,
-                path: self.display(path),
-                to: to.map(|to| self.display(to)),
-                outcome: Outcome::OutsideRoot,
-            };
-            let mut state = self.lock();
-            state.violations.push(record.call());
-            state.log.push(record);
-            return Err(Errno::Eacces.to_io_error());
-        };
-        let paths: Vec<&str> = [Some(rel.as_str()), rel_to.as_deref()]
-            .into_iter()
-            .flatten()
-            .collect();
-
-        let mut state = self.lock();
-        let index = state.log.len();
-        state.log.push(OpRecord {
-            op,
-            path: rel.clone(),
-            to: rel_to.clone(),
-            outcome: Outcome::Pending,
-        });
-        let due = state.due_triggers(op, &paths);
-        if !due.is_empty() {
-            drop(state);
-            for fault in due {
-                let fired = self
-                    .apply(&fault)
-                    .unwrap_or_else(|e| format!("could not apply `{fault}`: {e}"));
-                self.lock().fired.push(fired);
-            }
-            state = self.lock();
-        }
-        // Every rule counts the operation, even once an earlier one has struck.
-        let struck = state
-            .rules
-            .iter_mut()
-            .fold(None, |first, rule| first.or(rule.strike(op, &paths)));
-        if let Some(errno) = struck {
-            state.log[index].outcome = Outcome::Injected(errno);
-            return Err(errno.to_io_error());
-        }
-        Ok(Admitted { state, index })
-    }
-
-    /// Records how an admitted operation ended.
-    fn settle<T>(&self, index: usize, result: &io::Result<T>) {
-        self.lock().settle(index, result);
-    }
-}
-
-impl State {
-    /// Counts the operation on every armed trigger and disarms and returns the
-    /// faults of those it fires, in arming order.
-    fn due_triggers(&mut self, op: OpKind, paths: &[&str]) -> Vec<Fault> {
-        let mut due = Vec::new();
-        let mut i = 0;
-        while i < self.triggers.len() {
-            if self.triggers[i].fires(op, paths) {
-                due.push(self.triggers.remove(i).into_fault());
-            } else {
-                i += 1;
-            }
-        }
-        due
-    }
-
-    fn settle<T>(&mut self, index: usize, result: &io::Result<T>) {
-        self.log[index].outcome = match result {
-            Ok(_) => Outcome::Ok,
-            Err(e) => Outcome::Failed(crate::errno::error_name(e)),
-        };
-    }
-}
-
-/// The regular file at `path`, if there is one: its inode and length (what
-/// removing or replacing it gives back to the quota, rounded up to blocks).
-fn regular_file(path: &Path) -> Option<(u64, u64)> {
-    fs::symlink_metadata(path)
-        .ok()
-        .filter(|m| m.is_file())
-        .map(|m| (m.ino(), m.len()))
-}
-
-impl State {
-    /// Gives back the blocks of a file of `len` bytes that was truncated;
-    /// nothing to do when the kernel keeps count.
-    fn release(&mut self, len: u64) {
-        if let Space::Quota(quota) = &mut self.space {
-            quota.release(charged(len));
-        }
-    }
-
-    /// Accounts for the file `(ino, len)` losing its last name: its blocks
-    /// come back now, or when its last handle closes if it is still open.
-    fn unlinked(&mut self, (ino, len): (u64, u64)) {
-        if self.open.contains_key(&ino) {
-            self.orphans.insert(ino);
-        } else {
-            self.release(len);
-        }
-    }
-
-    /// A handle on `ino` was opened by a `create`, which truncated the file.
-    fn opened(&mut self, ino: u64) {
-        if matches!(self.space, Space::Kernel { .. }) {
-            return;
-        }
-        let open = self
-            .open
-            .entry(ino)
-            .or_insert(OpenInode { handles: 0, len: 0 });
-        open.handles += 1;
-        open.len = 0;
-    }
-
-    /// A handle on `ino` was closed.
-    fn closed(&mut self, ino: u64) {
-        let Some(open) = self.open.get_mut(&ino) else {
-            return;
-        };
-        open.handles -= 1;
-        if open.handles == 0 {
-            let len = open.len;
-            self.open.remove(&ino);
-            if self.orphans.remove(&ino) {
-                self.release(len);
-            }
-        }
+    /// The engine's in-process door; `direct` on the `fuse` backend.
+    pub(crate) fn new(engine: Arc<Engine>, direct: bool) -> FaultyFs {
+        FaultyFs { engine, direct }
     }
 }
 
 impl Fs for FaultyFs {
     fn create(&self, path: &Path) -> io::Result<Box<dyn FsFile>> {
-        let index = self.shared.admit(OpKind::Create, path, None)?.index;
-        let mut journal = self.shared.journal();
-        let truncating = journal.as_mut().and_then(|j| j.before_create(path));
-        let truncated = regular_file(path).map_or(0, |(_, len)| len);
-        let result = File::create(path);
-        let id = match (&result, journal.as_mut()) {
-            (Ok(file), Some(j)) => j.created(file, truncating),
-            _ => None,
-        };
-        drop(journal);
-        let mut state = self.shared.lock();
-        state.settle(index, &result);
-        let file = result?;
-        state.release(truncated);
-        let ino = file.metadata().map(|m| m.ino()).ok();
-        if let Some(ino) = ino {
-            state.opened(ino);
+        if self.direct {
+            return RealFs.create(path);
         }
+        let (file, open) = self.engine.create(path, None, || File::create(path))?;
         Ok(Box::new(FaultyFile {
             file,
-            path: path.to_owned(),
-            ino,
-            id,
-            shared: Arc::clone(&self.shared),
+            open,
+            engine: Arc::clone(&self.engine),
         }))
     }
 
     fn rename(&self, from: &Path, to: &Path) -> io::Result<()> {
-        let index = self.shared.admit(OpKind::Rename, from, Some(to))?.index;
-        let mut journal = self.shared.journal();
-        let overwritten_ino = journal.as_mut().and_then(|j| j.before_rename(from, to));
-        // A rename onto an existing file drops that file, and its blocks.
-        let same = match (fs::symlink_metadata(from), fs::symlink_metadata(to)) {
-            (Ok(a), Ok(b)) => a.dev() == b.dev() && a.ino() == b.ino(),
-            _ => false,
-        };
-        let overwritten = if same { None } else { regular_file(to) };
-        let result = fs::rename(from, to);
-        if let (Ok(()), Some(j), Some(ino)) = (&result, journal.as_mut(), overwritten_ino) {
-            j.unlinked(ino);
+        if self.direct {
+            return RealFs.rename(from, to);
         }
-        drop(journal);
-        let mut state = self.shared.lock();
-        state.settle(index, &result);
-        if let (Ok(()), Some(file)) = (&result, overwritten) {
-            state.unlinked(file);
-        }
-        result
+        self.engine
+            .rename(from, to, None, || std::fs::rename(from, to))
     }
 
     fn remove_file(&self, path: &Path) -> io::Result<()> {
-        let index = self.shared.admit(OpKind::Remove, path, None)?.index;
-        let mut journal = self.shared.journal();
-        let ino = journal.as_mut().and_then(|j| j.before_remove(path));
-        let removed = regular_file(path);
-        let result = fs::remove_file(path);
-        if let (Ok(()), Some(j), Some(ino)) = (&result, journal.as_mut(), ino) {
-            j.unlinked(ino);
+        if self.direct {
+            return RealFs.remove_file(path);
         }
-        drop(journal);
-        let mut state = self.shared.lock();
-        state.settle(index, &result);
-        if let (Ok(()), Some(file)) = (&result, removed) {
-            state.unlinked(file);
-        }
-        result
+        self.engine
+            .remove(path, None, || std::fs::remove_file(path))
     }
 
     fn create_dir(&self, path: &Path) -> io::Result<()> {
-        let index = self.shared.admit(OpKind::CreateDir, path, None)?.index;
-        let mut journal = self.shared.journal();
-        if let Some(j) = journal.as_mut() {
-            j.before_create_dir(path);
+        if self.direct {
+            return RealFs.create_dir(path);
         }
-        let result = RealFs.create_dir(path);
-        if let (Ok(()), Some(j)) = (&result, journal.as_mut()) {
-            j.created_dir(path);
-        }
-        drop(journal);
-        self.shared.settle(index, &result);
-        result
+        self.engine
+            .create_dir(path, None, || RealFs.create_dir(path))
     }
 
     fn sync_dir(&self, path: &Path) -> io::Result<()> {
-        let index = self.shared.admit(OpKind::SyncDir, path, None)?.index;
-        let mut journal = self.shared.journal();
-        // With the crash model (vfs) durability is the journal's to decide and the
-        // sandbox is thrown away: a real fsync would only make runs slow and
-        // dependent on the host's disk. Opening the path still fails as it would.
-        let result = match journal.as_ref() {
-            Some(_) => std::fs::File::open(path).map(drop),
-            None => RealFs.sync_dir(path),
-        };
-        if let (Ok(()), Some(j)) = (&result, journal.as_mut()) {
-            j.synced_dir(path);
+        if self.direct {
+            return RealFs.sync_dir(path);
         }
-        drop(journal);
-        self.shared.settle(index, &result);
-        result
+        self.engine.sync_dir(path, None, |journaled| {
+            if journaled {
+                File::open(path).map(drop)
+            } else {
+                RealFs.sync_dir(path)
+            }
+        })
     }
 
     fn metadata(&self, path: &Path) -> io::Result<Metadata> {
-        let index = self.shared.admit(OpKind::Metadata, path, None)?.index;
-        let result = RealFs.metadata(path);
-        self.shared.settle(index, &result);
-        result
+        if self.direct {
+            return RealFs.metadata(path);
+        }
+        self.engine
+            .look(OpKind::Metadata, path, None, || RealFs.metadata(path))
     }
 
     fn read_dir(&self, path: &Path) -> io::Result<Vec<PathBuf>> {
-        let index = self.shared.admit(OpKind::ReadDir, path, None)?.index;
-        let result = RealFs.read_dir(path);
-        self.shared.settle(index, &result);
-        result
+        if self.direct {
+            return RealFs.read_dir(path);
+        }
+        self.engine
+            .look(OpKind::ReadDir, path, None, || RealFs.read_dir(path))
     }
 
     fn available_space(&self, path: &Path) -> io::Result<u64> {
-        let Admitted { state, index } = self.shared.admit(OpKind::AvailableSpace, path, None)?;
-        let quota = match &state.space {
-            Space::Quota(quota) => Some(quota.available()),
-            Space::Kernel { .. } => None,
-        };
-        drop(state);
-        let result = match quota {
-            // statvfs fails on a missing path; so must the quota.
-            Some(free) => fs::metadata(path).map(|_| free),
-            None => fs4::available_space(path),
-        };
-        self.shared.settle(index, &result);
-        result
+        if self.direct {
+            return RealFs.available_space(path);
+        }
+        self.engine.available_space(path, None)
     }
 }
 
@@ -627,97 +116,16 @@ impl Fs for FaultyFs {
 #[derive(Debug)]
 pub struct FaultyFile {
     file: File,
-    path: PathBuf,
-    /// The file's inode, for the quota's count of open files.
-    ino: Option<u64>,
-    /// The file as the crash model knows it (`vfs` only).
-    id: Option<FileId>,
-    shared: Arc<Shared>,
-}
-
-impl FaultyFile {
-    /// Writes through the quota: all of `buf`, a prefix (a short write, as a
-    /// kernel on a nearly full volume does: the rest of the file's last block
-    /// and the free blocks), or nothing and `ENOSPC`. The file is assumed to be
-    /// written sequentially from its end, as the connector does.
-    fn write_within_quota(
-        &mut self,
-        mut state: MutexGuard<'_, State>,
-        index: usize,
-        buf: &[u8],
-    ) -> io::Result<usize> {
-        let len = match self.file.metadata() {
-            Ok(meta) => meta.len(),
-            Err(e) => {
-                let result = Err(e);
-                state.settle::<usize>(index, &result);
-                return result;
-            }
-        };
-        let Space::Quota(quota) = &mut state.space else {
-            unreachable!("called for the quota backend only");
-        };
-        let reservation = quota.reserve(len, buf.len());
-        if reservation.fit == 0 {
-            state.log[index].outcome = Outcome::QuotaFull;
-            return Err(Errno::Enospc.to_io_error());
-        }
-        drop(state);
-        let result = self.file.write(&buf[..reservation.fit]);
-        let mut state = self.shared.lock();
-        let written = *result.as_ref().unwrap_or(&0);
-        if let Space::Quota(quota) = &mut state.space {
-            quota.settle(len, reservation, written);
-        }
-        if let Some(open) = self.ino.and_then(|ino| state.open.get_mut(&ino)) {
-            open.len = len + written as u64;
-        }
-        state.settle_write(index, &result, buf.len());
-        result
-    }
-}
-
-impl State {
-    /// Records how a write of `requested` bytes ended.
-    fn settle_write(&mut self, index: usize, result: &io::Result<usize>, requested: usize) {
-        self.log[index].outcome = match result {
-            Ok(written) if *written < requested => Outcome::ShortWrite {
-                written: *written,
-                requested,
-            },
-            Ok(_) => Outcome::Ok,
-            // The kernel's own full volume (tmpfs) reads as the quota's.
-            Err(e)
-                if e.raw_os_error() == Some(libc::ENOSPC)
-                    && matches!(self.space, Space::Kernel { .. }) =>
-            {
-                Outcome::QuotaFull
-            }
-            Err(e) => Outcome::Failed(crate::errno::error_name(e)),
-        };
-    }
+    open: OpenFile,
+    engine: Arc<Engine>,
 }
 
 impl Write for FaultyFile {
     /// Writes what the volume allows: all of `buf`, a prefix (a short write),
-    /// or nothing and `ENOSPC`; see the `quota` module for how the `vfs` backend
-    /// matches the kernel's page accounting.
+    /// or nothing and `ENOSPC`. The file is written sequentially from its end,
+    /// as the connector does.
     fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
-        // A handle of its own, so the admitted state's lock does not borrow `self`.
-        let shared = Arc::clone(&self.shared);
-        let Admitted { state, index } = shared.admit(OpKind::Write, &self.path, None)?;
-        if buf.is_empty() {
-            let mut state = state;
-            state.log[index].outcome = Outcome::Ok;
-            return Ok(0);
-        }
-        if matches!(state.space, Space::Quota(_)) {
-            return self.write_within_quota(state, index, buf);
-        }
-        drop(state);
-        let result = self.file.write(buf);
-        self.shared.lock().settle_write(index, &result, buf.len());
-        result
+        self.engine.write(&self.open, &self.file, None, buf, None)
     }
 
     /// Not an operation of its own: `File` buffers nothing in user space.
@@ -728,29 +136,13 @@ impl Write for FaultyFile {
 
 impl FsFile for FaultyFile {
     fn sync_all(&mut self) -> io::Result<()> {
-        let index = self.shared.admit(OpKind::Sync, &self.path, None)?.index;
-        let mut journal = self.shared.journal();
-        // As for `sync_dir`: on vfs the journal records the sync, the disk is spared.
-        let result = match journal.as_ref() {
-            Some(_) => Ok(()),
-            None => self.file.sync_all(),
-        };
-        if let (Ok(()), Some(j), Some(id)) = (&result, journal.as_mut(), self.id) {
-            if let Ok(meta) = self.file.metadata() {
-                j.synced(id, meta.len());
-            }
-        }
-        drop(journal);
-        self.shared.settle(index, &result);
-        result
+        self.engine.sync(&self.open, &self.file, None)
     }
 }
 
 impl Drop for FaultyFile {
     /// Closing the last handle on a removed file frees its blocks.
     fn drop(&mut self) {
-        if let Some(ino) = self.ino {
-            self.shared.lock().closed(ino);
-        }
+        self.engine.closed(&self.open);
     }
 }

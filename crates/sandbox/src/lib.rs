@@ -20,6 +20,7 @@
 
 mod crash;
 mod disk;
+mod engine;
 mod errno;
 mod error;
 mod fault;
@@ -43,7 +44,7 @@ pub use crate::error::SandboxError;
 pub use crate::fault::Fault;
 pub use crate::faulty_fs::{FaultyFile, FaultyFs};
 pub use crate::mount::{enter_private_mount_namespace, tmpfs_available};
-pub use crate::op_log::{OpRecord, Outcome};
+pub use crate::op_log::{Caller, OpRecord, Outcome};
 pub use crate::quota::BLOCK;
 pub use crate::rule::{ErrnoRule, OpTrigger};
 
@@ -112,6 +113,7 @@ impl FromStr for Backend {
 /// first.
 #[derive(Debug)]
 pub struct Sandbox {
+    engine: Arc<engine::Engine>,
     fs: Arc<FaultyFs>,
     root: PathBuf,
     backend: Backend,
@@ -152,14 +154,20 @@ impl Sandbox {
                 quota::whole_blocks(config.quota),
             )?),
         };
-        let fs = Arc::new(FaultyFs::new(
+        let accounting = match backend {
+            Backend::Vfs => engine::Accounting::Quota,
+            Backend::Tmpfs => engine::Accounting::Kernel,
+        };
+        let engine = Arc::new(engine::Engine::new(
             base,
             root.clone(),
             stash,
             config.quota,
-            backend,
+            accounting,
         ));
+        let fs = Arc::new(FaultyFs::new(Arc::clone(&engine), false));
         Ok(Sandbox {
+            engine,
             fs,
             root,
             backend,
@@ -183,7 +191,7 @@ impl Sandbox {
     /// baseline. On `tmpfs` it changes nothing (the kernel's page cache
     /// survives a process crash) and says so in the one line it returns.
     pub fn crash(&self) -> Vec<String> {
-        self.fs.crash()
+        self.engine.crash()
     }
 
     /// The connector's root directory (absolute).
@@ -212,7 +220,7 @@ impl Sandbox {
     /// root-relative paths (it goes into the run history, which must not depend
     /// on where the sandbox happens to live).
     pub fn apply(&self, fault: &Fault) -> Result<String, SandboxError> {
-        self.fs.apply(fault)
+        self.engine.apply(fault)
     }
 
     /// Arms `fault` to be applied right before the `nth` operation matching
@@ -220,40 +228,40 @@ impl Sandbox {
     /// the changed disk. The fault's paths and rule are checked now. What the
     /// fault did is collected by [`Sandbox::take_fired`].
     pub fn arm(&self, trigger: OpTrigger, fault: Fault) -> Result<(), SandboxError> {
-        self.fs.arm(&trigger, fault)
+        self.engine.arm(&trigger, fault)
     }
 
     /// Descriptions of the armed faults that fired since the last call, in
     /// firing order (a fault that could not be applied is described as such).
     pub fn take_fired(&self) -> Vec<String> {
-        self.fs.take_fired()
+        self.engine.take_fired()
     }
 
     /// A copy of the log of every operation made through [`Sandbox::fs`].
     pub fn ops(&self) -> Vec<OpRecord> {
-        self.fs.ops()
+        self.engine.ops()
     }
 
     /// The number of operations made through [`Sandbox::fs`] so far.
     pub fn op_count(&self) -> usize {
-        self.fs.op_count()
+        self.engine.op_count()
     }
 
     /// The operations refused for naming a path outside the root
     /// (`create <sandbox>/stash/x`), in order.
     pub fn violations(&self) -> Vec<String> {
-        self.fs.violations()
+        self.engine.violations()
     }
 
     /// The volume's size in bytes: the configured quota rounded down to whole
     /// [`BLOCK`]s.
     pub fn quota(&self) -> u64 {
-        self.fs.quota()
+        self.engine.quota()
     }
 
     /// The free space the connector would be told, read without logging an
     /// operation (so checks do not shift op counts).
     pub fn available_space(&self) -> u64 {
-        self.fs.available()
+        self.engine.available()
     }
 }
