@@ -125,6 +125,20 @@ pub(crate) struct OpenFile {
     id: Option<FileId>,
 }
 
+impl OpenFile {
+    /// A file opened without being created or truncated (on the FUSE mount):
+    /// its writes and syncs are admitted and logged like any other, but the
+    /// crash model keeps it as it was found (durable), and the quota charges
+    /// it from the tree.
+    pub(crate) fn opened(path: PathBuf) -> OpenFile {
+        OpenFile {
+            path,
+            ino: None,
+            id: None,
+        }
+    }
+}
+
 impl Engine {
     /// An engine guarding `root`, on a volume of `limit` bytes. `base` is the
     /// sandbox directory holding `stash` and, with quota accounting, `limbo`
@@ -169,6 +183,11 @@ impl Engine {
                 fired: Vec::new(),
             }),
         }
+    }
+
+    /// The tree the engine guards.
+    pub(crate) fn root(&self) -> &Path {
+        &self.root
     }
 
     // ---- the sandbox's controls ----
@@ -464,23 +483,32 @@ impl Engine {
         Ok((file, open))
     }
 
-    /// `rename(from, to)`: `rename` does it.
+    /// `rename(from, to)`: `rename` does it. With `exchange`
+    /// (`RENAME_EXCHANGE`) both names stay, swapped, so nothing is overwritten.
     pub(crate) fn rename(
         &self,
         from: &Path,
         to: &Path,
+        exchange: bool,
         caller: Option<&Caller>,
         rename: impl FnOnce() -> io::Result<()>,
     ) -> io::Result<()> {
         let index = self.admit(OpKind::Rename, from, Some(to), caller)?.index;
         let mut journal = self.journal();
-        let overwritten_ino = journal.as_mut().and_then(|j| j.before_rename(from, to));
+        let overwritten_ino = journal
+            .as_mut()
+            .and_then(|j| j.before_rename(from, to))
+            .filter(|_| !exchange);
         // A rename onto an existing file drops that file, and its blocks.
         let same = match (fs::symlink_metadata(from), fs::symlink_metadata(to)) {
             (Ok(a), Ok(b)) => a.dev() == b.dev() && a.ino() == b.ino(),
             _ => false,
         };
-        let overwritten = if same { None } else { regular_file(to) };
+        let overwritten = if same || exchange {
+            None
+        } else {
+            regular_file(to)
+        };
         let result = rename();
         if let (Ok(()), Some(j), Some(ino)) = (&result, journal.as_mut(), overwritten_ino) {
             j.unlinked(ino);
@@ -686,6 +714,18 @@ impl Engine {
         drop(journal);
         self.settle(index, &result);
         result
+    }
+
+    /// A regular file of `old` bytes was cut to `new` (a `truncate` on the
+    /// FUSE mount): the blocks past the new end come back. Growing leaves a
+    /// hole, which costs nothing.
+    pub(crate) fn truncated(&self, old: u64, new: u64) {
+        if new < old {
+            let mut state = self.lock();
+            if let Space::Quota(quota) = &mut state.space {
+                quota.release(charged(old) - charged(new));
+            }
+        }
     }
 
     /// The handle `handle` was closed: closing the last handle on a removed

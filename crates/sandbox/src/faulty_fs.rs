@@ -54,7 +54,7 @@ impl Fs for FaultyFs {
             return RealFs.rename(from, to);
         }
         self.engine
-            .rename(from, to, None, || std::fs::rename(from, to))
+            .rename(from, to, false, None, || std::fs::rename(from, to))
     }
 
     fn remove_file(&self, path: &Path) -> io::Result<()> {

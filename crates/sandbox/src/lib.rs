@@ -25,6 +25,7 @@ mod errno;
 mod error;
 mod fault;
 mod faulty_fs;
+mod fuse;
 mod mount;
 mod op_log;
 mod paths;
@@ -35,7 +36,7 @@ use std::fmt;
 use std::io;
 use std::path::{Path, PathBuf};
 use std::str::FromStr;
-use std::sync::Arc;
+use std::sync::{Arc, Mutex, PoisonError};
 
 use tempfile::TempDir;
 
@@ -43,6 +44,7 @@ pub use crate::errno::Errno;
 pub use crate::error::SandboxError;
 pub use crate::fault::Fault;
 pub use crate::faulty_fs::{FaultyFile, FaultyFs};
+pub use crate::fuse::fuse_available;
 pub use crate::mount::{enter_private_mount_namespace, tmpfs_available};
 pub use crate::op_log::{Caller, OpRecord, Outcome};
 pub use crate::quota::BLOCK;
@@ -77,6 +79,11 @@ pub enum Backend {
     /// private mount namespace of [`enter_private_mount_namespace`]): `ENOSPC`
     /// and free space are the kernel's; no crash model.
     Tmpfs,
+    /// A FUSE mount on the root passing through to a backing directory
+    /// (Linux, root, `/dev/fuse`, in the private mount namespace): every
+    /// process using the root meets the rule engine, quota and crash model of
+    /// `vfs` (see [`fuse_available`]).
+    Fuse,
 }
 
 impl Backend {
@@ -85,6 +92,7 @@ impl Backend {
         match self {
             Backend::Vfs => "vfs",
             Backend::Tmpfs => "tmpfs",
+            Backend::Fuse => "fuse",
         }
     }
 }
@@ -101,7 +109,10 @@ impl FromStr for Backend {
         match s {
             "vfs" => Ok(Backend::Vfs),
             "tmpfs" => Ok(Backend::Tmpfs),
-            _ => Err(format!("unknown backend `{s}`; expected vfs or tmpfs")),
+            "fuse" => Ok(Backend::Fuse),
+            _ => Err(format!(
+                "unknown backend `{s}`; expected vfs, tmpfs or fuse"
+            )),
         }
     }
 }
@@ -120,6 +131,8 @@ pub struct Sandbox {
     /// The tmpfs on `root`; dropped (unmounted) before `dir`.
     #[expect(dead_code, reason = "held only to be unmounted when dropped")]
     mount: Option<mount::TmpfsMount>,
+    /// The FUSE mount on `root`, replaced by a crash; dropped before `dir`.
+    fuse: Mutex<Option<fuse::FuseMount>>,
     /// Declared last so it is dropped last; its drop removes the directory.
     dir: TempDir,
 }
@@ -145,7 +158,7 @@ impl Sandbox {
         std::fs::create_dir(&root)?;
         std::fs::create_dir(&stash)?;
         let mount = match backend {
-            Backend::Vfs => {
+            Backend::Vfs | Backend::Fuse => {
                 std::fs::create_dir(base.join("limbo"))?;
                 None
             }
@@ -154,24 +167,35 @@ impl Sandbox {
                 quota::whole_blocks(config.quota),
             )?),
         };
-        let accounting = match backend {
-            Backend::Vfs => engine::Accounting::Quota,
-            Backend::Tmpfs => engine::Accounting::Kernel,
+        let (accounting, tree) = match backend {
+            Backend::Vfs => (engine::Accounting::Quota, root.clone()),
+            Backend::Tmpfs => (engine::Accounting::Kernel, root.clone()),
+            // The engine guards the backing tree; processes see it at `root`.
+            Backend::Fuse => (engine::Accounting::Quota, base.join("backing")),
         };
+        if backend == Backend::Fuse {
+            std::fs::create_dir(&tree)?;
+        }
         let engine = Arc::new(engine::Engine::new(
             base,
-            root.clone(),
+            tree,
             stash,
             config.quota,
             accounting,
         ));
-        let fs = Arc::new(FaultyFs::new(Arc::clone(&engine), false));
+        let fuse = match backend {
+            Backend::Fuse => Some(fuse::FuseMount::new(&root, Arc::clone(&engine))?),
+            Backend::Vfs | Backend::Tmpfs => None,
+        };
+        // On fuse the daemon admits every call: the in-process door stays open.
+        let fs = Arc::new(FaultyFs::new(Arc::clone(&engine), backend == Backend::Fuse));
         Ok(Sandbox {
             engine,
             fs,
             root,
             backend,
             mount,
+            fuse: Mutex::new(fuse),
             dir,
         })
     }
@@ -189,9 +213,22 @@ impl Sandbox {
     /// deterministic order (empty if nothing was lost). Call it once the
     /// connector's tasks are gone; the state after it is the new durable
     /// baseline. On `tmpfs` it changes nothing (the kernel's page cache
-    /// survives a process crash) and says so in the one line it returns.
+    /// survives a process crash) and says so in the one line it returns. On
+    /// `fuse` it unmounts, drops from the backing tree what `vfs` would, and
+    /// mounts again, so that no page cache survives either (a failed remount
+    /// is told in a last line).
     pub fn crash(&self) -> Vec<String> {
-        self.engine.crash()
+        if self.backend != Backend::Fuse {
+            return self.engine.crash();
+        }
+        let mut fuse = self.fuse.lock().unwrap_or_else(PoisonError::into_inner);
+        drop(fuse.take());
+        let mut lines = self.engine.crash();
+        match fuse::FuseMount::new(&self.root, Arc::clone(&self.engine)) {
+            Ok(mount) => *fuse = Some(mount),
+            Err(e) => lines.push(format!("could not mount the volume again: {e}")),
+        }
+        lines
     }
 
     /// The connector's root directory (absolute).

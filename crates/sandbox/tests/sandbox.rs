@@ -222,7 +222,7 @@ fn tmpfs_needs_the_private_mount_namespace() {
 
 #[test]
 fn backend_names() {
-    for backend in [Backend::Vfs, Backend::Tmpfs] {
+    for backend in [Backend::Vfs, Backend::Tmpfs, Backend::Fuse] {
         assert_eq!(backend.name().parse::<Backend>(), Ok(backend));
         assert_eq!(backend.to_string(), backend.name());
     }
@@ -231,6 +231,6 @@ fn backend_names() {
         "ext4"
             .parse::<Backend>()
             .unwrap_err()
-            .contains("vfs or tmpfs")
+            .contains("vfs, tmpfs or fuse")
     );
 }
