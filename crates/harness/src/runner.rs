@@ -971,6 +971,7 @@ fn to_sandbox_fault(fault: &Fault) -> Result<sandbox::Fault, String> {
             nth: spec.nth.unwrap_or(1),
             errno: spec.errno.parse()?,
             persistent: spec.persistent,
+            process: None,
         }),
     })
 }

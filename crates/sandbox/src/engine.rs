@@ -432,10 +432,9 @@ impl Engine {
             state = self.lock();
         }
         // Every rule counts the operation, even once an earlier one has struck.
-        let struck = state
-            .rules
-            .iter_mut()
-            .fold(None, |first, rule| first.or(rule.strike(op, &paths)));
+        let struck = state.rules.iter_mut().fold(None, |first, rule| {
+            first.or(rule.strike(op, &paths, caller.map(|c| c.process.as_str())))
+        });
         if let Some(errno) = struck {
             state.log[index].outcome = Outcome::Injected(errno);
             return Err(errno.to_io_error());

@@ -26,6 +26,11 @@ pub struct ErrnoRule {
     pub errno: Errno,
     /// Whether every matching operation after the `nth` fails too.
     pub persistent: bool,
+    /// Only operations made by the process of this name count (its
+    /// `/proc/<pid>/comm`, on the `fuse` backend, where the daemon knows the
+    /// caller); `None`: every caller. The in-process connector has no name,
+    /// so a rule with one never strikes on `vfs` or `tmpfs`.
+    pub process: Option<String>,
 }
 
 impl fmt::Display for ErrnoRule {
@@ -36,19 +41,24 @@ impl fmt::Display for ErrnoRule {
             nth,
             errno,
             persistent,
+            process,
         } = self;
         if *persistent {
             write!(
                 f,
                 "every {op} matching `{path}` from the {} on fails with {errno}",
                 Ordinal(*nth)
-            )
+            )?;
         } else {
             write!(
                 f,
                 "the {} {op} matching `{path}` fails with {errno}",
                 Ordinal(*nth)
-            )
+            )?;
+        }
+        match process {
+            Some(name) => write!(f, " (process `{name}` only)"),
+            None => Ok(()),
         }
     }
 }
@@ -141,6 +151,7 @@ impl Counter {
 pub(crate) struct ArmedRule {
     errno: Errno,
     persistent: bool,
+    process: Option<String>,
     counter: Counter,
 }
 
@@ -150,12 +161,23 @@ impl ArmedRule {
         Ok(ArmedRule {
             errno: rule.errno,
             persistent: rule.persistent,
+            process: rule.process.clone(),
             counter: Counter::new(rule.op, &rule.path, rule.nth)?,
         })
     }
 
-    /// Counts the operation and returns the error it must fail with, if any.
-    pub(crate) fn strike(&mut self, op: OpKind, paths: &[&str]) -> Option<Errno> {
+    /// Counts the operation, made by the process named `process` (`None`:
+    /// the in-process connector), and returns the error it must fail with,
+    /// if any. Another process's operations are not counted.
+    pub(crate) fn strike(
+        &mut self,
+        op: OpKind,
+        paths: &[&str],
+        process: Option<&str>,
+    ) -> Option<Errno> {
+        if self.process.is_some() && self.process.as_deref() != process {
+            return None;
+        }
         match self.counter.count(op, paths) {
             Count::Nth => Some(self.errno),
             Count::After if self.persistent => Some(self.errno),
@@ -261,6 +283,7 @@ mod tests {
             nth: 2,
             errno: Errno::Eio,
             persistent: false,
+            process: None,
         };
         assert_eq!(
             rule.to_string(),

@@ -132,6 +132,7 @@ fn errno_rule(op: OpKind, path: &str, nth: u32, errno: Errno, persistent: bool) 
         nth,
         errno,
         persistent,
+        process: None,
     })
 }
 
@@ -220,9 +221,29 @@ fn errno_on_the_nth_matching_op() {
     );
 }
 
-/// Another process's operations carry its own pid and name.
+/// Another process's operations carry its own pid and name, and a rule
+/// naming a process counts only that process's operations.
 fn rules_match_the_process_name_in_the_log() {
     let sb = fuse(16);
+    sb.apply(&Fault::Errno(ErrnoRule {
+        op: OpKind::Create,
+        path: "**".into(),
+        nth: 1,
+        errno: Errno::Eacces,
+        persistent: false,
+        process: Some("sh".into()),
+    }))
+    .unwrap();
+    // Not `sh`: neither failed nor counted.
+    File::create(p(&sb, "mine")).unwrap();
+    let refused = Command::new("sh")
+        .arg("-c")
+        .arg("echo x > refused")
+        .current_dir(sb.root())
+        .status()
+        .unwrap();
+    assert!(!refused.success());
+    assert!(!backing(&sb, "refused").exists());
     let status = Command::new("sh")
         .arg("-c")
         .arg("echo x > made-by-sh")
@@ -233,7 +254,7 @@ fn rules_match_the_process_name_in_the_log() {
     let create = sb
         .ops()
         .into_iter()
-        .find(|r| r.op == OpKind::Create)
+        .rfind(|r| r.op == OpKind::Create)
         .expect("the shell's create is logged");
     assert_eq!(create.path, "made-by-sh");
     let caller = create.caller.unwrap();

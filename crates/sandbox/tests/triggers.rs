@@ -76,6 +76,7 @@ fn the_op_sees_an_errno_rule_installed_by_the_trigger() {
             nth: 1,
             errno: Errno::Eio,
             persistent: false,
+            process: None,
         }),
     )
     .unwrap();
@@ -198,6 +199,7 @@ fn malformed_triggers_and_faults_are_refused_when_armed() {
             nth: 0,
             errno: Errno::Eio,
             persistent: false,
+            process: None,
         }),
     );
     assert!(
@@ -219,6 +221,7 @@ fn triggers_fire_once_under_concurrency() {
         nth: 1,
         errno: Errno::Eio,
         persistent: false,
+        process: None,
     });
     sb.arm(trigger(OpKind::Metadata, "**", 30), never).unwrap();
     sb.arm(trigger(OpKind::Metadata, "**", 50), Fault::ClearErrno)
