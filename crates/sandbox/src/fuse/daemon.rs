@@ -20,7 +20,10 @@
 //! The rest (`lookup`, `open` without truncation, `read`, `fstat`, `flush`,
 //! `release`, `setattr`, `readlink`, `symlink`, `link`, `mknod`) pass
 //! through unlogged: they are the kernel's path resolution and plumbing, not
-//! operations a scenario counts. Every handler works on the backing tree only;
+//! operations a scenario counts. Hence two differences from the in-process
+//! door: a `metadata` of a missing path fails in the kernel's `lookup`, so it
+//! is not logged; and glibc's `opendir` fstats the directory, which shows as
+//! a `metadata` of it before its `read_dir`. Every handler works on the backing tree only;
 //! none touches the mount (that would send a request to this very daemon).
 
 use std::collections::HashMap;
