@@ -39,7 +39,7 @@ enum Command {
         /// Print transcripts of failing scenarios only.
         #[arg(long, short)]
         quiet: bool,
-        /// Run every scenario on this backend (`vfs` or `tmpfs`) instead of its own.
+        /// Run every scenario on this backend (`vfs`, `tmpfs` or `fuse`) instead of its own.
         #[arg(long, value_parser = parse_backend)]
         backend: Option<Backend>,
         /// Save each run's whole history as JSON in this folder (for `check`).
@@ -85,7 +85,7 @@ enum Command {
         /// Longest schedule, in steps.
         #[arg(long, default_value_t = 30)]
         max_steps: usize,
-        /// Run on this backend (`vfs` or `tmpfs`).
+        /// Run on this backend (`vfs`, `tmpfs` or `fuse`).
         #[arg(long, value_parser = parse_backend)]
         backend: Option<Backend>,
         /// Stop starting new cases after this many seconds.
@@ -128,7 +128,7 @@ enum Command {
         /// Path glob of each fault: `exact` (the operation's own path) or `any` (`**`).
         #[arg(long, default_value = "exact")]
         glob: harness::enumerate::GlobMode,
-        /// Run on this backend (`vfs` or `tmpfs`).
+        /// Run on this backend (`vfs`, `tmpfs` or `fuse`).
         #[arg(long, value_parser = parse_backend)]
         backend: Option<Backend>,
         /// Folder of the reproducers.
@@ -162,8 +162,9 @@ fn parse_backend(name: &str) -> Result<Backend, String> {
     match name {
         "vfs" => Ok(Backend::Vfs),
         "tmpfs" => Ok(Backend::Tmpfs),
+        "fuse" => Ok(Backend::Fuse),
         other => Err(format!(
-            "unknown backend `{other}`; expected `vfs` or `tmpfs`"
+            "unknown backend `{other}`; expected `vfs`, `tmpfs` or `fuse`"
         )),
     }
 }

@@ -4,10 +4,13 @@
 //! the expectations that failed, the invariants violated and the snapshot diff.
 //!
 //! Backends: each scenario runs on the backend it names (`vfs` by default), or on
-//! the one in `IMC_HARNESS_BACKEND` (`vfs` or `tmpfs`). Every KB and hardened
+//! the one in `IMC_HARNESS_BACKEND` (`vfs`, `tmpfs` or `fuse`). Every KB and hardened
 //! scenario that can (see `suite::tmpfs_comparable`) also runs as
 //! `tmpfs/<path>` on a real tmpfs and must give the same snapshot as on vfs; where
 //! tmpfs cannot be mounted those tests are reported as ignored, with the reason.
+//! Every scenario also runs as `fuse/<path>`: the connector on plain files of
+//! a FUSE mount, faulted by the daemon, must give the same snapshot as on vfs
+//! (ignored with the reason where FUSE is unavailable).
 
 use harness::runner::RunOptions;
 use harness::scenario::Backend;
@@ -27,19 +30,24 @@ fn main() {
     match std::env::var("IMC_HARNESS_BACKEND").as_deref() {
         Ok("tmpfs") => options.backend = Some(Backend::Tmpfs),
         Ok("vfs") => options.backend = Some(Backend::Vfs),
-        Ok(other) => panic!("IMC_HARNESS_BACKEND must be `vfs` or `tmpfs`, not `{other}`"),
+        Ok("fuse") => options.backend = Some(Backend::Fuse),
+        Ok(other) => {
+            panic!("IMC_HARNESS_BACKEND must be `vfs`, `tmpfs` or `fuse`, not `{other}`")
+        }
         Err(_) => {}
     }
-    let tmpfs = namespace.and_then(|()| sandbox::tmpfs_available());
+    let tmpfs = namespace.clone().and_then(|()| sandbox::tmpfs_available());
+    let fuse = namespace.and_then(|()| sandbox::fuse_available());
     let cases = suite::cases(std::slice::from_ref(&scenarios), &scenarios)
         .unwrap_or_else(|e| panic!("cannot list the scenarios: {e}"));
     let mut trials = Vec::new();
     for case in cases {
-        let (c, opts, dir, tmpfs_state) = (
+        let (c, opts, dir, tmpfs_state, fuse_state) = (
             case.clone(),
             options.clone(),
             snapshot_dir.clone(),
             tmpfs.clone(),
+            fuse.clone(),
         );
         trials.push(Trial::ignorable_test(case.id.clone(), move || {
             if opts.backend == Some(Backend::Tmpfs) {
@@ -47,8 +55,28 @@ fn main() {
                     return Ok(Completion::ignored_with(format!("tmpfs: {why}")));
                 }
             }
+            if opts.backend == Some(Backend::Fuse) {
+                if let Err(why) = fuse_state {
+                    return Ok(Completion::ignored_with(format!("fuse: {why}")));
+                }
+            }
             check(&c, &opts, &Snapshots::Insta(dir))
         }));
+        let (c, dir, fuse_state) = (case.clone(), snapshot_dir.clone(), fuse.clone());
+        trials.push(Trial::ignorable_test(
+            format!("fuse/{}", case.id),
+            move || {
+                if let Err(why) = fuse_state {
+                    return Ok(Completion::ignored_with(why));
+                }
+                let opts = RunOptions {
+                    backend: Some(Backend::Fuse),
+                    ..RunOptions::default()
+                };
+                // The same snapshot as on vfs, errnos and crashes included.
+                check(&c, &opts, &Snapshots::Compare(dir))
+            },
+        ));
         let conformance = case.id.starts_with("kb-q146791/") || case.id.starts_with("hardened/");
         if !conformance {
             continue;

@@ -108,6 +108,12 @@ pub async fn run(scenario: &Scenario, options: &RunOptions) -> Result<Run, RunEr
             })?;
             sandbox::Backend::Tmpfs
         }
+        Backend::Fuse => {
+            sandbox::fuse_available().map_err(|why| {
+                RunError::Unsupported(format!("backend `fuse` unavailable: {why}"))
+            })?;
+            sandbox::Backend::Fuse
+        }
     };
     let profile = imc::profile::by_name(&scenario.profile).map_err(RunError::Unsupported)?;
     let mutant = match &scenario.connector.mutant {
@@ -279,7 +285,7 @@ impl Runner {
 
     /// `no-phantom` and `no-partial` after every step.
     fn check_spool(&mut self) {
-        let files = invariants::read_files(&self.sandbox.root().join("imcdata/in"));
+        let files = invariants::read_files(&self.sandbox.tree().join("imcdata/in"));
         for (invariant, message) in self.ledger.check_in(&files) {
             self.violate(invariant, message);
         }
@@ -341,7 +347,7 @@ impl Runner {
             self.apply(&Fault::Restore(path), &mut StepResult::default());
         }
         self.start(false, &mut result).await;
-        let files = invariants::read_files(&self.sandbox.root().join("imcdata/in"));
+        let files = invariants::read_files(&self.sandbox.tree().join("imcdata/in"));
         for (invariant, message) in self.ledger.check_no_loss(&files) {
             self.violate(invariant, message);
         }
@@ -385,7 +391,7 @@ impl Runner {
                 format!("a new message after recovery got `{got}`, not 250"),
             );
         } else {
-            let files = invariants::read_files(&self.sandbox.root().join("imcdata/in"));
+            let files = invariants::read_files(&self.sandbox.tree().join("imcdata/in"));
             if !files
                 .iter()
                 .any(|(_, c)| invariants::body_of(c) == body.as_bytes())
@@ -413,7 +419,7 @@ impl Runner {
         self.read_owed(&mut result).await;
         self.drain_events(&mut result);
         if let Some(expect) = &step.expect {
-            for message in check::check(expect, &result, self.sandbox.root()) {
+            for message in check::check(expect, &result, self.sandbox.tree()) {
                 self.mismatches.push(Mismatch {
                     step: index,
                     action: action.clone(),
@@ -879,7 +885,7 @@ impl Runner {
     }
 
     fn apply(&mut self, fault: &Fault, result: &mut StepResult) {
-        let in_dir = self.sandbox.root().join("imcdata/in");
+        let in_dir = self.sandbox.tree().join("imcdata/in");
         let before = matches!(fault, Fault::Remove(_)).then(|| invariants::read_files(&in_dir));
         let text = match to_sandbox_fault(fault) {
             Ok(f) => match self.sandbox.apply(&f) {
@@ -946,7 +952,7 @@ impl Runner {
             .iter()
             .map(|dir| Listing {
                 dir: dir.to_string(),
-                files: check::list_dir(&self.sandbox.root().join(dir)),
+                files: check::list_dir(&self.sandbox.tree().join(dir)),
             })
             .collect()
     }

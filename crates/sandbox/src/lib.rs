@@ -236,6 +236,14 @@ impl Sandbox {
         &self.root
     }
 
+    /// Where the volume's files can be inspected without making an operation
+    /// on it: the root on `vfs` and `tmpfs`; on `fuse` the backing directory
+    /// (reading through the mount would be logged and counted by the rules,
+    /// as anything the daemon serves is).
+    pub fn tree(&self) -> &Path {
+        self.engine.root()
+    }
+
     /// The sandbox's temporary directory, which holds `root/` and `stash/`.
     pub fn dir(&self) -> &Path {
         self.dir.path()

@@ -71,7 +71,7 @@
 //! | key | default | meaning |
 //! | --- | --- | --- |
 //! | `quota` | `64MiB` | Size of the volume. |
-//! | `backend` | `vfs` | `vfs`: real files in a temporary folder behind the fault-injecting filesystem layer. `tmpfs`: a size-limited tmpfs mount (Linux, needs root or a user namespace). |
+//! | `backend` | `vfs` | `vfs`: real files in a temporary folder behind the fault-injecting filesystem layer. `tmpfs`: a size-limited tmpfs mount (Linux, needs root or a user namespace). `fuse`: a FUSE mount over a temporary folder, faulted by the same layer for every process (Linux, root, /dev/fuse). |
 //!
 //! ```yaml
 //! sandbox: { quota: 8MiB, backend: vfs }

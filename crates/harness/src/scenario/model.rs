@@ -62,6 +62,9 @@ pub enum Backend {
     Vfs,
     /// A size-limited tmpfs mount (Linux, needs root or a user namespace).
     Tmpfs,
+    /// A FUSE mount passing through to a temp dir, faulted by the same rule
+    /// engine as `vfs` for every process using it (Linux, root, /dev/fuse).
+    Fuse,
 }
 
 /// Connector settings; each `None` keeps the connector's default.
