@@ -139,6 +139,7 @@ impl FuseMount {
     /// answered) when this returns. Refused unless the process is in its
     /// private mount namespace.
     pub(crate) fn new(path: &Path, engine: Arc<Engine>) -> io::Result<FuseMount> {
+        refuse_overlap(path, engine.root())?;
         namespace_entered().map_err(|e| io::Error::other(format!("fuse backend: {e}")))?;
         let daemon = daemon::Daemon::new(engine)?;
         let mut config = Config::default();
@@ -176,6 +177,23 @@ impl FuseMount {
     }
 }
 
+/// The handlers work on the backing tree only: one inside the mount (or the
+/// mount inside it) would send the daemon requests to itself and deadlock.
+fn refuse_overlap(mount: &Path, backing: &Path) -> io::Result<()> {
+    if mount.starts_with(backing) || backing.starts_with(mount) {
+        return Err(io::Error::new(
+            io::ErrorKind::InvalidInput,
+            format!(
+                "fuse backend: the backing directory {} and the mount {} must not \
+                 contain each other",
+                backing.display(),
+                mount.display()
+            ),
+        ));
+    }
+    Ok(())
+}
+
 impl Drop for FuseMount {
     fn drop(&mut self) {
         // Lazy, never a plain umount: a busy mount must not fail the drop,
@@ -191,5 +209,20 @@ impl Drop for FuseMount {
                 let _ = thread.join();
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_backing_tree_and_the_mount_never_nest() {
+        let refused = |m: &str, b: &str| refuse_overlap(Path::new(m), Path::new(b)).is_err();
+        assert!(refused("/s/root", "/s/root/backing"));
+        assert!(refused("/s/root/mnt", "/s/root"));
+        assert!(refused("/s/root", "/s/root"));
+        assert!(!refused("/s/root", "/s/backing"));
+        assert!(!refused("/s/root", "/s/rootx"));
     }
 }
