@@ -105,7 +105,23 @@ fn main() {
             })
         })
         .collect();
-    libtest_mimic::run(&args, trials).exit();
+    let conclusion = libtest_mimic::run(&args, trials);
+    // Every sandbox is gone by now: so must every FUSE mount be, the crash
+    // tests' remounts included.
+    let left: Vec<String> = mountinfo("self")
+        .unwrap_or_default()
+        .lines()
+        .filter(|l| l.contains(" - fuse imc-sandbox "))
+        .map(str::to_owned)
+        .collect();
+    if !left.is_empty() {
+        eprintln!(
+            "FUSE mounts left behind after the tests:\n{}",
+            left.join("\n")
+        );
+        std::process::exit(101);
+    }
+    conclusion.exit();
 }
 
 fn fuse(blocks: u64) -> Sandbox {
