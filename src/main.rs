@@ -1,5 +1,11 @@
 //! `imc-harness`: run fault-injection scenarios against the imc connector.
 
+// First, so that its `print!`, `println!` and `eprintln!` replace std's below.
+#[macro_use]
+mod out;
+mod run;
+mod signals;
+
 use clap::{Parser, Subcommand};
 use harness::runner::RunOptions;
 use harness::scenario::Backend;
@@ -22,36 +28,18 @@ struct Cli {
 
 #[derive(Subcommand)]
 enum Command {
-    /// Run scenario files or folders; print each transcript and a summary.
-    Run {
-        /// Scenario files (.yaml) or folders searched recursively.
-        #[arg(required = true)]
-        paths: Vec<PathBuf>,
-        /// Folder scenario ids are relative to (their snapshot names derive from it).
-        #[arg(long, default_value = "scenarios")]
-        scenarios: PathBuf,
-        /// Folder of stored snapshots to compare with.
-        #[arg(long, default_value = "snapshots")]
-        snapshots: PathBuf,
-        /// Do not compare with stored snapshots.
-        #[arg(long)]
-        no_snapshots: bool,
-        /// Print transcripts of failing scenarios only.
-        #[arg(long, short)]
-        quiet: bool,
-        /// Run every scenario on this backend (`vfs`, `tmpfs` or `fuse`) instead of its own.
-        #[arg(long, value_parser = parse_backend)]
-        backend: Option<Backend>,
-        /// Save each run's whole history as JSON in this folder (for `check`).
-        #[arg(long)]
-        save_history: Option<PathBuf>,
-    },
+    /// Run scenario files or folders: a line per scenario, what failed, a summary.
+    Run(run::RunArgs),
+    /// Run scenarios under every profile and show, step by step, what each
+    /// profile replied and logged (KB behaviour against modern behaviour).
+    DiffProfiles(run::DiffArgs),
     /// Re-check stored runs (from `run --save-history`) against the snapshots, or
     /// diff two stored runs, without running anything.
     Check {
-        /// A stored run (`.json`).
-        run: PathBuf,
-        /// Compare with this other stored run instead of the snapshot.
+        /// Stored runs (`.json`), or folders searched recursively for them.
+        #[arg(required = true)]
+        runs: Vec<PathBuf>,
+        /// Compare with this other stored run instead of the snapshot (one run only).
         #[arg(long)]
         against: Option<PathBuf>,
         /// Folder of stored snapshots.
@@ -60,11 +48,15 @@ enum Command {
     },
     /// Write a new scenario file to start from.
     New {
-        /// The file to create (`scenarios/regressions/my-bug.yaml`).
+        /// The file to create (`scenarios/regressions/my-bug.yaml`); its name ends
+        /// in `.yaml` or `.yml`.
         path: PathBuf,
-        /// The connector profile.
+        /// The connector profile (`exchange-4.0` or `hardened`).
         #[arg(long, default_value = "exchange-4.0")]
         profile: String,
+        /// Overwrite the file if it exists.
+        #[arg(long)]
+        force: bool,
     },
     /// Print the JSON Schema of scenario files (for editors).
     Schema,
@@ -88,14 +80,14 @@ enum Command {
         /// Run on this backend (`vfs`, `tmpfs` or `fuse`).
         #[arg(long, value_parser = parse_backend)]
         backend: Option<Backend>,
-        /// Stop starting new cases after this many seconds.
+        /// Seconds for the whole run: no case starts and no shrink goes on after.
         #[arg(long)]
         time_budget: Option<u64>,
         /// Run only the cases i with i mod N == K (`K/N`).
         #[arg(long, default_value = "0/1")]
         shard: harness::explore::Shard,
         /// Where to write the reproducer (default
-        /// scenarios/regressions/explore-<profile>[-<mutant>]-<seed>.yaml).
+        /// `scenarios/regressions/explore-<profile>[-<mutant>]-<seed>.yaml`).
         #[arg(long)]
         out: Option<PathBuf>,
         /// Print the reproducer instead of writing it.
@@ -125,7 +117,17 @@ enum Command {
         /// The errnos each operation fails with, comma-separated.
         #[arg(long, default_value = "ENOSPC,EIO,ENOENT", value_delimiter = ',')]
         errnos: Vec<String>,
-        /// Path glob of each fault: `exact` (the operation's own path) or `any` (`**`).
+        /// What happens at each operation, comma-separated: `errno` (each of
+        /// `--errnos`, once and from then on) and tree faults made right before it:
+        /// rename-in, rename-in-back (put back after it), remove-in, replace-in,
+        /// remove-work, fill-disk, crash, crash-after (once it is done).
+        #[arg(
+            long,
+            default_value = "errno,rename-in,rename-in-back,remove-in,replace-in,remove-work,fill-disk,crash,crash-after",
+            value_delimiter = ','
+        )]
+        faults: Vec<String>,
+        /// Path glob of each errno fault: `exact` (the operation's own path) or `any` (`**`).
         #[arg(long, default_value = "exact")]
         glob: harness::enumerate::GlobMode,
         /// Run on this backend (`vfs`, `tmpfs` or `fuse`).
@@ -144,6 +146,24 @@ enum Command {
         #[arg(long, default_value_t = 5)]
         reply_timeout: u64,
     },
+    /// Print the claims coverage table: each registered claim, the scenarios
+    /// that cite it and their verdicts (the scenarios are run); a claim no
+    /// passing scenario checks is flagged.
+    Claims {
+        /// Scenario files or folders.
+        #[arg(default_value = "scenarios")]
+        paths: Vec<PathBuf>,
+        /// Print the table as Markdown (as the README shows it).
+        #[arg(long)]
+        markdown: bool,
+        /// Folder scenario ids are relative to. Default: each file's nearest
+        /// enclosing `scenarios` folder.
+        #[arg(long)]
+        scenarios: Option<PathBuf>,
+        /// Print the JSON Schema of the claims registry instead.
+        #[arg(long, conflicts_with = "markdown")]
+        schema: bool,
+    },
     /// Run the scenarios N times each and print the median time per scenario.
     Bench {
         /// Scenario files or folders.
@@ -152,9 +172,10 @@ enum Command {
         /// Runs per scenario.
         #[arg(long, short = 'n', default_value_t = 20)]
         runs: usize,
-        /// Folder scenario ids are relative to.
-        #[arg(long, default_value = "scenarios")]
-        scenarios: PathBuf,
+        /// Folder scenario ids are relative to. Default: each file's nearest
+        /// enclosing `scenarios` folder.
+        #[arg(long)]
+        scenarios: Option<PathBuf>,
         /// Run on this backend instead of each scenario's own; repeat it
         /// (`--backend vfs --backend fuse`) to interleave the backends, run
         /// by run, and compare them.
@@ -163,7 +184,8 @@ enum Command {
     },
 }
 
-fn parse_backend(name: &str) -> Result<Backend, String> {
+/// Parses a backend name for `--backend`.
+pub(crate) fn parse_backend(name: &str) -> Result<Backend, String> {
     match name {
         "vfs" => Ok(Backend::Vfs),
         "tmpfs" => Ok(Backend::Tmpfs),
@@ -178,45 +200,34 @@ fn main() -> ExitCode {
     // Before any thread starts, so tmpfs sandboxes never show in the host's mount
     // table; where it is not permitted, tmpfs runs report why.
     let _ = sandbox::enter_private_mount_namespace();
-    match Cli::parse().command {
-        Command::Run {
-            paths,
-            scenarios,
-            snapshots,
-            no_snapshots,
-            quiet,
-            backend,
-            save_history,
-        } => {
-            let options = RunOptions {
-                backend,
-                ..RunOptions::default()
-            };
-            let output = Output {
-                quiet,
-                save_history,
-            };
-            run(
-                &paths,
-                &scenarios,
-                snapshots,
-                no_snapshots,
-                &output,
-                &options,
-            )
-        }
+    // Still single-threaded: every thread started from here on inherits the mask.
+    if let Err(e) = signals::install() {
+        eprintln!("imc-harness: cannot handle SIGINT and SIGTERM: {e}");
+    }
+    remove_stale_sandboxes();
+    let cli: Cli = match out::parse_args() {
+        Ok(cli) => cli,
+        Err(code) => return code,
+    };
+    match cli.command {
+        Command::Run(args) => run::run(args),
+        Command::DiffProfiles(args) => run::diff_profiles(args),
         Command::Check {
-            run,
+            runs,
             against,
             snapshots,
-        } => check(&run, against.as_deref(), &snapshots),
-        Command::New { path, profile } => new(&path, &profile),
+        } => check_all(&runs, against.as_deref(), &snapshots),
+        Command::New {
+            path,
+            profile,
+            force,
+        } => new(&path, &profile, force),
         Command::Bench {
             paths,
             runs,
             scenarios,
             backends,
-        } => bench(&paths, &scenarios, runs, &backends),
+        } => bench(&paths, scenarios.as_deref(), runs, &backends),
         Command::Explore {
             profile,
             mutant,
@@ -268,6 +279,7 @@ fn main() -> ExitCode {
             profile,
             mutant,
             errnos,
+            faults,
             glob,
             backend,
             out_dir,
@@ -279,6 +291,10 @@ fn main() -> ExitCode {
             options.profile = profile;
             options.mutant = mutant;
             options.errnos = errnos;
+            if let Err(e) = options.select_faults(&faults) {
+                eprintln!("--faults: {e}");
+                return ExitCode::from(2);
+            }
             options.glob = glob;
             options.out_dir = (!no_write).then_some(out_dir);
             options.threads = threads;
@@ -300,6 +316,12 @@ fn main() -> ExitCode {
                 }
             }
         }
+        Command::Claims {
+            paths,
+            markdown,
+            scenarios,
+            schema,
+        } => claims(&paths, scenarios.as_deref(), markdown, schema),
         Command::Schema => {
             print!("{}", harness::scenario::schema());
             ExitCode::SUCCESS
@@ -307,90 +329,25 @@ fn main() -> ExitCode {
     }
 }
 
-fn run(
-    paths: &[PathBuf],
-    base: &std::path::Path,
-    snapshots: PathBuf,
-    off: bool,
-    output: &Output,
-    options: &RunOptions,
-) -> ExitCode {
-    let quiet = output.quiet;
-    let cases = match suite::cases(paths, base) {
-        Ok(c) => c,
-        Err(e) => {
-            eprintln!("{e}");
-            return ExitCode::from(2);
-        }
-    };
-    let mode = if off {
-        Snapshots::Off
-    } else {
-        Snapshots::Compare(snapshots)
-    };
-    let started = Instant::now();
-    let (mut passed, mut failed) = (Vec::new(), Vec::new());
-    for case in &cases {
-        let verdict = suite::run_case(case, options, &mode);
-        let ok = verdict.passed();
-        if let (Some(dir), Some(history)) = (&output.save_history, &verdict.history) {
-            let loaded = harness::scenario::load(&case.path);
-            if let Ok(scenario) = loaded {
-                match StoredRun::new(&case.id, &scenario, history).save(dir) {
-                    Ok(path) => println!("history saved to {}", path.display()),
-                    Err(e) => eprintln!("{e}"),
-                }
-            }
-        }
-        println!("=== {} ({})", case.id, case.path.display());
-        if !quiet || !ok {
-            print!("{}", verdict.report());
-        }
-        if let Some(Comparison::Missing(_)) = verdict.snapshot {
-            if quiet {
-                println!("(no stored snapshot)");
-            }
-        }
-        println!("--- {}: {}\n", case.id, if ok { "PASS" } else { "FAIL" });
-        if ok {
-            passed.push(case.id.clone());
-        } else {
-            failed.push(case.id.clone());
-        }
-    }
-    println!(
-        "{} scenarios: {} passed, {} failed ({:.2} s)",
-        cases.len(),
-        passed.len(),
-        failed.len(),
-        started.elapsed().as_secs_f64()
-    );
-    for id in &failed {
-        println!("  FAIL {id}");
-    }
-    if failed.is_empty() {
-        ExitCode::SUCCESS
-    } else {
-        ExitCode::FAILURE
+/// Removes the sandboxes that processes which no longer exist left behind (a
+/// SIGKILL cannot be caught), and says so.
+fn remove_stale_sandboxes() {
+    match sandbox::remove_stale_sandboxes(None) {
+        Ok(removed) if !removed.is_empty() => eprintln!(
+            "imc-harness: removed {} sandbox{} left by processes that no longer exist",
+            removed.len(),
+            if removed.len() == 1 { "" } else { "es" }
+        ),
+        Ok(_) => {}
+        Err(e) => eprintln!(
+            "imc-harness: cannot look for stale sandboxes in {}: {e}",
+            std::env::temp_dir().display()
+        ),
     }
 }
 
-fn new(path: &std::path::Path, profile: &str) -> ExitCode {
-    if path.exists() {
-        eprintln!("{} already exists; not overwriting it", path.display());
-        return ExitCode::from(2);
-    }
-    let name = path
-        .file_stem()
-        .map(|s| s.to_string_lossy().into_owned())
-        .unwrap_or_else(|| "new scenario".into());
-    if let Some(parent) = path.parent().filter(|p| !p.as_os_str().is_empty()) {
-        if let Err(e) = std::fs::create_dir_all(parent) {
-            eprintln!("cannot create {}: {e}", parent.display());
-            return ExitCode::from(2);
-        }
-    }
-    match std::fs::write(path, harness::scenario::scaffold(&name, profile)) {
+fn new(path: &std::path::Path, profile: &str, force: bool) -> ExitCode {
+    match harness::scenario::create(path, profile, force) {
         Ok(()) => {
             println!(
                 "wrote {}; run it with `imc-harness run {}`",
@@ -400,13 +357,49 @@ fn new(path: &std::path::Path, profile: &str) -> ExitCode {
             ExitCode::SUCCESS
         }
         Err(e) => {
-            eprintln!("cannot write {}: {e}", path.display());
+            eprintln!("{e}");
             ExitCode::from(2)
         }
     }
 }
 
-fn bench(paths: &[PathBuf], base: &std::path::Path, runs: usize, backends: &[Backend]) -> ExitCode {
+fn claims(
+    paths: &[PathBuf],
+    base: Option<&std::path::Path>,
+    markdown: bool,
+    schema: bool,
+) -> ExitCode {
+    if schema {
+        print!("{}", harness::claims::schema());
+        return ExitCode::SUCCESS;
+    }
+    let cases = match suite::cases(paths, base) {
+        Ok(c) => c,
+        Err(e) => {
+            eprintln!("{e}");
+            return ExitCode::from(2);
+        }
+    };
+    let table =
+        harness::claims::coverage(harness::claims::registry(), &cases, &RunOptions::default());
+    if markdown {
+        print!("{}", table.markdown());
+    } else {
+        print!("{table}");
+    }
+    if table.all_passed() {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::FAILURE
+    }
+}
+
+fn bench(
+    paths: &[PathBuf],
+    base: Option<&std::path::Path>,
+    runs: usize,
+    backends: &[Backend],
+) -> ExitCode {
     let cases = match suite::cases(paths, base) {
         Ok(c) => c,
         Err(e) => {
@@ -446,7 +439,7 @@ fn bench(paths: &[PathBuf], base: &std::path::Path, runs: usize, backends: &[Bac
                 let started = Instant::now();
                 let verdict = suite::run_case(case, &options, &Snapshots::Off);
                 times[i].push(started.elapsed().as_secs_f64() * 1000.0);
-                if !verdict.passed() {
+                if !verdict.passed() && !verdict.is_skipped() {
                     eprintln!(
                         "{} failed during the benchmark on {}:\n{}",
                         case.id,
@@ -513,10 +506,38 @@ fn median(values: &mut [f64]) -> f64 {
     }
 }
 
-/// How `run` reports.
-struct Output {
-    quiet: bool,
-    save_history: Option<PathBuf>,
+/// `check` over several stored runs: 0 when all are the same as their
+/// snapshots, 2 when any cannot be checked, else 1.
+fn check_all(
+    paths: &[PathBuf],
+    against: Option<&std::path::Path>,
+    snapshots: &std::path::Path,
+) -> ExitCode {
+    let runs = match harness::snapshot::stored_runs(paths) {
+        Ok(runs) => runs,
+        Err(e) => {
+            eprintln!("{e}");
+            return ExitCode::from(2);
+        }
+    };
+    if against.is_some() && runs.len() != 1 {
+        eprintln!(
+            "--against compares one stored run with another; {} were given",
+            runs.len()
+        );
+        return ExitCode::from(2);
+    }
+    let codes: Vec<ExitCode> = runs
+        .iter()
+        .map(|run| check(run, against, snapshots))
+        .collect();
+    if codes.contains(&ExitCode::from(2)) {
+        ExitCode::from(2)
+    } else if codes.contains(&ExitCode::FAILURE) {
+        ExitCode::FAILURE
+    } else {
+        ExitCode::SUCCESS
+    }
 }
 
 fn check(
@@ -550,7 +571,8 @@ fn check(
         None => snapshot::compare(snapshots, &stored.snapshot_name(), &contents),
     };
     match comparison {
-        Comparison::Same => {
+        // `compare` never writes, so `Written` cannot come back from it.
+        Comparison::Same | Comparison::Written(_) => {
             println!(
                 "{}: same as {}",
                 path.display(),

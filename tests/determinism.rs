@@ -10,7 +10,8 @@ use std::path::Path;
 fn every_scenario_reruns_byte_identical() {
     let root = Path::new(env!("CARGO_MANIFEST_DIR"));
     let scenarios = root.join("scenarios");
-    let cases = suite::cases(std::slice::from_ref(&scenarios), &scenarios).expect("scenarios");
+    let cases =
+        suite::cases(std::slice::from_ref(&scenarios), Some(&scenarios)).expect("scenarios");
     assert!(cases.len() > 20, "found only {} scenarios", cases.len());
     for case in &cases {
         let run = || suite::run_case(case, &RunOptions::default(), &Snapshots::Off);

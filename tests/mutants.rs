@@ -11,7 +11,8 @@ use std::path::Path;
 fn mutant_scenarios_keep_every_invariant_without_their_mutant() {
     let root = Path::new(env!("CARGO_MANIFEST_DIR"));
     let scenarios = root.join("scenarios");
-    let cases = suite::cases(&[scenarios.join("mutants")], &scenarios).expect("mutant scenarios");
+    let cases =
+        suite::cases(&[scenarios.join("mutants")], Some(&scenarios)).expect("mutant scenarios");
     assert!(
         cases.len() >= 5,
         "one scenario per mutant, found {}",

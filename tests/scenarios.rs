@@ -8,13 +8,13 @@
 //! scenario that can (see `suite::tmpfs_comparable`) also runs as
 //! `tmpfs/<path>` on a real tmpfs and must give the same snapshot as on vfs; where
 //! tmpfs cannot be mounted those tests are reported as ignored, with the reason.
+
+//!
 //! Every scenario also runs as `fuse/<path>`: the connector on plain files of
 //! a FUSE mount, faulted by the daemon, must give the same snapshot as on vfs
 //! (ignored with the reason where FUSE is unavailable).
-
 use harness::runner::RunOptions;
 use harness::scenario::Backend;
-use harness::snapshot::Comparison;
 use harness::suite::{self, Snapshots};
 use libtest_mimic::{Arguments, Completion, Failed, Trial};
 use std::path::Path;
@@ -22,6 +22,8 @@ use std::path::Path;
 fn main() {
     // Before any thread starts: tmpfs mounts stay private to this process.
     let namespace = sandbox::enter_private_mount_namespace();
+    // Sandboxes left by a killed earlier run (their owner's lock is free).
+    let _ = sandbox::remove_stale_sandboxes(None);
     let args = Arguments::from_args();
     let root = Path::new(env!("CARGO_MANIFEST_DIR"));
     let scenarios = root.join("scenarios");
@@ -38,17 +40,16 @@ fn main() {
     }
     let tmpfs = namespace.clone().and_then(|()| sandbox::tmpfs_available());
     let fuse = namespace.and_then(|()| sandbox::fuse_available());
-    let cases = suite::cases(std::slice::from_ref(&scenarios), &scenarios)
+    let cases = suite::cases(std::slice::from_ref(&scenarios), Some(&scenarios))
         .unwrap_or_else(|e| panic!("cannot list the scenarios: {e}"));
     let mut trials = Vec::new();
     for case in cases {
-        let (c, opts, dir, tmpfs_state, fuse_state) = (
-            case.clone(),
-            options.clone(),
-            snapshot_dir.clone(),
-            tmpfs.clone(),
-            fuse.clone(),
+        assert_eq!(
+            case.snapshots, snapshot_dir,
+            "snapshots live beside scenarios/"
         );
+        let (c, opts, tmpfs_state, fuse_state) =
+            (case.clone(), options.clone(), tmpfs.clone(), fuse.clone());
         trials.push(Trial::ignorable_test(case.id.clone(), move || {
             if opts.backend == Some(Backend::Tmpfs) {
                 if let Err(why) = tmpfs_state {
@@ -60,9 +61,9 @@ fn main() {
                     return Ok(Completion::ignored_with(format!("fuse: {why}")));
                 }
             }
-            check(&c, &opts, &Snapshots::Insta(dir))
+            check(&c, &opts, Snapshots::Insta)
         }));
-        let (c, dir, fuse_state) = (case.clone(), snapshot_dir.clone(), fuse.clone());
+        let (c, fuse_state) = (case.clone(), fuse.clone());
         trials.push(Trial::ignorable_test(
             format!("fuse/{}", case.id),
             move || {
@@ -74,7 +75,7 @@ fn main() {
                     ..RunOptions::default()
                 };
                 // The same snapshot as on vfs, errnos and crashes included.
-                check(&c, &opts, &Snapshots::Compare(dir))
+                check(&c, &opts, Snapshots::Compare)
             },
         ));
         let conformance = case.id.starts_with("kb-q146791/") || case.id.starts_with("hardened/");
@@ -87,7 +88,7 @@ fn main() {
         if suite::tmpfs_comparable(&scenario).is_err() {
             continue;
         }
-        let (c, dir, tmpfs_state) = (case.clone(), snapshot_dir.clone(), tmpfs.clone());
+        let (c, tmpfs_state) = (case.clone(), tmpfs.clone());
         trials.push(Trial::ignorable_test(
             format!("tmpfs/{}", case.id),
             move || {
@@ -99,7 +100,7 @@ fn main() {
                     ..RunOptions::default()
                 };
                 // The same snapshot as on vfs, compared without writing anything.
-                check(&c, &opts, &Snapshots::Compare(dir))
+                check(&c, &opts, Snapshots::Compare)
             },
         ));
     }
@@ -109,12 +110,12 @@ fn main() {
 fn check(
     case: &suite::Case,
     options: &RunOptions,
-    snapshots: &Snapshots,
+    snapshots: Snapshots,
 ) -> Result<Completion, Failed> {
-    let verdict = suite::run_case(case, options, snapshots);
-    let missing = matches!(verdict.snapshot, Some(Comparison::Missing(_)))
-        && matches!(snapshots, Snapshots::Compare(_));
-    if verdict.passed() && !missing {
+    let verdict = suite::run_case(case, options, &snapshots);
+    if let Some(why) = &verdict.skipped {
+        Ok(Completion::ignored_with(why.clone()))
+    } else if verdict.passed() {
         Ok(Completion::Completed)
     } else {
         Err(Failed::from(format!(

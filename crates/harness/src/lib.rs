@@ -7,17 +7,21 @@
 //! boots the `imc` connector in-process over the sandbox, plays the steps and
 //! records one ordered [`history::History`]. The checks compare it with the
 //! inline expectations ([`check`]) and with a stored snapshot ([`snapshot`]).
-//! [`suite`] ties them together for `cargo test` and the `imc-harness` command.
+//! [`claims`] is the registry of documented claims a scenario may cite, and the
+//! table of which scenarios check each. [`suite`] ties them together for `cargo test` and the `imc-harness` command.
 //!
 //! Data flows one way: scenario file -> [`scenario::Scenario`] -> [`runner::run`]
 //! -> [`history::History`] -> checks.
 
 pub mod check;
+pub mod claims;
 pub mod client;
 pub mod enumerate;
 pub mod explore;
 pub mod history;
 pub mod invariants;
+pub mod profiles;
+pub mod report;
 pub mod runner;
 pub mod scenario;
 pub mod send;

@@ -100,6 +100,47 @@ impl StoredRun {
     }
 }
 
+/// Expands `paths` into stored-run files (`imc-harness check`): a file is taken
+/// as it is; a folder is searched recursively for `*.json` files, sorted by path.
+/// A path that cannot be read, or a folder holding no stored run, is an error.
+pub fn stored_runs(paths: &[PathBuf]) -> Result<Vec<PathBuf>, String> {
+    fn walk(dir: &Path, found: &mut Vec<PathBuf>) -> Result<(), String> {
+        let entries =
+            std::fs::read_dir(dir).map_err(|e| format!("cannot read {}: {e}", dir.display()))?;
+        for entry in entries {
+            let path = entry
+                .map_err(|e| format!("cannot read {}: {e}", dir.display()))?
+                .path();
+            if path.is_dir() {
+                walk(&path, found)?;
+            } else if path.extension().is_some_and(|e| e == "json") {
+                found.push(path);
+            }
+        }
+        Ok(())
+    }
+    let mut out = Vec::new();
+    for path in paths {
+        let meta =
+            std::fs::metadata(path).map_err(|e| format!("cannot read {}: {e}", path.display()))?;
+        if meta.is_dir() {
+            let mut found = Vec::new();
+            walk(path, &mut found)?;
+            if found.is_empty() {
+                return Err(format!(
+                    "{} holds no stored run (`.json`, written by `run --save-history`)",
+                    path.display()
+                ));
+            }
+            found.sort();
+            out.extend(found);
+        } else {
+            out.push(path.clone());
+        }
+    }
+    Ok(out)
+}
+
 /// Asserts `contents` against `<dir>/<name>.snap` with insta (the `cargo test` path).
 /// Panics with insta's diff on a mismatch, as insta does.
 pub fn assert(dir: &Path, name: &str, contents: &str) {
@@ -119,6 +160,29 @@ pub enum Comparison {
     Missing(PathBuf),
     /// Stored, and different: a line diff (`-` stored, `+` this run).
     Differs(String),
+    /// Missing or different, and written anew (`imc-harness run --accept`).
+    Written(PathBuf),
+}
+
+/// The header insta writes above a snapshot's contents; `write` uses the same,
+/// so a snapshot accepted by either tool reads the same to the other.
+const HEADER: &str = "---\nsource: crates/harness/src/snapshot.rs\n---\n";
+
+/// Writes `contents` as the snapshot `<dir>/<name>.snap` (in insta's format)
+/// and removes a stale `<name>.snap.new` beside it; returns the path written.
+pub fn write(dir: &Path, name: &str, contents: &str) -> Result<PathBuf, String> {
+    std::fs::create_dir_all(dir).map_err(|e| format!("cannot create {}: {e}", dir.display()))?;
+    let path = dir.join(format!("{name}.snap"));
+    let text = format!("{HEADER}{}\n", contents.trim_end());
+    std::fs::write(&path, text).map_err(|e| format!("cannot write {}: {e}", path.display()))?;
+    remove_pending(dir, name);
+    Ok(path)
+}
+
+/// Removes `<dir>/<name>.snap.new`, the pending snapshot insta leaves for
+/// `cargo insta review`, if there is one.
+pub fn remove_pending(dir: &Path, name: &str) {
+    let _ = std::fs::remove_file(dir.join(format!("{name}.snap.new")));
 }
 
 /// Compares `contents` with the stored `<dir>/<name>.snap` (insta's file format:

@@ -7,49 +7,143 @@ use crate::scenario;
 use crate::snapshot::{self, Comparison};
 use std::path::{Path, PathBuf};
 
-/// A scenario file and its id (its path under the scenarios folder, without the
-/// extension: `kb-q146791/kb3-in-removed-before-dot`).
+/// The folder name that marks a scenarios root: a scenario's id is its path
+/// under the nearest ancestor folder of this name.
+pub const SCENARIOS_DIR: &str = "scenarios";
+
+/// The folder, beside a scenarios root, that holds its snapshots.
+pub const SNAPSHOTS_DIR: &str = "snapshots";
+
+/// A scenario file, its id and where its snapshot lives.
+///
+/// The id is the file's path under its scenarios root, without the extension
+/// (`kb-q146791/kb3-in-removed-before-dot`), whatever the working directory and
+/// however the path was spelt (`./scenarios/`, an absolute path, from inside
+/// `scenarios/`): the root is found from the file's canonical path. A file
+/// outside any scenarios root is identified by its file name, and its snapshot
+/// lives in a `snapshots/` folder beside it.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Case {
-    /// The file.
+    /// The file, as given.
     pub path: PathBuf,
     /// The id: test name and snapshot name source.
     pub id: String,
+    /// The folder of its snapshot.
+    pub snapshots: PathBuf,
 }
 
 impl Case {
-    /// The case for `path`; its id is relative to `base` when under it.
+    /// The case for `path`, its id relative to `base` when under it, and its
+    /// snapshot in the `snapshots/` folder beside `base`.
     pub fn new(path: PathBuf, base: &Path) -> Case {
-        let rel = path.strip_prefix(base).unwrap_or(&path);
-        let id = rel
-            .with_extension("")
-            .components()
-            .map(|c| c.as_os_str().to_string_lossy().into_owned())
-            .collect::<Vec<_>>()
-            .join("/");
-        Case { path, id }
+        let base_abs = absolute(base);
+        let file_abs = absolute(&path);
+        let (id, snapshots) = match file_abs.strip_prefix(&base_abs) {
+            Ok(rel) => (id_of(rel), snapshots_beside(&base_abs)),
+            Err(_) => outside(&file_abs),
+        };
+        Case {
+            path,
+            id,
+            snapshots,
+        }
+    }
+
+    /// The case for `path`, its id relative to the nearest enclosing folder
+    /// named `scenarios` (see [`scenarios_root`]); outside any, its file name.
+    pub fn locate(path: PathBuf) -> Case {
+        let file_abs = absolute(&path);
+        let (id, snapshots) = match scenarios_root(&file_abs) {
+            Some(root) => (
+                id_of(file_abs.strip_prefix(&root).unwrap_or(&file_abs)),
+                snapshots_beside(&root),
+            ),
+            None => outside(&file_abs),
+        };
+        Case {
+            path,
+            id,
+            snapshots,
+        }
     }
 
     /// The snapshot name (`kb-q146791__kb3-in-removed-before-dot`).
     pub fn snapshot_name(&self) -> String {
         self.id.replace('/', "__")
     }
+
+    /// The snapshot file (`snapshots/kb-q146791__kb3-in-removed-before-dot.snap`).
+    pub fn snapshot_path(&self) -> PathBuf {
+        self.snapshots
+            .join(format!("{}.snap", self.snapshot_name()))
+    }
 }
 
-/// The scenario files under `paths` (files or folders), as cases relative to `base`.
-pub fn cases(paths: &[PathBuf], base: &Path) -> Result<Vec<Case>, String> {
+/// The scenarios root of a file: the nearest ancestor of its canonical path
+/// named `scenarios`, or `None` when there is none.
+pub fn scenarios_root(path: &Path) -> Option<PathBuf> {
+    absolute(path)
+        .ancestors()
+        .skip(1)
+        .find(|dir| dir.file_name().is_some_and(|n| n == SCENARIOS_DIR))
+        .map(Path::to_path_buf)
+}
+
+/// The canonical form of `path`, or (if it cannot be resolved) its absolute form.
+fn absolute(path: &Path) -> PathBuf {
+    path.canonicalize()
+        .or_else(|_| std::path::absolute(path))
+        .unwrap_or_else(|_| path.to_path_buf())
+}
+
+fn id_of(rel: &Path) -> String {
+    rel.with_extension("")
+        .components()
+        .map(|c| c.as_os_str().to_string_lossy().into_owned())
+        .collect::<Vec<_>>()
+        .join("/")
+}
+
+fn snapshots_beside(root: &Path) -> PathBuf {
+    root.parent().unwrap_or(root).join(SNAPSHOTS_DIR)
+}
+
+/// The id and snapshot folder of a file outside any scenarios root.
+fn outside(file: &Path) -> (String, PathBuf) {
+    let id = file.file_stem().map_or_else(
+        || "scenario".to_string(),
+        |s| s.to_string_lossy().into_owned(),
+    );
+    let dir = file.parent().unwrap_or(Path::new(".")).join(SNAPSHOTS_DIR);
+    (id, dir)
+}
+
+/// The scenario files under `paths` (files or folders), as cases. With `base`,
+/// ids are relative to it; without, to each file's scenarios root
+/// ([`Case::locate`]).
+pub fn cases(paths: &[PathBuf], base: Option<&Path>) -> Result<Vec<Case>, String> {
     let files = scenario::discover(paths).map_err(|e| e.to_string())?;
-    Ok(files.into_iter().map(|p| Case::new(p, base)).collect())
+    Ok(files
+        .into_iter()
+        .map(|p| match base {
+            Some(base) => Case::new(p, base),
+            None => Case::locate(p),
+        })
+        .collect())
 }
 
-/// How snapshots are checked.
-#[derive(Clone, Debug)]
+/// How snapshots are checked. Each case's snapshot is `Case::snapshot_path`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Snapshots {
     /// With insta (`cargo test`): a difference writes a `.snap.new` for
     /// `cargo insta review`, or fails at once under CI.
-    Insta(PathBuf),
-    /// Compared with the stored file; a missing snapshot is reported, not a failure.
-    Compare(PathBuf),
+    Insta,
+    /// Compared with the stored file; a missing snapshot fails the case, as
+    /// under `cargo test`.
+    Compare,
+    /// Written (or rewritten) when missing or different, and any stale
+    /// `.snap.new` beside it removed (`imc-harness run --accept`).
+    Accept,
     /// Not checked.
     Off,
 }
@@ -71,6 +165,12 @@ pub struct Verdict {
     pub snapshot: Option<Comparison>,
     /// Why it could not run (a bad scenario file, an unusable sandbox).
     pub error: Option<String>,
+    /// Why it was not run at all (it needs what the chosen backend lacks); a
+    /// skipped case neither passes nor fails.
+    pub skipped: Option<String>,
+    /// What the harness itself failed to do (for example undo a fault in the
+    /// final recovery): no verdict on the connector, but the case fails.
+    pub harness_failures: Vec<String>,
 }
 
 impl Verdict {
@@ -84,15 +184,29 @@ impl Verdict {
             expected_violation: None,
             snapshot: None,
             error: None,
+            skipped: None,
+            harness_failures: Vec::new(),
         }
     }
 
-    /// True when it ran, every expectation held and the snapshot (if any) matched.
+    /// True when it ran, every expectation held, the harness did all it had to,
+    /// and the snapshot (if checked) is stored and matched. A skipped case has
+    /// not passed.
     pub fn passed(&self) -> bool {
-        self.error.is_none()
+        self.skipped.is_none()
+            && self.error.is_none()
+            && self.harness_failures.is_empty()
             && self.mismatches.is_empty()
             && self.invariants_as_expected()
-            && !matches!(self.snapshot, Some(Comparison::Differs(_)))
+            && !matches!(
+                self.snapshot,
+                Some(Comparison::Differs(_) | Comparison::Missing(_))
+            )
+    }
+
+    /// True when the case was skipped (see [`Verdict::skipped`]).
+    pub fn is_skipped(&self) -> bool {
+        self.skipped.is_some()
     }
 
     /// No violation, or (for a mutant scenario) the expected one was seen.
@@ -106,6 +220,10 @@ impl Verdict {
     /// The transcript and every difference, for a person to read.
     pub fn report(&self) -> String {
         let mut out = String::new();
+        if let Some(why) = &self.skipped {
+            out.push_str(&format!("skipped: {why}\n"));
+            return out;
+        }
         if let Some(e) = &self.error {
             out.push_str(&format!("{e}\n"));
             return out;
@@ -143,6 +261,12 @@ impl Verdict {
                 }
             }
         }
+        if !self.harness_failures.is_empty() {
+            out.push_str("harness failure (not a verdict on the connector):\n");
+            for f in &self.harness_failures {
+                out.push_str(&format!("  - {f}\n"));
+            }
+        }
         if !self.mismatches.is_empty() {
             out.push_str("expectations that failed:\n");
             for m in &self.mismatches {
@@ -154,7 +278,14 @@ impl Verdict {
                 out.push_str(&format!("snapshot differs (- stored, + this run):\n{d}"));
             }
             Some(Comparison::Missing(p)) => {
-                out.push_str(&format!("no snapshot stored yet at {}\n", p.display()));
+                out.push_str(&format!(
+                    "no snapshot stored at {}; record it with `imc-harness run --accept {}`\n",
+                    p.display(),
+                    self.case.path.display()
+                ));
+            }
+            Some(Comparison::Written(p)) => {
+                out.push_str(&format!("snapshot written to {}\n", p.display()));
             }
             _ => {}
         }
@@ -193,6 +324,36 @@ pub fn run_case(case: &Case, options: &RunOptions, snapshots: &Snapshots) -> Ver
     }
 }
 
+/// Why a scenario cannot run on `backend` (chosen for the run, in place of its
+/// own) and must be skipped: `Some(reason)`. A crash loses unsynced data only
+/// under a crash model, which the tmpfs backend does not have (the kernel keeps
+/// the page cache), so a scenario that crashes would test nothing there.
+pub fn skip_reason(scenario: &scenario::Scenario, options: &RunOptions) -> Option<String> {
+    let backend = options.backend.unwrap_or(scenario.sandbox.backend);
+    if backend == scenario::Backend::Tmpfs {
+        if let Err(why) = sandbox::tmpfs_available() {
+            return Some(format!("backend `tmpfs` unavailable: {why}"));
+        }
+        let crashes = scenario
+            .steps
+            .iter()
+            .any(|s| s.service == Some(scenario::ServiceAction::Crash));
+        if crashes && scenario.sandbox.backend != scenario::Backend::Tmpfs {
+            return Some(
+                "crashes the service, and backend `tmpfs` has no crash model \
+                 (the kernel keeps the page cache, so a crash loses nothing)"
+                    .into(),
+            );
+        }
+    }
+    if backend == scenario::Backend::Fuse {
+        if let Err(why) = sandbox::fuse_available() {
+            return Some(format!("backend `fuse` unavailable: {why}"));
+        }
+    }
+    None
+}
+
 /// Runs an already loaded (possibly modified) scenario as `case`.
 pub fn run_loaded(
     case: &Case,
@@ -201,6 +362,10 @@ pub fn run_loaded(
     snapshots: &Snapshots,
 ) -> Verdict {
     let mut verdict = Verdict::new(case);
+    if let Some(why) = skip_reason(scenario, options) {
+        verdict.skipped = Some(why);
+        return verdict;
+    }
     let runtime = match tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()
@@ -219,16 +384,36 @@ pub fn run_loaded(
         }
     };
     let contents = snapshot::render(&case.id, scenario, &run.history);
+    let (dir, name) = (&case.snapshots, case.snapshot_name());
+    // A snapshot records the scenario's own profile: under another, it is not
+    // the reference.
+    let other_profile = options
+        .profile
+        .as_ref()
+        .is_some_and(|p| *p != scenario.profile);
     verdict.snapshot = match snapshots {
+        _ if other_profile => None,
         Snapshots::Off => None,
-        Snapshots::Compare(dir) => Some(snapshot::compare(dir, &case.snapshot_name(), &contents)),
-        Snapshots::Insta(dir) => {
-            let cmp = snapshot::compare(dir, &case.snapshot_name(), &contents);
+        Snapshots::Compare => Some(snapshot::compare(dir, &name, &contents)),
+        Snapshots::Accept => Some(match snapshot::compare(dir, &name, &contents) {
+            Comparison::Same => {
+                snapshot::remove_pending(dir, &name);
+                Comparison::Same
+            }
+            _ => match snapshot::write(dir, &name, &contents) {
+                Ok(path) => Comparison::Written(path),
+                Err(e) => {
+                    verdict.harness_failures.push(e);
+                    Comparison::Missing(case.snapshot_path())
+                }
+            },
+        }),
+        Snapshots::Insta => {
+            let cmp = snapshot::compare(dir, &name, &contents);
             if cmp != Comparison::Same {
                 // Let insta record the new snapshot for `cargo insta review` (or
                 // refuse under CI); its panic is the failure.
-                let name = case.snapshot_name();
-                let (dir, contents) = (dir.clone(), contents.clone());
+                let (dir, name, contents) = (dir.clone(), name.clone(), contents.clone());
                 let insta =
                     std::panic::catch_unwind(move || snapshot::assert(&dir, &name, &contents));
                 if insta.is_ok() {
@@ -237,8 +422,10 @@ pub fn run_loaded(
                 } else {
                     Some(match cmp {
                         Comparison::Missing(p) => Comparison::Differs(format!(
-                            "no snapshot stored at {}; run `cargo insta review` to accept the new one\n",
-                            p.display()
+                            "no snapshot stored at {}; record it with `imc-harness run --accept {}` \
+                             (or `cargo insta review`)\n",
+                            p.display(),
+                            case.path.display()
                         )),
                         other => other,
                     })
@@ -251,6 +438,7 @@ pub fn run_loaded(
     verdict.history = Some(run.history);
     verdict.mismatches = run.mismatches;
     verdict.violations = run.violations;
+    verdict.harness_failures.extend(run.harness_failures);
     verdict.expected_violation = scenario
         .expect_violation
         .as_deref()

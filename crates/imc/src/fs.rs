@@ -16,7 +16,7 @@ use std::path::{Path, PathBuf};
 pub enum OpKind {
     /// [`Fs::create`]: create or truncate a file for writing.
     Create,
-    /// [`FsFile::write`]: write bytes to an open file.
+    /// [`Write::write`] on an [`FsFile`]: write bytes to an open file.
     Write,
     /// [`FsFile::sync_all`]: flush a file's data to stable storage.
     Sync,

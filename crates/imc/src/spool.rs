@@ -4,11 +4,12 @@
 //! is flushed; only then is it acknowledged. Every disk access goes through
 //! [`Fs`], on tokio's blocking pool so a slow disk never stalls other sessions.
 
+use crate::envelope::StoredHeader;
 use crate::fs::{Fs, FsFile};
 use std::io;
 use std::path::{Path, PathBuf};
-use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
 
 /// Where message ids come from. Tests use [`CounterIds`] so runs are reproducible.
 pub trait IdGenerator: Send + Sync + 'static {
@@ -56,12 +57,21 @@ impl IdGenerator for ClockIds {
 pub struct Spool {
     fs: Arc<dyn Fs>,
     root: PathBuf,
+    /// Directories this connector created whose entry in their parent is not
+    /// known to be durable yet (the parent's flush failed). A message is not
+    /// acknowledged while any is left: a crash would take the directory, and the
+    /// message in it, along.
+    unsynced_dirs: Arc<Mutex<Vec<PathBuf>>>,
 }
 
 impl Spool {
     /// A spool under `root` (the directory holding `imcdata`).
     pub fn new(fs: Arc<dyn Fs>, root: PathBuf) -> Self {
-        Spool { fs, root }
+        Spool {
+            fs,
+            root,
+            unsynced_dirs: Arc::default(),
+        }
     }
 
     /// The filesystem.
@@ -120,18 +130,24 @@ impl Spool {
         .await
     }
 
-    /// Creates `work/<id>` for a new message.
-    pub async fn create_work(&self, id: &str) -> io::Result<WorkFile> {
-        self.create_message(self.work_dir(), id).await
+    /// Creates `work/<id>` for a new message, which will start with `header`:
+    /// the only way envelope and trace lines reach a stored file.
+    pub async fn create_work(&self, id: &str, header: &StoredHeader) -> io::Result<WorkFile> {
+        self.create_message(self.work_dir(), id, header).await
     }
 
     /// Creates `in/<id>` to receive the message in place: only the `partial-in`
     /// mutant does this, exposing incomplete messages in IN.
-    pub async fn create_in_place(&self, id: &str) -> io::Result<WorkFile> {
-        self.create_message(self.in_dir(), id).await
+    pub async fn create_in_place(&self, id: &str, header: &StoredHeader) -> io::Result<WorkFile> {
+        self.create_message(self.in_dir(), id, header).await
     }
 
-    async fn create_message(&self, dir: PathBuf, id: &str) -> io::Result<WorkFile> {
+    async fn create_message(
+        &self,
+        dir: PathBuf,
+        id: &str,
+        header: &StoredHeader,
+    ) -> io::Result<WorkFile> {
         let path = dir.join(id);
         let p = path.clone();
         let file = self.blocking(move |fs| fs.create(&p)).await?;
@@ -139,6 +155,8 @@ impl Spool {
             file: Some(file),
             path,
             id: id.to_string(),
+            // Written with the first text, in the same write call.
+            header: header.to_bytes(),
         })
     }
 
@@ -146,7 +164,17 @@ impl Spool {
     /// IN, all in one call on the blocking pool. `durable: false` skips both
     /// flushes (only the `skip-fsync` mutant does). The error says which step failed.
     pub async fn finish(&self, work: WorkFile, last: Vec<u8>, durable: bool) -> Result<(), Finish> {
-        let WorkFile { file, path, id } = work;
+        let WorkFile {
+            file,
+            path,
+            id,
+            header,
+        } = work;
+        let last = if header.is_empty() {
+            last
+        } else {
+            [header, last].concat()
+        };
         let Some(mut file) = file else {
             return Err(Finish::Write(io::Error::other(
                 "the work file was lost by an earlier failure",
@@ -154,6 +182,7 @@ impl Spool {
         };
         let (in_dir, to) = (self.in_dir(), self.in_dir().join(&id));
         let fs = self.fs.clone();
+        let unsynced = self.unsynced_dirs.clone();
         tokio::task::spawn_blocking(move || {
             if !last.is_empty() {
                 file.write_all(&last).map_err(Finish::Write)?;
@@ -162,6 +191,11 @@ impl Spool {
                 file.sync_all().map_err(Finish::Sync)?;
             }
             drop(file); // closed before the move
+            if durable {
+                // Before the move: the message never enters a directory that a
+                // crash could take away with it.
+                sync_created_dirs(&*fs, &unsynced).map_err(Finish::Directory)?;
+            }
             fs.rename(&path, &to).map_err(Finish::Rename)?;
             if durable {
                 fs.sync_dir(&in_dir).map_err(Finish::SyncDir)?;
@@ -196,6 +230,14 @@ impl Spool {
         self.blocking(move |fs| fs.sync_dir(&dir)).await
     }
 
+    /// Makes durable the entry of every directory this connector created whose
+    /// parent's flush had failed; called before a message is moved into IN.
+    pub async fn sync_created_dirs(&self) -> io::Result<()> {
+        let unsynced = self.unsynced_dirs.clone();
+        self.blocking(move |fs| sync_created_dirs(fs, &unsynced))
+            .await
+    }
+
     /// Removes a file, ignoring a file already gone.
     pub async fn remove(&self, path: PathBuf) -> io::Result<()> {
         self.blocking(move |fs| match fs.remove_file(&path) {
@@ -205,16 +247,26 @@ impl Spool {
         .await
     }
 
-    /// Creates `path` if it is missing; true when it was created.
+    /// Creates `path` if it is missing and makes its entry in its parent durable;
+    /// true when it was created. An error if the entry of a directory this
+    /// connector created cannot be made durable (now or at an earlier try): such
+    /// a directory must not receive acknowledged mail.
     pub async fn ensure_dir(&self, path: PathBuf) -> io::Result<bool> {
+        let unsynced = self.unsynced_dirs.clone();
         self.blocking(move |fs| match fs.metadata(&path) {
-            Ok(m) if m.is_dir => Ok(false),
+            Ok(m) if m.is_dir => {
+                if lock(&unsynced).contains(&path) {
+                    sync_parent(fs, &path)?;
+                    lock(&unsynced).retain(|d| d != &path);
+                }
+                Ok(false)
+            }
             Ok(_) => Err(io::Error::from_raw_os_error(libc::ENOTDIR)),
             Err(e) if e.kind() == io::ErrorKind::NotFound => {
                 fs.create_dir(&path)?;
-                if let Some(parent) = path.parent() {
-                    fs.sync_dir(parent)?;
-                }
+                lock(&unsynced).push(path.clone());
+                sync_parent(fs, &path)?;
+                lock(&unsynced).retain(|d| d != &path);
                 Ok(true)
             }
             Err(e) => Err(e),
@@ -229,6 +281,32 @@ impl Spool {
     }
 }
 
+fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(|p| p.into_inner())
+}
+
+fn sync_parent(fs: &dyn Fs, dir: &Path) -> io::Result<()> {
+    match dir.parent() {
+        Some(parent) => fs.sync_dir(parent),
+        None => Ok(()),
+    }
+}
+
+/// Flushes the parent of every directory this connector created whose entry is
+/// not durable yet; the first failure is returned and that directory stays listed.
+/// A directory since removed by someone else needs nothing any more.
+fn sync_created_dirs(fs: &dyn Fs, unsynced: &Mutex<Vec<PathBuf>>) -> io::Result<()> {
+    let dirs = lock(unsynced).clone();
+    for dir in dirs {
+        match fs.metadata(&dir) {
+            Ok(m) if m.is_dir => sync_parent(fs, &dir)?,
+            _ => {}
+        }
+        lock(unsynced).retain(|d| d != &dir);
+    }
+    Ok(())
+}
+
 /// The step of [`Spool::finish`] that failed.
 #[derive(Debug)]
 pub enum Finish {
@@ -240,6 +318,9 @@ pub enum Finish {
     Rename(io::Error),
     /// Flushing IN (the message is in IN, maybe not durably).
     SyncDir(io::Error),
+    /// Making durable a directory the connector created on the way to IN (the
+    /// message is still in work).
+    Directory(io::Error),
 }
 
 /// A message being received into `work/<id>`.
@@ -247,6 +328,8 @@ pub struct WorkFile {
     file: Option<Box<dyn FsFile>>,
     path: PathBuf,
     id: String,
+    /// The stored header's bytes until the first write.
+    header: Vec<u8>,
 }
 
 impl WorkFile {
@@ -260,8 +343,19 @@ impl WorkFile {
         &self.path
     }
 
-    /// Appends `buf` to the file (all of it, or an error).
+    /// How many bytes of the header the first write will add.
+    pub fn unwritten_header(&self) -> usize {
+        self.header.len()
+    }
+
+    /// Appends `buf` to the file (all of it, or an error), after the header if
+    /// this is the first write.
     pub async fn write(&mut self, buf: Vec<u8>) -> io::Result<()> {
+        let buf = if self.header.is_empty() {
+            buf
+        } else {
+            [std::mem::take(&mut self.header), buf].concat()
+        };
         self.with_file(move |file| file.write_all(&buf)).await
     }
 

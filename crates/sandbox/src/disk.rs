@@ -17,7 +17,7 @@ use crate::paths::{RelPath, resolve};
 use crate::quota::{BLOCK, charged, whole_blocks};
 
 /// Name of the ballast file `FillDisk` grows, directly under the root.
-pub(crate) const BALLAST: &str = "ballast.bin";
+pub const BALLAST: &str = "ballast.bin";
 
 /// Applies the on-disk faults and remembers how to undo them.
 #[derive(Debug)]
@@ -33,6 +33,8 @@ pub(crate) struct Disk {
 #[derive(Debug, Default)]
 struct Undo {
     by_path: HashMap<String, Vec<Undoable>>,
+    /// The paths of the records in `by_path`, in the order the faults were made.
+    order: Vec<String>,
     stashed: u64,
 }
 
@@ -147,6 +149,20 @@ impl Disk {
                 "nothing to restore: it was not removed, renamed or replaced (or was already restored)",
             ));
         };
+        if let Undoable::Renamed { to } = last {
+            // Undo in order: what was done later where it went must be undone
+            // first, or the wrong thing would be moved back.
+            let at = undo.order.iter().rposition(|q| *q == p.rel).unwrap_or(0);
+            if let Some(later) = undo.order[at + 1..].iter().find(|q| overlaps(q, &to.rel)) {
+                return Err(SandboxError::conflict(
+                    &p.rel,
+                    format!(
+                        "{later} was faulted after {} was renamed to {}; restore {later} first",
+                        p.rel, to.rel
+                    ),
+                ));
+            }
+        }
         let description = match last {
             Undoable::Removed { was_dir } => self.recreate(&p, *was_dir)?,
             Undoable::Renamed { to } => {
@@ -170,6 +186,30 @@ impl Disk {
         };
         undo.pop(&p.rel);
         Ok(description)
+    }
+
+    /// The latest fault not yet undone, as the disk is now.
+    pub(crate) fn next_restore(&self) -> Option<crate::Displacement> {
+        let undo = self.lock();
+        let path = undo.order.last()?;
+        let record = undo.by_path[path].last()?;
+        Some(crate::Displacement {
+            path: path.clone(),
+            removed_file: matches!(record, Undoable::Removed { was_dir: false }),
+            vanished: match record {
+                Undoable::Renamed { to } => fs::symlink_metadata(&to.abs).is_err(),
+                Undoable::Replaced { stashed } => fs::symlink_metadata(stashed).is_err(),
+                Undoable::Removed { .. } => false,
+            },
+        })
+    }
+
+    /// Forgets the latest undo record of `path` without acting on the disk
+    /// (after a restore that cannot be made, so the next one can be tried).
+    pub(crate) fn forget(&self, path: &str) {
+        if let Ok(p) = self.resolve(path) {
+            self.lock().pop(&p.rel);
+        }
     }
 
     /// Undoes a `Remove`: brings back an empty directory (or empty file).
@@ -286,6 +326,7 @@ impl Undo {
             .entry(rel.to_owned())
             .or_default()
             .push(undoable);
+        self.order.push(rel.to_owned());
     }
 
     fn pop(&mut self, rel: &str) {
@@ -294,8 +335,17 @@ impl Undo {
             if stack.is_empty() {
                 self.by_path.remove(rel);
             }
+            if let Some(at) = self.order.iter().rposition(|p| p == rel) {
+                self.order.remove(at);
+            }
         }
     }
+}
+
+/// Whether one root-relative path is the other or lies under it.
+fn overlaps(a: &str, b: &str) -> bool {
+    let under = |x: &str, y: &str| x.strip_prefix(y).is_some_and(|r| r.starts_with('/'));
+    a == b || under(a, b) || under(b, a)
 }
 
 /// Moves `src` back to `dst`. If the connector has recreated `dst` as a
@@ -307,6 +357,12 @@ fn move_back(src: &Path, src_label: &str, dst: &RelPath) -> Result<String, Sandb
         fs::symlink_metadata(src).map_err(|e| SandboxError::io("restore from", src_label, e))?;
     match fs::symlink_metadata(&dst.abs) {
         Err(e) if e.kind() == io::ErrorKind::NotFound => {
+            // Its parent may be gone too (removed after it was displaced): put
+            // the way back first, as one restoring a backup would.
+            if let Some(parent) = dst.abs.parent() {
+                fs::create_dir_all(parent)
+                    .map_err(|e| SandboxError::io("recreate the parent of", &dst.rel, e))?;
+            }
             move_path(src, &dst.abs).map_err(|e| SandboxError::io("move back", &dst.rel, e))?;
             Ok(format!("moved the {} back", kind(src_meta.is_dir())))
         }

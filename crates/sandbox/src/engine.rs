@@ -41,7 +41,7 @@ use crate::crash::{FileId, Journal};
 use crate::disk::Disk;
 use crate::paths::relative;
 use crate::quota::{self, Quota, charged};
-use crate::rule::{ArmedRule, ArmedTrigger};
+use crate::rule::{ArmedRule, At, Firing, Halt, OnStrike, Strike, Triggers};
 use crate::{Caller, Errno, Fault, OpRecord, OpTrigger, Outcome, SandboxError};
 
 /// The rules, triggers, quota, log and crash journal of one sandbox volume.
@@ -60,6 +60,10 @@ pub(crate) struct Engine {
     /// The crash model; not on `tmpfs`.
     journal: Option<Mutex<Journal>>,
     state: Mutex<State>,
+    /// Where a halted process's operations wait (see [`Strike::Halt`]).
+    halt: Halt,
+    /// Told of each strike of a trigger before it is carried out.
+    on_strike: Mutex<Option<OnStrike>>,
 }
 
 /// Who keeps the volume's size.
@@ -82,10 +86,11 @@ struct State {
     /// quota keeps charging them until their last handle closes.
     orphans: HashSet<u64>,
     rules: Vec<ArmedRule>,
-    triggers: Vec<ArmedTrigger>,
+    triggers: Triggers,
     log: Vec<OpRecord>,
     violations: Vec<String>,
-    fired: Vec<String>,
+    /// Fired triggers: id, what was done, where (`before sync_dir imcdata/in (#1)`).
+    fired: Vec<(usize, String, String)>,
 }
 
 /// An inode open through one or more [`OpenFile`]s.
@@ -177,11 +182,13 @@ impl Engine {
                 open: HashMap::new(),
                 orphans: HashSet::new(),
                 rules: Vec::new(),
-                triggers: Vec::new(),
+                triggers: Triggers::default(),
                 log: Vec::new(),
                 violations: Vec::new(),
                 fired: Vec::new(),
             }),
+            halt: Halt::default(),
+            on_strike: Mutex::new(None),
         }
     }
 
@@ -194,10 +201,66 @@ impl Engine {
 
     /// See [`Sandbox::arm`](crate::Sandbox::arm).
     pub(crate) fn arm(&self, trigger: &OpTrigger, fault: Fault) -> Result<(), SandboxError> {
-        self.validate(&fault)?;
-        let armed = ArmedTrigger::new(trigger, fault)?;
-        self.lock().triggers.push(armed);
-        Ok(())
+        self.arm_at(trigger, At::Before, Strike::Fault(fault))
+            .map(drop)
+    }
+
+    /// See [`Sandbox::arm_at`](crate::Sandbox::arm_at).
+    pub(crate) fn arm_at(
+        &self,
+        trigger: &OpTrigger,
+        at: At,
+        strike: Strike,
+    ) -> Result<usize, SandboxError> {
+        if let Strike::Fault(fault) = &strike {
+            self.validate(fault)?;
+        }
+        self.lock().triggers.arm(trigger, at, strike)
+    }
+
+    /// See [`Sandbox::settle_triggers`](crate::Sandbox::settle_triggers).
+    pub(crate) fn settle_triggers(&self) {
+        let due = self.lock().triggers.take_pending();
+        self.strike(due);
+    }
+
+    /// See [`Sandbox::disarm`](crate::Sandbox::disarm).
+    pub(crate) fn disarm(&self) -> Vec<usize> {
+        self.lock().triggers.disarm()
+    }
+
+    /// See [`Sandbox::on_strike`](crate::Sandbox::on_strike).
+    pub(crate) fn on_strike(&self, f: OnStrike) {
+        *self
+            .on_strike
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner) = Some(f);
+    }
+
+    /// See [`Sandbox::halted`](crate::Sandbox::halted).
+    pub(crate) fn halted(&self) -> bool {
+        self.halt.is_halted()
+    }
+
+    /// Unparks a halted process's operations for good (the sandbox is going away).
+    pub(crate) fn release(&self) {
+        self.halt.release();
+    }
+
+    /// Makes the halted process's operations parked so far return an error,
+    /// without reaching the disk (before a FUSE mount is taken down).
+    pub(crate) fn drain_parked(&self) {
+        self.halt.drain();
+    }
+
+    /// See [`Sandbox::next_restore`](crate::Sandbox::next_restore).
+    pub(crate) fn next_restore(&self) -> Option<crate::Displacement> {
+        self.disk.next_restore()
+    }
+
+    /// See [`Sandbox::forget_restore`](crate::Sandbox::forget_restore).
+    pub(crate) fn forget_restore(&self, path: &str) {
+        self.disk.forget(path)
     }
 
     /// A copy of the operation log.
@@ -217,7 +280,17 @@ impl Engine {
 
     /// Descriptions of the triggered faults applied since the last call.
     pub(crate) fn take_fired(&self) -> Vec<String> {
-        std::mem::take(&mut self.lock().fired)
+        let fired = std::mem::take(&mut self.lock().fired);
+        fired.into_iter().map(|(_, done, _)| done).collect()
+    }
+
+    /// The same, each with its trigger's id and where it fired.
+    pub(crate) fn take_fired_by_id(&self) -> Vec<(usize, String)> {
+        let fired = std::mem::take(&mut self.lock().fired);
+        fired
+            .into_iter()
+            .map(|(id, done, place)| (id, format!("{done} {place}")))
+            .collect()
     }
 
     /// Free bytes, without logging an operation (0 if the kernel cannot say).
@@ -235,6 +308,7 @@ impl Engine {
     pub(crate) fn crash(&self) -> Vec<String> {
         let faults = self.lock_faults();
         let Some(mut journal) = self.journal() else {
+            self.halt.resume();
             return vec![
                 "nothing dropped: the tmpfs backend has no crash model \
                  (the kernel keeps page-cache data, so everything written survives)"
@@ -244,6 +318,7 @@ impl Engine {
         let lines = journal.crash();
         drop(journal);
         self.recount(&faults);
+        self.halt.resume();
         lines
     }
 
@@ -387,6 +462,7 @@ impl Engine {
         to: Option<&Path>,
         caller: Option<&Caller>,
     ) -> io::Result<Admitted<'_>> {
+        self.halt.gate()?;
         let rel = relative(&self.root, path);
         let rel_to = match to {
             None => Some(None),
@@ -420,15 +496,17 @@ impl Engine {
             outcome: Outcome::Pending,
             caller: caller.cloned(),
         });
-        let due = state.due_triggers(op, &paths);
+        let due = if state.triggers.is_idle() {
+            Vec::new()
+        } else {
+            let call = state.log[index].call();
+            state.triggers.admit(op, &paths, &call)
+        };
         if !due.is_empty() {
             drop(state);
-            for fault in due {
-                let fired = self
-                    .apply(&fault)
-                    .unwrap_or_else(|e| format!("could not apply `{fault}`: {e}"));
-                self.lock().fired.push(fired);
-            }
+            self.strike(due);
+            // A halt stops this very operation before it reaches the disk.
+            self.halt.gate()?;
             state = self.lock();
         }
         // Every rule counts the operation, even once an earlier one has struck.
@@ -440,6 +518,41 @@ impl Engine {
             return Err(errno.to_io_error());
         }
         Ok(Admitted { state, index })
+    }
+
+    /// Carries out fired triggers, in order, and records what each did. Must be
+    /// called without the state lock held.
+    fn strike(&self, due: Vec<Firing>) {
+        let told = self
+            .on_strike
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .clone();
+        for Firing { id, strike, place } in due {
+            match strike {
+                Strike::Halt => {
+                    // Recorded before anyone hears of the halt.
+                    self.lock().fired.push((id, "crash".to_owned(), place));
+                    self.halt.halt();
+                    if let Some(f) = &told {
+                        (f.0)(&Strike::Halt);
+                    }
+                }
+                Strike::Fault(fault) => {
+                    let strike = Strike::Fault(fault);
+                    if let Some(f) = &told {
+                        (f.0)(&strike);
+                    }
+                    let Strike::Fault(fault) = strike else {
+                        unreachable!("built just above")
+                    };
+                    let done = self
+                        .apply(&fault)
+                        .unwrap_or_else(|e| format!("could not apply `{fault}`: {e}"));
+                    self.lock().fired.push((id, done, place));
+                }
+            }
+        }
     }
 
     /// Records how an admitted operation ended.
@@ -746,21 +859,6 @@ impl Space {
 }
 
 impl State {
-    /// Counts the operation on every armed trigger and disarms and returns the
-    /// faults of those it fires, in arming order.
-    fn due_triggers(&mut self, op: OpKind, paths: &[&str]) -> Vec<Fault> {
-        let mut due = Vec::new();
-        let mut i = 0;
-        while i < self.triggers.len() {
-            if self.triggers[i].fires(op, paths) {
-                due.push(self.triggers.remove(i).into_fault());
-            } else {
-                i += 1;
-            }
-        }
-        due
-    }
-
     fn settle<T>(&mut self, index: usize, result: &io::Result<T>) {
         self.log[index].outcome = match result {
             Ok(_) => Outcome::Ok,

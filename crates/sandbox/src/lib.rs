@@ -28,6 +28,7 @@ mod faulty_fs;
 mod fuse;
 mod mount;
 mod op_log;
+mod owner;
 mod paths;
 mod quota;
 mod rule;
@@ -40,6 +41,7 @@ use std::sync::{Arc, Mutex, PoisonError};
 
 use tempfile::TempDir;
 
+pub use crate::disk::BALLAST;
 pub use crate::errno::Errno;
 pub use crate::error::SandboxError;
 pub use crate::fault::Fault;
@@ -47,8 +49,9 @@ pub use crate::faulty_fs::{FaultyFile, FaultyFs};
 pub use crate::fuse::fuse_available;
 pub use crate::mount::{enter_private_mount_namespace, tmpfs_available};
 pub use crate::op_log::{Caller, OpRecord, Outcome};
+pub use crate::owner::{PREFIX, remove_own_sandboxes, remove_stale_sandboxes};
 pub use crate::quota::BLOCK;
-pub use crate::rule::{ErrnoRule, OpTrigger};
+pub use crate::rule::{At, ErrnoRule, OpTrigger, Strike};
 
 /// How a [`Sandbox`] is set up. The backend is chosen by
 /// [`Sandbox::with_backend`] ([`Sandbox::new`] is `vfs`).
@@ -133,8 +136,19 @@ pub struct Sandbox {
     mount: Option<mount::TmpfsMount>,
     /// The FUSE mount on `root`, replaced by a crash; dropped before `dir`.
     fuse: Mutex<Option<fuse::FuseMount>>,
-    /// Declared last so it is dropped last; its drop removes the directory.
+    /// Declared after `mount` and `fuse` so it is dropped after; its drop
+    /// removes the directory.
     dir: TempDir,
+    /// Tells other processes that this sandbox's owner lives; released last.
+    _owner: owner::OwnerLock,
+}
+
+impl Drop for Sandbox {
+    /// Operations parked by a [`Strike::Halt`] return an error now (and every
+    /// later one fails), so no thread waits for a sandbox that is gone.
+    fn drop(&mut self) {
+        self.engine.release();
+    }
 }
 
 impl Sandbox {
@@ -148,8 +162,15 @@ impl Sandbox {
     /// A `tmpfs` sandbox fails unless the process has entered its private
     /// mount namespace ([`enter_private_mount_namespace`]), and needs a quota
     /// of at least one [`BLOCK`] (a tmpfs of size 0 would be unlimited).
+    ///
+    /// The directory is `imc-sandbox-<pid>-XXXXXX` in the temporary folder, with
+    /// a lock its owner holds ([`remove_stale_sandboxes`] removes those of dead
+    /// processes). A quota the host cannot hold (more than the free space there
+    /// on `vfs`, more than the available memory on `tmpfs`) is refused, and so is
+    /// any sandbox once [`remove_own_sandboxes`] ran.
     pub fn with_backend(config: SandboxConfig, backend: Backend) -> io::Result<Sandbox> {
-        let dir = tempfile::Builder::new().prefix("imc-sandbox-").tempdir()?;
+        let (dir, owner) = owner::create_dir()?;
+        owner::check_capacity(dir.path(), config.quota, backend == Backend::Tmpfs)?;
         // Canonical, so that the connector's paths (built from `root()`) and the
         // lexical containment check agree even if the temp dir is behind a symlink.
         let base = dir.path().canonicalize()?;
@@ -197,6 +218,7 @@ impl Sandbox {
             mount,
             fuse: Mutex::new(fuse),
             dir,
+            _owner: owner,
         })
     }
 
@@ -212,16 +234,19 @@ impl Sandbox {
     /// describes what was dropped, one line per change, root-relative, in a
     /// deterministic order (empty if nothing was lost). Call it once the
     /// connector's tasks are gone; the state after it is the new durable
-    /// baseline. On `tmpfs` it changes nothing (the kernel's page cache
-    /// survives a process crash) and says so in the one line it returns. On
-    /// `fuse` it unmounts, drops from the backing tree what `vfs` would, and
-    /// mounts again, so that no page cache survives either (a failed remount
-    /// is told in a last line).
+    /// baseline, and after a [`Strike::Halt`] a new connector may use the disk
+    /// (the halted one's operations stay parked). On `tmpfs` it changes nothing
+    /// (the kernel's page cache survives a process crash) and says so in the one
+    /// line it returns. On `fuse` it unmounts, drops from the backing tree what
+    /// `vfs` would, and mounts again, so that no page cache survives either (a
+    /// failed remount is told in a last line).
     pub fn crash(&self) -> Vec<String> {
         if self.backend != Backend::Fuse {
             return self.engine.crash();
         }
         let mut fuse = self.fuse.lock().unwrap_or_else(PoisonError::into_inner);
+        // The daemon's threads parked by a halt must be free for the unmount.
+        self.engine.drain_parked();
         drop(fuse.take());
         let mut lines = self.engine.crash();
         match fuse::FuseMount::new(&self.root, Arc::clone(&self.engine)) {
@@ -268,12 +293,72 @@ impl Sandbox {
         self.engine.apply(fault)
     }
 
+    /// The latest fault on the tree (`Remove`, `Rename`, `Replace`, made by a
+    /// step or by a trigger) not undone yet, described as the disk is now.
+    /// Restoring (or, when it cannot be, forgetting) each in turn, until none
+    /// is left, undoes any sequence of faults in reverse order, as a backup job
+    /// putting everything back would.
+    pub fn next_restore(&self) -> Option<Displacement> {
+        self.engine.next_restore()
+    }
+
+    /// Drops the latest undo record of `path` without touching the disk, after
+    /// a `Restore` of it failed, so the faults made before it can still be undone.
+    pub fn forget_restore(&self, path: &str) {
+        self.engine.forget_restore(path)
+    }
+
     /// Arms `fault` to be applied right before the `nth` operation matching
     /// `trigger` (counted from now) reaches the disk; that operation then sees
     /// the changed disk. The fault's paths and rule are checked now. What the
     /// fault did is collected by [`Sandbox::take_fired`].
     pub fn arm(&self, trigger: OpTrigger, fault: Fault) -> Result<(), SandboxError> {
         self.engine.arm(&trigger, fault)
+    }
+
+    /// Arms a trigger on the `nth` operation matching `trigger` (counted from
+    /// now), to strike before it reaches the disk or once it has completed (see
+    /// [`At`]), with a fault or a halt of the connector's process (see
+    /// [`Strike`]). Returns the trigger's id, as [`Sandbox::disarm`] reports it.
+    pub fn arm_at(
+        &self,
+        trigger: OpTrigger,
+        at: At,
+        strike: Strike,
+    ) -> Result<usize, SandboxError> {
+        self.engine.arm_at(&trigger, at, strike)
+    }
+
+    /// Fires the [`At::After`] triggers whose operation has completed with no
+    /// operation since (call it once the connector is idle).
+    pub fn settle_triggers(&self) {
+        self.engine.settle_triggers()
+    }
+
+    /// Disarms every trigger that has not fired and returns their ids.
+    pub fn disarm(&self) -> Vec<usize> {
+        self.engine.disarm()
+    }
+
+    /// Sets the callback told of each strike of an armed trigger, on the
+    /// connector's thread, right before it is carried out (to hear of a halt at
+    /// once, or to read what a `remove` is about to take away).
+    pub fn on_strike(&self, f: impl Fn(&Strike) + Send + Sync + 'static) {
+        self.engine
+            .on_strike(rule::OnStrike(std::sync::Arc::new(f)))
+    }
+
+    /// [`Sandbox::take_fired`], each description followed by where it fired
+    /// (`renamed directory imcdata/in -> imcdata/in.bak before sync_dir
+    /// imcdata/in (#1)`; a halt reads `crash before ...`) and paired with its
+    /// trigger's id (as [`Sandbox::arm_at`] returned it).
+    pub fn take_fired_by_id(&self) -> Vec<(usize, String)> {
+        self.engine.take_fired_by_id()
+    }
+
+    /// True from a [`Strike::Halt`] until [`Sandbox::crash`].
+    pub fn halted(&self) -> bool {
+        self.engine.halted()
     }
 
     /// Descriptions of the armed faults that fired since the last call, in
@@ -309,4 +394,18 @@ impl Sandbox {
     pub fn available_space(&self) -> u64 {
         self.engine.available()
     }
+}
+
+/// A fault on the tree not undone yet (see [`Sandbox::next_restore`]).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Displacement {
+    /// The root-relative path the fault was applied to.
+    pub path: String,
+    /// It was a file that was removed: a `Restore` would bring back an empty
+    /// file, not its contents, so a recovery leaves it gone. (A removed
+    /// directory comes back empty; a renamed or replaced path comes back whole.)
+    pub removed_file: bool,
+    /// What the fault set aside is gone (a later fault removed the place it
+    /// was renamed to): there is nothing left to put back.
+    pub vanished: bool,
 }

@@ -384,3 +384,39 @@ fn descriptions_never_show_the_temporary_directory() {
         assert!(!line.contains('\n'), "{line}");
     }
 }
+
+#[test]
+fn a_restore_out_of_order_is_refused_and_next_restore_undoes_in_reverse() {
+    let sb = sandbox(1 << 20);
+    sb.apply(&rename("imcdata/in", "imcdata/in2")).unwrap();
+    sb.apply(&replace("imcdata/in2")).unwrap();
+    // Undoing the rename first would move the placeholder file back as IN.
+    let e = sb.apply(&restore("imcdata/in")).unwrap_err().to_string();
+    assert!(e.contains("restore imcdata/in2 first"), "{e}");
+    // In reverse order, everything comes back whole.
+    let mut undone = Vec::new();
+    while let Some(next) = sb.next_restore() {
+        assert!(!next.removed_file && !next.vanished, "{next:?}");
+        sb.apply(&restore(&next.path)).unwrap();
+        undone.push(next.path);
+    }
+    assert_eq!(undone, ["imcdata/in2", "imcdata/in"]);
+    assert_eq!(names(&sb, "imcdata/in"), ["1", "2"]);
+    assert!(!p(&sb, "imcdata/in2").exists());
+}
+
+#[test]
+fn next_restore_tells_a_removed_file_and_a_vanished_copy() {
+    let sb = sandbox(1 << 20);
+    sb.apply(&remove("imcdata/in/1")).unwrap();
+    let next = sb.next_restore().unwrap();
+    assert!(next.removed_file && !next.vanished, "{next:?}");
+    sb.forget_restore("imcdata/in/1");
+    sb.apply(&rename("imcdata/in", "imcdata/in2")).unwrap();
+    fs::remove_dir_all(p(&sb, "imcdata/in2")).unwrap();
+    let next = sb.next_restore().unwrap();
+    assert_eq!(next.path, "imcdata/in");
+    assert!(next.vanished && !next.removed_file, "{next:?}");
+    sb.forget_restore("imcdata/in");
+    assert_eq!(sb.next_restore(), None);
+}

@@ -51,10 +51,12 @@
 //! | --- | --- | --- |
 //! | `name` | no | A one-line title. Default: the file name without its extension. |
 //! | `description` | no | Free text: what the scenario reproduces and why. |
-//! | `claims` | yes | The documented claims the scenario checks, at least one: `[KB-3, RFC5321-4.1.1.4]`. |
+//! | `claims` | yes | The documented claims the scenario checks, at least one: `[KB-3, RFC5321-4.1.1.4]`. Each must be registered (below). |
+//! | `tags` | no | Free-form labels (`[backup, field-report]`), checked against nothing. |
 //! | `profile` | yes | The connector's behaviour profile: `exchange-4.0` (reproduces KB Q146791) or `hardened`. |
 //! | `sandbox` | no | The sandboxed volume (below). |
 //! | `connector` | no | Connector settings that differ from the defaults (below). |
+//! | `expect_violation` | no | The invariant a seeded defect must violate (below); only with `connector.mutant`. |
 //! | `steps` | yes | What happens, in order; at least one step. |
 //!
 //! ```yaml
@@ -62,9 +64,21 @@
 //! description: |
 //!   The volume fills up between RCPT and DATA; the connector must refuse the
 //!   message with a 452 and keep nothing in the spool.
-//! claims: [KB-1]
+//! claims: [KB-1, RFC3463-4.3.1]
+//! tags: [disk, field-report]
 //! profile: hardened
 //! ```
+//!
+//! ## `claims` and the claims registry
+//!
+//! A claim is something a document says: `KB-1` .. `KB-6` (KB Q146791), a rule of
+//! RFC 5321 (`RFC5321-6.1`), RFC 3463 (`RFC3463-4.3.1`), RFC 1870 or RFC 2920, or
+//! an observation of another mail system (`POSTFIX-LOWSPACE`). Each is registered
+//! in `scenarios/claims.yaml` with its source, section and exact text (see
+//! [`crate::claims`]); `claims:` may name registered claims only, and a near miss
+//! is reported with the registered id it resembles. `imc-harness claims` prints
+//! every claim with the scenarios that check it and their verdicts. A label that
+//! is not a documented claim goes in `tags`.
 //!
 //! ## `sandbox`
 //!
@@ -77,6 +91,14 @@
 //! sandbox: { quota: 8MiB, backend: vfs }
 //! ```
 //!
+//! ```yaml
+//! sandbox: { quota: 16MiB, backend: tmpfs }   # where tmpfs cannot be mounted, the run is skipped
+//! ```
+//!
+//! ```yaml
+//! sandbox: { quota: 16MiB, backend: fuse }    # where FUSE cannot be mounted, the run is skipped
+//! ```
+//!
 //! ## `connector`
 //!
 //! | key | default | meaning |
@@ -86,6 +108,7 @@
 //! | `max_message_size` | `10MiB` | The largest message accepted. |
 //! | `max_recipients` | `100` | The most recipients per transaction. |
 //! | `command_timeout` | `300s` | How long a session may stay idle waiting for a command. |
+//! | `mutant` | none | A seeded defect to run the connector with (below): only for testing the harness itself. |
 //!
 //! ```yaml
 //! connector:
@@ -96,12 +119,57 @@
 //!   command_timeout: 2s
 //! ```
 //!
+//! ## Seeded defects: `connector.mutant` and `expect_violation`
+//!
+//! To show that the invariants catch what they claim to, the connector can run
+//! with a seeded defect: `ack-before-rename` (250 before the move into IN),
+//! `skip-fsync` (no fsync before the 250), `ignore-rename-error` (250 although the
+//! move failed), `partial-in` (the message written in IN in place) or
+//! `keep-rejected` (a rejected message left in IN). `expect_violation` names the
+//! invariant the defect must violate (`no-loss`, `no-phantom`, `no-partial`,
+//! `liveness`, `well-formed`, `recovery`, `containment`): the scenario passes when
+//! that invariant is violated, and fails when it holds.
+//!
+//! ```yaml
+//! claims: [RFC5321-6.1]
+//! profile: hardened
+//! connector: { mutant: skip-fsync }
+//! expect_violation: no-loss
+//! steps:
+//!   - service: start
+//!   - connect: a
+//!   - command: EHLO client.test
+//!   - command: "MAIL FROM:<alice@example.org>"
+//!   - command: "RCPT TO:<bob@example.net>"
+//!   - command: DATA
+//!   - message: |
+//!       Subject: lost in a crash
+//!
+//!       hello
+//!     expect: { code: 250 }
+//!   - service: crash
+//! ```
+//!
 //! ## Sizes and durations
 //!
 //! A size is a number of bytes (`4096`) or digits with a unit: `B`, `KB`, `MB`,
 //! `GB` (powers of 1000) or `K`/`KiB`, `M`/`MiB`, `G`/`GiB` (powers of 1024), in
 //! any case: `4KiB` is 4096, `2KB` is 2000. A duration is digits with a unit, `ms`,
 //! `s`, `m` (or `min`) or `h` (`250ms`, `5s`, `2m`); a plain number is seconds.
+//!
+//! Every size is bounded, so that a typo cannot exhaust the host's memory or disk
+//! (a size becomes a message built in memory, or a ballast allocated for real):
+//!
+//! | size | bounds |
+//! | --- | --- |
+//! | `sandbox.quota` | 4 KiB (one block) to 1 GiB ([`MAX_SIZE`]) |
+//! | `fill_disk.leave`, `connector.low_water_mark`, `connector.max_message_size`, `when.after_data_bytes` | at most 1 GiB ([`MAX_SIZE`]) |
+//! | `send.size` | at most 64 MiB ([`MAX_SEND_SIZE`]) |
+//!
+//! A scenario file itself is at most 16 MiB ([`MAX_FILE_SIZE`]) of UTF-8 text.
+//! A quota the host cannot hold (more than the free space of the temporary
+//! folder on `vfs`, more than the available memory on `tmpfs`) is refused when
+//! the run's sandbox is created.
 //!
 //! # Steps
 //!
@@ -126,6 +194,10 @@
 //! reports.
 //!
 //! ```yaml
+//!   - service: start
+//!   - service: check_disk
+//!   - service: restart
+//!   - service: crash
 //!   - service: start
 //!   - service: stop
 //!     expect:
@@ -224,6 +296,9 @@
 //!       from: alice@example.org
 //!       to: [bob@example.net, carol@example.net]
 //!       subject: big
+//!       body: |
+//!         The first lines of the body;
+//!         then padding up to the size.
 //!       size: 2MiB
 //!     expect: { send_failed: false, files: { imcdata/in: 1 } }
 //! ```
@@ -269,22 +344,49 @@
 //!       errno: { op: sync, path: "imcdata/work/*", errno: EIO, nth: 2, persistent: true }
 //! ```
 //!
-//! ## `when`: faults at a protocol stage
+//! ## `when`: faults at a protocol stage or around a filesystem operation
 //!
 //! A `fault` step fires at once, unless it has `when`: then it is armed and fires
-//! when the session `when.session` reaches a stage, set by exactly one of:
+//! at the stage set by exactly one of:
 //!
 //! | key | fires |
 //! | --- | --- |
-//! | `after_reply: CODE` | as soon as the session receives a reply with this code |
+//! | `after_reply: CODE` | as soon as the session `when.session` receives a reply with this code |
 //! | `after_data_bytes: N` | once N bytes of the session's next DATA transfer are sent |
 //! | `before_dot: true` | just before the session sends its terminating dot |
+//! | `before_op: { op, path, nth }` | right before the connector's `nth` operation of kind `op` on a path matching the glob `path` reaches the disk (the operation sees the change) |
+//! | `after_op: { op, path, nth }` | once that operation has completed: before the connector's next operation, or at the end of the step if none comes (what the connector does meanwhile without the disk, such as sending a reply, may come first) |
 //!
-//! `when` is allowed on `fault` steps only.
+//! The protocol stages need `session`; the operation stages take none (the
+//! operations are the connector's). `op` is one of the `errno.op` names, `path`
+//! defaults to `**` (for a rename either side may match), `nth` to 1; operations
+//! are counted from the step that arms the fault. The history records where the
+//! fault fired: `fault: renamed directory imcdata/in -> imcdata/in.bak before
+//! sync_dir imcdata/in (#1)`.
+//!
+//! `when` is allowed on `fault` steps, and with an operation stage on
+//! `service: crash`: from that point the connector's process is gone (the
+//! operation, for `before_op`, and every later one never reach the disk and never
+//! return), then the runner crashes the connector and applies the crash model, as
+//! for `service: crash` at a step. A message whose dot the crash left unanswered
+//! may or may not be in IN afterwards; neither breaks an invariant.
+//!
+//! A fault or crash armed on an operation that never fired by the last step fails
+//! the scenario (`armed at step 6, never fired`): a typo in `op` or `path` must
+//! not leave a scenario testing nothing.
 //!
 //! ```yaml
 //!   - fault: { rename: { from: imcdata/in, to: imcdata/in.old } }
 //!     when: { session: a, after_reply: 354 }
+//!   - service: crash          # between the move into IN and the fsync of IN
+//!     when: { before_op: { op: sync_dir, path: imcdata/in } }
+//!   - fault: { rename: { from: imcdata/in, to: imcdata/in.bak } }
+//!     when: { after_op: { op: rename, path: "imcdata/in/*", nth: 1 } }
+//!   - fault: { fill_disk: { leave: 0 } }
+//!     when: { session: a, after_data_bytes: 65536 }
+//!   - fault: { remove: imcdata/in }
+//!     when: { session: a, before_dot: true }
+//!   - connect: a
 //! ```
 //!
 //! # `expect`
@@ -331,14 +433,46 @@
 //!       absent: [imcdata/in]
 //! ```
 //!
+//! The other keys, each on the kind of step it belongs to:
+//!
+//! ```yaml
+//!   - connect: a
+//!     expect: { code: 220, no_events: true }
+//!   - command: EHLO client.test
+//!     expect: { code: 250, text: "imc.test\nSIZE 10485760\nHELP" }
+//!   - command: "MAIL FROM:<alice@example.org>"
+//!     expect: { code: 250, enhanced: 2.1.0 }
+//!   - raw: { bytes: "NOOP\r\nNOOP\r\n", replies: 2 }
+//!     expect: { replies: [{ code: 250 }, { code: 250, closed: false }] }
+//!   - service: stop
+//!     expect: { service_error: [] }
+//!   - connect: b
+//!     expect: { connect_failed: true }
+//!   - service: start
+//!     expect:
+//!       events:
+//!         - { id: 1000, message: The imc SMTP connector has started. }
+//!   - send: { from: alice@example.org, to: [bob@example.net] }
+//!     expect: { send_failed: false }
+//! ```
+//!
+//! A reply code (`code`, in `replies`, and `when.after_reply`) is 200 to 599:
+//! three digits whose first is 2 to 5 (RFC 5321 4.3.2); anything else could
+//! never be met and is refused at load.
+//!
 //! # Rules checked when a file is loaded
 //!
 //! Besides the types (each key has the type shown above), loading checks:
 //!
-//! - `claims` and `steps` are not empty; `profile` is a known profile.
+//! - `claims` and `steps` are not empty; every claim is registered; `profile` is
+//!   a known profile; `tags` are not empty strings.
+//! - Reply codes are 200 to 599.
 //! - A step has exactly one action, or none if it has `expect`.
-//! - `when` appears on `fault` steps only and sets exactly one stage;
-//!   `before_dot`, like `dot`, can only be `true`.
+//! - `when` appears on `fault` steps and `service: crash` only (the crash with
+//!   `before_op` or `after_op`) and sets exactly one stage; `session` is given for
+//!   a protocol stage and not for an operation stage; `before_op.op` and
+//!   `after_op.op` are operation names, their `path` a valid glob, `nth` at least
+//!   1; `before_dot`, like `dot`, can only be `true`.
 //! - `session` appears on session actions only; every session action has a session
 //!   (named or inherited) that an earlier step connected and none disconnected since.
 //! - `errno.op` and `errno.errno` are among the names above, `errno.path` is a valid
@@ -347,6 +481,14 @@
 //!   sandbox root.
 //! - `text_matches` and `message_matches` compile; `enhanced` is `d.d.d`.
 //! - `pipeline` and `send.to` are not empty.
+//! - Every size is within its bounds (see [Sizes and durations](#sizes-and-durations)).
+//! - The file is UTF-8: the first byte that is not is reported with its line and column.
+//!
+//! Common YAML slips are named rather than left to the parser's words: a tab in
+//! the indentation ("indented with a tab"), an unquoted value starting with `*`
+//! such as `**` (YAML reads it as an alias: quote it, `"**"`), a `{` or `[` never
+//! closed (shown where it opened), and a file over the parser's limits (which
+//! limit, and its value).
 //!
 //! A broken rule is reported like a compiler error, with the file, line and column:
 //!
@@ -360,16 +502,20 @@
 //!    = help: connect it in an earlier step: `- connect: b`
 //! ```
 
+mod bounds;
 mod error;
 mod load;
 mod locate;
 pub mod model;
+mod teach;
 mod validate;
 
+pub use bounds::{MAX_SEND_SIZE, MAX_SIZE, MIN_QUOTA};
 pub use error::{Diagnostic, ScenarioError};
-pub use load::{discover, load, parse};
+pub use load::{Discovery, MAX_FILE_SIZE, Skipped, discover, load, parse, scan};
+pub use locate::step_lines;
 pub use model::*;
-pub use validate::{ERRNOS, PROFILES};
+pub use validate::{ERRNOS, PROFILES, REPLY_CODES};
 
 /// The JSON Schema (draft 2020-12) of a scenario file, as pretty-printed JSON with a
 /// final newline. `scenarios/schema.json` holds a copy; a test keeps it current.
@@ -402,6 +548,56 @@ pub fn scaffold(name: &str, profile: &str) -> String {
         yaml_string(name),
         yaml_string(profile)
     )
+}
+
+/// Writes a new scenario file at `path` ([`scaffold`], named after the file's
+/// stem), creating its folder. The name must end in `.yaml` or `.yml` (folder
+/// discovery reads only those), `profile` must be one of [`PROFILES`], and an
+/// existing file is kept unless `force` is set. The error says what to do.
+pub fn create(path: &std::path::Path, profile: &str, force: bool) -> Result<(), String> {
+    let yaml = path
+        .extension()
+        .and_then(|e| e.to_str())
+        .is_some_and(|e| e.eq_ignore_ascii_case("yaml") || e.eq_ignore_ascii_case("yml"));
+    if !yaml {
+        let mut suggested = path.to_path_buf();
+        suggested.set_extension("yaml");
+        return Err(format!(
+            "`{}` is not a YAML file name: a scenario file ends in `.yaml` or `.yml` \
+             (`imc-harness run` on a folder reads only those); try `{}`",
+            path.display(),
+            suggested.display()
+        ));
+    }
+    if !PROFILES.contains(&profile) {
+        let hint = match load::suggest(profile, &PROFILES) {
+            Some(s) => format!("; did you mean `{s}`?"),
+            None => String::new(),
+        };
+        return Err(format!(
+            "unknown profile `{profile}`, expected one of `{}`{hint}",
+            PROFILES.join("`, `")
+        ));
+    }
+    if path.exists() && !force {
+        return Err(format!(
+            "{} already exists; not overwriting it (pass --force to overwrite)",
+            path.display()
+        ));
+    }
+    if path.is_dir() {
+        return Err(format!("{} is a folder", path.display()));
+    }
+    let name = path
+        .file_stem()
+        .map(|s| s.to_string_lossy().into_owned())
+        .unwrap_or_else(|| "new scenario".into());
+    if let Some(parent) = path.parent().filter(|p| !p.as_os_str().is_empty()) {
+        std::fs::create_dir_all(parent)
+            .map_err(|e| format!("cannot create {}: {e}", parent.display()))?;
+    }
+    std::fs::write(path, scaffold(&name, profile))
+        .map_err(|e| format!("cannot write {}: {e}", path.display()))
 }
 
 /// `text` as a YAML scalar: plain when that reads back as the same string, else

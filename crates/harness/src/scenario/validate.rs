@@ -3,7 +3,7 @@
 use super::error::{At, Diagnostic};
 use super::load::suggest;
 use super::locate::{Seg, Target, Tree};
-use super::model::{ErrnoSpec, Expect, Fault, Scenario, Step, When};
+use super::model::{ErrnoSpec, Expect, Fault, Scenario, ServiceAction, Step, When};
 use std::collections::BTreeMap;
 use std::path::Path;
 
@@ -28,7 +28,7 @@ pub(crate) struct Problem {
 }
 
 impl Problem {
-    fn new(path: Vec<Seg>, target: Target, message: impl Into<String>) -> Problem {
+    pub(super) fn new(path: Vec<Seg>, target: Target, message: impl Into<String>) -> Problem {
         Problem {
             path,
             target,
@@ -39,12 +39,12 @@ impl Problem {
         }
     }
 
-    fn label(mut self, label: impl Into<String>) -> Problem {
+    pub(super) fn label(mut self, label: impl Into<String>) -> Problem {
         self.label = Some(label.into());
         self
     }
 
-    fn help(mut self, help: impl Into<String>) -> Problem {
+    pub(super) fn help(mut self, help: impl Into<String>) -> Problem {
         self.help = Some(help.into());
         self
     }
@@ -91,6 +91,16 @@ pub(crate) fn check(scenario: &mut Scenario, tree: &Tree) -> Result<(), Problem>
                 at!["claims", i],
                 Target::Value,
                 format!("claim {} is empty", i + 1),
+            ));
+        }
+        check_claim(i, claim)?;
+    }
+    for (i, tag) in scenario.tags.iter().enumerate() {
+        if tag.trim().is_empty() {
+            return Err(Problem::new(
+                at!["tags", i],
+                Target::Value,
+                format!("tag {} is empty", i + 1),
             ));
         }
     }
@@ -158,19 +168,84 @@ pub(crate) fn check(scenario: &mut Scenario, tree: &Tree) -> Result<(), Problem>
         .help("for example `steps: [{ service: start }]`"));
     }
 
+    super::bounds::check_header(scenario)?;
+
     let mut sessions = Sessions::default();
+    let connected: Vec<String> = scenario
+        .steps
+        .iter()
+        .filter_map(|s| s.connect.clone())
+        .collect();
     for (i, step) in scenario.steps.iter_mut().enumerate() {
-        check_step(i, step, &mut sessions, tree).map_err(|mut p| {
-            p.step = Some(i + 1);
-            p.message = match (step.action(), &step.expect) {
-                (Some(action), _) => format!("step {} (`{action}`): {}", i + 1, p.message),
-                (None, Some(_)) => format!("step {} (check): {}", i + 1, p.message),
-                (None, None) => format!("step {}: {}", i + 1, p.message),
-            };
-            p
-        })?;
+        check_step(i, step, &mut sessions, tree)
+            .and_then(|()| check_when_session(i, step, &connected))
+            .map_err(|mut p| {
+                p.step = Some(i + 1);
+                p.message = match (step.action(), &step.expect) {
+                    (Some(action), _) => format!("step {} (`{action}`): {}", i + 1, p.message),
+                    (None, Some(_)) => format!("step {} (check): {}", i + 1, p.message),
+                    (None, None) => format!("step {}: {}", i + 1, p.message),
+                };
+                p
+            })?;
     }
     Ok(())
+}
+
+/// A claim must be registered (`scenarios/claims.yaml`): a citation of a claim
+/// nobody wrote down checks nothing a reader can look up.
+fn check_claim(i: usize, claim: &str) -> Result<(), Problem> {
+    let registry = crate::claims::registry();
+    if registry.get(claim).is_some() {
+        return Ok(());
+    }
+    let ids = registry.ids();
+    let suggestion = ids
+        .iter()
+        .find(|id| id.eq_ignore_ascii_case(claim))
+        .copied()
+        .or_else(|| suggest(&claim.to_ascii_uppercase(), &ids));
+    let help = match suggestion {
+        Some(s) => format!("did you mean `{s}`?"),
+        None => format!(
+            "registered claims are listed in scenarios/{} (`imc-harness claims` \
+             prints them); put a free-form label in `tags:` instead",
+            crate::claims::REGISTRY_FILE
+        ),
+    };
+    Err(Problem::new(
+        at!["claims", i],
+        Target::Value,
+        format!("unknown claim `{claim}`: it is not in the claims registry"),
+    )
+    .label("unknown claim")
+    .help(help))
+}
+
+/// A `when:` must name a session the scenario connects (before or after the
+/// step that arms it): a fault waiting on a session that never exists would
+/// never fire, and the scenario would test nothing.
+fn check_when_session(i: usize, step: &Step, connected: &[String]) -> Result<(), Problem> {
+    let Some(name) = step.when.as_ref().and_then(|w| w.session.as_ref()) else {
+        return Ok(());
+    };
+    if connected.contains(name) {
+        return Ok(());
+    }
+    let known: Vec<&str> = connected.iter().map(String::as_str).collect();
+    let p = Problem::new(
+        at!["steps", i, "when", "session"],
+        Target::Value,
+        format!("`when` waits on session `{name}`, which the scenario never connects"),
+    )
+    .label("never connected");
+    Err(match suggest(name, &known) {
+        Some(s) => p.help(format!("did you mean `{s}`?")),
+        None if known.is_empty() => p.help(format!(
+            "connect it in a step (`- connect: {name}`): the fault fires on that session's protocol stage"
+        )),
+        None => p.help(format!("the scenario connects {}", ticked(&known))),
+    })
 }
 
 /// Which sessions are open, and the one session actions default to.
@@ -187,6 +262,7 @@ fn check_step(
     sessions: &mut Sessions,
     tree: &Tree,
 ) -> Result<(), Problem> {
+    super::bounds::check_step(i, step)?;
     let actions = step.actions();
     if actions.is_empty() {
         // `command:` with nothing after it reads as no `command` at all: say so.
@@ -231,13 +307,38 @@ fn check_step(
     }
     let action = actions.first().copied();
 
-    if step.when.is_some() && action != Some("fault") {
+    let crash = step.service == Some(ServiceAction::Crash);
+    if step.when.is_some() && action != Some("fault") && !crash {
         return Err(Problem::new(
             at!["steps", i, "when"],
             Target::Key,
-            "`when` is only allowed on `fault` steps",
+            "`when` is only allowed on `fault` steps and `service: crash`",
         )
         .label("not a fault step"));
+    }
+    if let Some(when) = step
+        .when
+        .as_ref()
+        .filter(|w| crash && w.op_stage().is_none())
+    {
+        let stage = [
+            ("after_reply", when.after_reply.is_some()),
+            ("after_data_bytes", when.after_data_bytes.is_some()),
+            ("before_dot", when.before_dot.is_some()),
+        ]
+        .into_iter()
+        .find_map(|(k, set)| set.then_some(k));
+        let mut p = Problem::new(
+            match stage {
+                Some(k) => at!["steps", i, "when", k],
+                None => at!["steps", i, "when"],
+            },
+            Target::Key,
+            "a `service: crash` is timed by an operation only: `before_op` or `after_op`",
+        )
+        .label("not an operation stage");
+        p = p.help("for example `when: { before_op: { op: sync_dir, path: imcdata/in } }`");
+        return Err(p);
     }
     if step.session.is_some() && !step.is_session_action() {
         let mut p = Problem::new(
@@ -426,23 +527,7 @@ fn check_fault(fault: &Fault, path: Vec<Seg>) -> Result<(), Problem> {
 }
 
 fn check_errno(spec: &ErrnoSpec, path: Vec<Seg>) -> Result<(), Problem> {
-    if spec.op.parse::<imc::fs::OpKind>().is_err() {
-        let names: Vec<&str> = imc::fs::OpKind::ALL.iter().map(|k| k.name()).collect();
-        let mut p = Problem::new(
-            with(&path, "op"),
-            Target::Value,
-            format!(
-                "unknown operation `{}`, expected one of {}",
-                spec.op,
-                ticked(&names)
-            ),
-        )
-        .label("unknown operation");
-        if let Some(s) = suggest(&spec.op, &names) {
-            p = p.help(format!("did you mean `{s}`?"));
-        }
-        return Err(p);
-    }
+    check_op(&spec.op, with(&path, "op"))?;
     if !ERRNOS.contains(&spec.errno.as_str()) {
         let mut p = Problem::new(
             with(&path, "errno"),
@@ -460,20 +545,47 @@ fn check_errno(spec: &ErrnoSpec, path: Vec<Seg>) -> Result<(), Problem> {
         }
         return Err(p);
     }
-    if let Some(glob) = &spec.path {
-        check_rel_path(glob, with(&path, "path"), Target::Value)?;
+    check_glob_and_nth(spec.path.as_deref(), spec.nth, &path)
+}
+
+/// An operation kind's name.
+fn check_op(op: &str, path: Vec<Seg>) -> Result<(), Problem> {
+    if op.parse::<imc::fs::OpKind>().is_err() {
+        let names: Vec<&str> = imc::fs::OpKind::ALL.iter().map(|k| k.name()).collect();
+        let mut p = Problem::new(
+            path,
+            Target::Value,
+            format!(
+                "unknown operation `{}`, expected one of {}",
+                op,
+                ticked(&names)
+            ),
+        )
+        .label("unknown operation");
+        if let Some(s) = suggest(op, &names) {
+            p = p.help(format!("did you mean `{s}`?"));
+        }
+        return Err(p);
+    }
+    Ok(())
+}
+
+/// A path glob (optional) and an `nth` counting from 1 (optional), under `path`.
+fn check_glob_and_nth(glob: Option<&str>, nth: Option<u32>, path: &[Seg]) -> Result<(), Problem> {
+    if let Some(glob) = glob {
+        check_rel_path(glob, with(path, "path"), Target::Value)?;
         if let Err(e) = globset::Glob::new(glob) {
             return Err(Problem::new(
-                with(&path, "path"),
+                with(path, "path"),
                 Target::Value,
                 format!("`{glob}` is not a valid glob: {}", e.kind()),
             )
             .label("invalid glob"));
         }
     }
-    if spec.nth == Some(0) {
+    if nth == Some(0) {
         return Err(Problem::new(
-            with(&path, "nth"),
+            with(path, "nth"),
             Target::Value,
             "`nth` counts from 1: the first matching operation is `nth: 1`",
         )
@@ -483,14 +595,21 @@ fn check_errno(spec: &ErrnoSpec, path: Vec<Seg>) -> Result<(), Problem> {
 }
 
 fn check_when(when: &When, path: Vec<Seg>) -> Result<(), Problem> {
-    check_name(&when.session, with(&path, "session"))?;
-    let stages = ["after_reply", "after_data_bytes", "before_dot"];
+    let stages = [
+        "after_reply",
+        "after_data_bytes",
+        "before_dot",
+        "before_op",
+        "after_op",
+    ];
     let set: Vec<&str> = stages
         .into_iter()
         .zip([
             when.after_reply.is_some(),
             when.after_data_bytes.is_some(),
             when.before_dot.is_some(),
+            when.before_op.is_some(),
+            when.after_op.is_some(),
         ])
         .filter_map(|(s, is_set)| is_set.then_some(s))
         .collect();
@@ -519,6 +638,38 @@ fn check_when(when: &When, path: Vec<Seg>) -> Result<(), Problem> {
             .help("arm one fault per stage, in separate steps"));
         }
     }
+    let (stage, on_op) = (set[0], when.op_stage());
+    match (&when.session, on_op) {
+        (Some(_), Some(_)) => {
+            return Err(Problem::new(
+                with(&path, "session"),
+                Target::Key,
+                format!("`session` does not go with `{stage}`: operations are the connector's, not a session's"),
+            )
+            .label("not a protocol stage")
+            .help("remove `session`, or use a protocol stage: `after_reply`, `after_data_bytes`, `before_dot`"));
+        }
+        (None, None) => {
+            return Err(Problem::new(
+                path,
+                Target::Value,
+                format!("`{stage}` needs the session it watches: `session: NAME`"),
+            )
+            .label("no session")
+            .help(format!(
+                "for example `when: {{ session: a, {stage}: ... }}`"
+            )));
+        }
+        (Some(name), None) => check_name(name, with(&path, "session"))?,
+        (None, Some((m, _))) => {
+            let base = with(&path, stage);
+            check_op(&m.op, with(&base, "op"))?;
+            check_glob_and_nth(m.path.as_deref(), m.nth, &base)?;
+        }
+    }
+    if let Some(code) = when.after_reply {
+        check_reply_code(code, with(&path, "after_reply"))?;
+    }
     if when.before_dot == Some(false) {
         return Err(Problem::new(
             with(&path, "before_dot"),
@@ -530,7 +681,27 @@ fn check_when(when: &When, path: Vec<Seg>) -> Result<(), Problem> {
     Ok(())
 }
 
+/// The reply codes a server may send (RFC 5321 4.3.2: three digits, the first
+/// between 2 and 5): an expectation or a `when` outside them can never be met.
+pub const REPLY_CODES: std::ops::RangeInclusive<u16> = 200..=599;
+
+fn check_reply_code(code: u16, path: Vec<Seg>) -> Result<(), Problem> {
+    if REPLY_CODES.contains(&code) {
+        return Ok(());
+    }
+    Err(Problem::new(
+        path,
+        Target::Value,
+        format!("`{code}` is not an SMTP reply code: expected 200 to 599"),
+    )
+    .label("expected 200 to 599")
+    .help("a reply code is three digits, the first 2 to 5 (RFC 5321 4.3.2): `250`, `354`, `421`"))
+}
+
 fn check_expect(expect: &Expect, path: Vec<Seg>) -> Result<(), Problem> {
+    if let Some(code) = expect.code {
+        check_reply_code(code, with(&path, "code"))?;
+    }
     if let Some(enhanced) = &expect.enhanced {
         if !is_enhanced_code(enhanced) {
             return Err(Problem::new(
