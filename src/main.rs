@@ -1,5 +1,11 @@
 //! `imc-harness`: run fault-injection scenarios against the imc connector.
 
+// First, so that its `print!`, `println!` and `eprintln!` replace std's below.
+#[macro_use]
+mod out;
+mod run;
+mod signals;
+
 use clap::{Parser, Subcommand};
 use harness::runner::RunOptions;
 use harness::scenario::Backend;
@@ -22,36 +28,11 @@ struct Cli {
 
 #[derive(Subcommand)]
 enum Command {
-    /// Run scenario files or folders; print each transcript and a summary.
-    Run {
-        /// Scenario files (.yaml) or folders searched recursively.
-        #[arg(required = true)]
-        paths: Vec<PathBuf>,
-        /// Folder scenario ids are relative to (their snapshot names derive from
-        /// it). Default: each file's nearest enclosing `scenarios` folder.
-        #[arg(long)]
-        scenarios: Option<PathBuf>,
-        /// Folder of stored snapshots. Default: `snapshots` beside the scenarios
-        /// folder (beside the file, for a file outside any).
-        #[arg(long)]
-        snapshots: Option<PathBuf>,
-        /// Do not compare with stored snapshots.
-        #[arg(long, conflicts_with = "accept")]
-        no_snapshots: bool,
-        /// Write each missing or differing snapshot (and remove stale `.snap.new`
-        /// files): what `cargo insta accept` does, without cargo-insta.
-        #[arg(long)]
-        accept: bool,
-        /// Print transcripts of failing scenarios only.
-        #[arg(long, short)]
-        quiet: bool,
-        /// Run every scenario on this backend (`vfs` or `tmpfs`) instead of its own.
-        #[arg(long, value_parser = parse_backend)]
-        backend: Option<Backend>,
-        /// Save each run's whole history as JSON in this folder (for `check`).
-        #[arg(long)]
-        save_history: Option<PathBuf>,
-    },
+    /// Run scenario files or folders: a line per scenario, what failed, a summary.
+    Run(run::RunArgs),
+    /// Run scenarios under every profile and show, step by step, what each
+    /// profile replied and logged (KB behaviour against modern behaviour).
+    DiffProfiles(run::DiffArgs),
     /// Re-check stored runs (from `run --save-history`) against the snapshots, or
     /// diff two stored runs, without running anything.
     Check {
@@ -99,7 +80,7 @@ enum Command {
         /// Run on this backend (`vfs` or `tmpfs`).
         #[arg(long, value_parser = parse_backend)]
         backend: Option<Backend>,
-        /// Stop starting new cases after this many seconds.
+        /// Seconds for the whole run: no case starts and no shrink goes on after.
         #[arg(long)]
         time_budget: Option<u64>,
         /// Run only the cases i with i mod N == K (`K/N`).
@@ -136,7 +117,17 @@ enum Command {
         /// The errnos each operation fails with, comma-separated.
         #[arg(long, default_value = "ENOSPC,EIO,ENOENT", value_delimiter = ',')]
         errnos: Vec<String>,
-        /// Path glob of each fault: `exact` (the operation's own path) or `any` (`**`).
+        /// What happens at each operation, comma-separated: `errno` (each of
+        /// `--errnos`, once and from then on) and tree faults made right before it:
+        /// rename-in, rename-in-back (put back after it), remove-in, replace-in,
+        /// remove-work, fill-disk, crash, crash-after (once it is done).
+        #[arg(
+            long,
+            default_value = "errno,rename-in,rename-in-back,remove-in,replace-in,remove-work,fill-disk,crash,crash-after",
+            value_delimiter = ','
+        )]
+        faults: Vec<String>,
+        /// Path glob of each errno fault: `exact` (the operation's own path) or `any` (`**`).
         #[arg(long, default_value = "exact")]
         glob: harness::enumerate::GlobMode,
         /// Run on this backend (`vfs` or `tmpfs`).
@@ -188,7 +179,8 @@ enum Command {
     },
 }
 
-fn parse_backend(name: &str) -> Result<Backend, String> {
+/// Parses a backend name for `--backend`.
+pub(crate) fn parse_backend(name: &str) -> Result<Backend, String> {
     match name {
         "vfs" => Ok(Backend::Vfs),
         "tmpfs" => Ok(Backend::Tmpfs),
@@ -202,41 +194,18 @@ fn main() -> ExitCode {
     // Before any thread starts, so tmpfs sandboxes never show in the host's mount
     // table; where it is not permitted, tmpfs runs report why.
     let _ = sandbox::enter_private_mount_namespace();
-    match Cli::parse().command {
-        Command::Run {
-            paths,
-            scenarios,
-            snapshots,
-            no_snapshots,
-            accept,
-            quiet,
-            backend,
-            save_history,
-        } => {
-            let options = RunOptions {
-                backend,
-                ..RunOptions::default()
-            };
-            let output = Output {
-                quiet,
-                save_history,
-            };
-            let mode = if no_snapshots {
-                Snapshots::Off
-            } else if accept {
-                Snapshots::Accept
-            } else {
-                Snapshots::Compare
-            };
-            run(
-                &paths,
-                scenarios.as_deref(),
-                snapshots,
-                mode,
-                &output,
-                &options,
-            )
-        }
+    // Still single-threaded: every thread started from here on inherits the mask.
+    if let Err(e) = signals::install() {
+        eprintln!("imc-harness: cannot handle SIGINT and SIGTERM: {e}");
+    }
+    remove_stale_sandboxes();
+    let cli: Cli = match out::parse_args() {
+        Ok(cli) => cli,
+        Err(code) => return code,
+    };
+    match cli.command {
+        Command::Run(args) => run::run(args),
+        Command::DiffProfiles(args) => run::diff_profiles(args),
         Command::Check {
             runs,
             against,
@@ -303,6 +272,7 @@ fn main() -> ExitCode {
             profile,
             mutant,
             errnos,
+            faults,
             glob,
             backend,
             out_dir,
@@ -314,6 +284,10 @@ fn main() -> ExitCode {
             options.profile = profile;
             options.mutant = mutant;
             options.errnos = errnos;
+            if let Err(e) = options.select_faults(&faults) {
+                eprintln!("--faults: {e}");
+                return ExitCode::from(2);
+            }
             options.glob = glob;
             options.out_dir = (!no_write).then_some(out_dir);
             options.threads = threads;
@@ -348,84 +322,20 @@ fn main() -> ExitCode {
     }
 }
 
-fn run(
-    paths: &[PathBuf],
-    base: Option<&std::path::Path>,
-    snapshots: Option<PathBuf>,
-    mode: Snapshots,
-    output: &Output,
-    options: &RunOptions,
-) -> ExitCode {
-    let quiet = output.quiet;
-    let mut cases = match suite::cases(paths, base) {
-        Ok(c) => c,
-        Err(e) => {
-            eprintln!("{e}");
-            return ExitCode::from(2);
-        }
-    };
-    if let Some(dir) = snapshots {
-        for case in &mut cases {
-            case.snapshots = dir.clone();
-        }
-    }
-    let started = Instant::now();
-    let (mut passed, mut failed, mut skipped) = (Vec::new(), Vec::new(), Vec::new());
-    for case in &cases {
-        let verdict = suite::run_case(case, options, &mode);
-        let ok = verdict.passed();
-        if let (Some(dir), Some(history)) = (&output.save_history, &verdict.history) {
-            let loaded = harness::scenario::load(&case.path);
-            if let Ok(scenario) = loaded {
-                match StoredRun::new(&case.id, &scenario, history).save(dir) {
-                    Ok(path) => println!("history saved to {}", path.display()),
-                    Err(e) => eprintln!("{e}"),
-                }
-            }
-        }
-        println!("=== {} ({})", case.id, case.path.display());
-        if !quiet || !ok {
-            print!("{}", verdict.report());
-        }
-        if let Some(Comparison::Written(p)) = &verdict.snapshot {
-            if quiet {
-                println!("snapshot written to {}", p.display());
-            }
-        }
-        let status = if verdict.is_skipped() {
-            "SKIP"
-        } else if ok {
-            "PASS"
-        } else {
-            "FAIL"
-        };
-        println!("--- {}: {status}\n", case.id);
-        if verdict.is_skipped() {
-            skipped.push(case.id.clone());
-        } else if ok {
-            passed.push(case.id.clone());
-        } else {
-            failed.push(case.id.clone());
-        }
-    }
-    println!(
-        "{} scenarios: {} passed, {} failed, {} skipped ({:.2} s)",
-        cases.len(),
-        passed.len(),
-        failed.len(),
-        skipped.len(),
-        started.elapsed().as_secs_f64()
-    );
-    for id in &skipped {
-        println!("  SKIP {id}");
-    }
-    for id in &failed {
-        println!("  FAIL {id}");
-    }
-    if failed.is_empty() {
-        ExitCode::SUCCESS
-    } else {
-        ExitCode::FAILURE
+/// Removes the sandboxes that processes which no longer exist left behind (a
+/// SIGKILL cannot be caught), and says so.
+fn remove_stale_sandboxes() {
+    match sandbox::remove_stale_sandboxes(None) {
+        Ok(removed) if !removed.is_empty() => eprintln!(
+            "imc-harness: removed {} sandbox{} left by processes that no longer exist",
+            removed.len(),
+            if removed.len() == 1 { "" } else { "es" }
+        ),
+        Ok(_) => {}
+        Err(e) => eprintln!(
+            "imc-harness: cannot look for stale sandboxes in {}: {e}",
+            std::env::temp_dir().display()
+        ),
     }
 }
 
@@ -532,12 +442,6 @@ fn median(values: &mut [f64]) -> f64 {
     } else {
         (values[n / 2 - 1] + values[n / 2]) / 2.0
     }
-}
-
-/// How `run` reports.
-struct Output {
-    quiet: bool,
-    save_history: Option<PathBuf>,
 }
 
 /// `check` over several stored runs: 0 when all are the same as their

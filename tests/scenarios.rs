@@ -18,6 +18,8 @@ use std::path::Path;
 fn main() {
     // Before any thread starts: tmpfs mounts stay private to this process.
     let namespace = sandbox::enter_private_mount_namespace();
+    // Sandboxes left by a killed earlier run (their owner's lock is free).
+    let _ = sandbox::remove_stale_sandboxes(None);
     let args = Arguments::from_args();
     let root = Path::new(env!("CARGO_MANIFEST_DIR"));
     let scenarios = root.join("scenarios");

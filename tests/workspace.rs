@@ -3,8 +3,13 @@
 
 use std::process::Command;
 
-fn version(v: &str) -> Vec<u64> {
-    v.split('.').map(|p| p.parse().unwrap_or(0)).collect()
+/// `1.89` and `1.89.0` alike, as (major, minor, patch).
+fn version(v: &str) -> [u64; 3] {
+    let mut out = [0; 3];
+    for (slot, part) in out.iter_mut().zip(v.split('.')) {
+        *slot = part.parse().unwrap_or(0);
+    }
+    out
 }
 
 #[test]

@@ -9,10 +9,16 @@
 //! the first step, so that it counts from the start: the op kind of `k`, its exact
 //! path as the glob (or `**`), and `nth` the position of `k` among the operations
 //! of that kind the glob matches ([`injections`]). Only the invariants must hold.
+//!
+//! Besides errnos, each tree fault of [`TreeFault`] is applied right before
+//! operation `k` (a fault step armed with `when: { before_op }` on that very
+//! operation, first in the scenario; [`tree_injections`]): the states a backup
+//! job, an `mv` or a crash leaves between two of the connector's operations,
+//! which an invented errno cannot stand for.
 
 use crate::explore::{self, Kind, Outcome, Progress};
 use crate::runner::RunOptions;
-use crate::scenario::{self, ErrnoSpec, Fault, Scenario, Step};
+use crate::scenario::{self, ErrnoSpec, Fault, OpMatch, Scenario, ServiceAction, Size, Step, When};
 use imc::fs::OpKind;
 use sandbox::{Errno, OpRecord};
 use std::collections::BTreeMap;
@@ -44,6 +50,136 @@ impl std::str::FromStr for GlobMode {
     }
 }
 
+/// A change of the tree (or a crash) made right before an operation.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub enum TreeFault {
+    /// `imcdata/in` renamed to `imcdata/in.bak`.
+    RenameIn,
+    /// The same, and put back once the operation is done.
+    RenameInBack,
+    /// `imcdata/in` removed.
+    RemoveIn,
+    /// `imcdata/in` replaced by a plain file.
+    ReplaceIn,
+    /// `imcdata/work` removed.
+    RemoveWork,
+    /// The disk filled, 0 bytes left.
+    FillDisk,
+    /// The connector's process crashes (the vfs crash model applies).
+    Crash,
+    /// The connector's process crashes once the operation is done (what it does
+    /// without the disk before its next operation, such as a reply, may come
+    /// first).
+    CrashAfter,
+}
+
+impl TreeFault {
+    /// Every tree fault, in table order.
+    pub const ALL: [TreeFault; 8] = [
+        TreeFault::RenameIn,
+        TreeFault::RenameInBack,
+        TreeFault::RemoveIn,
+        TreeFault::ReplaceIn,
+        TreeFault::RemoveWork,
+        TreeFault::FillDisk,
+        TreeFault::Crash,
+        TreeFault::CrashAfter,
+    ];
+
+    /// The name `--faults` takes.
+    pub fn name(self) -> &'static str {
+        match self {
+            TreeFault::RenameIn => "rename-in",
+            TreeFault::RenameInBack => "rename-in-back",
+            TreeFault::RemoveIn => "remove-in",
+            TreeFault::ReplaceIn => "replace-in",
+            TreeFault::RemoveWork => "remove-work",
+            TreeFault::FillDisk => "fill-disk",
+            TreeFault::Crash => "crash",
+            TreeFault::CrashAfter => "crash-after",
+        }
+    }
+
+    /// The steps that make it happen at the operation `m` matches.
+    pub fn steps(self, m: &OpMatch) -> Vec<Step> {
+        let before = || {
+            Some(When {
+                before_op: Some(m.clone()),
+                ..When::default()
+            })
+        };
+        let fault = |f: Fault| Step {
+            fault: Some(f),
+            when: before(),
+            ..Step::default()
+        };
+        let rename = Fault::Rename {
+            from: "imcdata/in".into(),
+            to: "imcdata/in.bak".into(),
+        };
+        match self {
+            TreeFault::RenameIn => vec![fault(rename)],
+            TreeFault::RenameInBack => vec![
+                fault(rename),
+                Step {
+                    fault: Some(Fault::Restore("imcdata/in".into())),
+                    when: Some(When {
+                        after_op: Some(m.clone()),
+                        ..When::default()
+                    }),
+                    ..Step::default()
+                },
+            ],
+            TreeFault::RemoveIn => vec![fault(Fault::Remove("imcdata/in".into()))],
+            TreeFault::ReplaceIn => vec![fault(Fault::Replace("imcdata/in".into()))],
+            TreeFault::RemoveWork => vec![fault(Fault::Remove("imcdata/work".into()))],
+            TreeFault::FillDisk => vec![fault(Fault::FillDisk { leave: Size(0) })],
+            TreeFault::Crash => vec![Step {
+                service: Some(ServiceAction::Crash),
+                when: before(),
+                ..Step::default()
+            }],
+            TreeFault::CrashAfter => vec![Step {
+                service: Some(ServiceAction::Crash),
+                when: Some(When {
+                    after_op: Some(m.clone()),
+                    ..When::default()
+                }),
+                ..Step::default()
+            }],
+        }
+    }
+
+    fn words(self) -> &'static str {
+        match self {
+            TreeFault::RenameIn => "IN is renamed away",
+            TreeFault::RenameInBack => "IN is renamed away and put back after it",
+            TreeFault::RemoveIn => "IN is removed",
+            TreeFault::ReplaceIn => "IN is replaced by a plain file",
+            TreeFault::RemoveWork => "work is removed",
+            TreeFault::FillDisk => "the disk is filled",
+            TreeFault::Crash => "the connector crashes",
+            TreeFault::CrashAfter => "the connector crashes",
+        }
+    }
+}
+
+impl std::str::FromStr for TreeFault {
+    type Err = String;
+    fn from_str(s: &str) -> Result<TreeFault, String> {
+        TreeFault::ALL
+            .into_iter()
+            .find(|f| f.name() == s)
+            .ok_or_else(|| {
+                let names: Vec<&str> = TreeFault::ALL.iter().map(|f| f.name()).collect();
+                format!(
+                    "unknown fault `{s}`; expected `errno` or one of {}",
+                    names.join(", ")
+                )
+            })
+    }
+}
+
 /// Settings of an enumeration.
 #[derive(Clone, Debug)]
 pub struct Options {
@@ -55,6 +191,8 @@ pub struct Options {
     pub mutant: Option<String>,
     /// The errnos each operation fails with (names).
     pub errnos: Vec<String>,
+    /// The tree faults applied before each operation.
+    pub faults: Vec<TreeFault>,
     /// The glob of the faults.
     pub glob: GlobMode,
     /// Where reproducers go (`None`: not written).
@@ -68,7 +206,25 @@ pub struct Options {
 }
 
 impl Options {
-    /// The defaults: ENOSPC, EIO and ENOENT, exact paths, 2 threads, reproducers
+    /// `--faults`: `errno` (the errnos of [`Options::errnos`]) and tree fault
+    /// names; what is not named is not run.
+    pub fn select_faults(&mut self, names: &[String]) -> Result<(), String> {
+        let mut faults = Vec::new();
+        let mut errno = false;
+        for name in names {
+            match name.trim() {
+                "errno" => errno = true,
+                other => faults.push(other.parse::<TreeFault>()?),
+            }
+        }
+        if !errno {
+            self.errnos.clear();
+        }
+        self.faults = faults;
+        Ok(())
+    }
+
+    /// The defaults: ENOSPC, EIO and ENOENT and every tree fault, exact paths, 2 threads, reproducers
     /// in `scenarios/regressions`, a 5 s reply timeout.
     pub fn new(scenario: PathBuf) -> Options {
         Options {
@@ -76,6 +232,7 @@ impl Options {
             profile: None,
             mutant: None,
             errnos: vec!["ENOSPC".into(), "EIO".into(), "ENOENT".into()],
+            faults: TreeFault::ALL.to_vec(),
             glob: GlobMode::Exact,
             out_dir: Some(PathBuf::from("scenarios/regressions")),
             threads: 2,
@@ -101,42 +258,80 @@ pub struct Injection {
     pub glob: String,
     /// Its position among the operations of that kind the glob matches, from 1.
     pub nth: u32,
-    /// The error.
-    pub errno: Errno,
-    /// From `k` on, or only `k`.
-    pub persistent: bool,
+    /// What happens there.
+    pub what: What,
+}
+
+/// What a rerun does at its operation.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub enum What {
+    /// The operation fails with an errno, once or from then on.
+    Errno {
+        /// The error.
+        errno: Errno,
+        /// From `k` on, or only `k`.
+        persistent: bool,
+    },
+    /// A tree fault right before the operation.
+    Tree(TreeFault),
+}
+
+impl What {
+    /// The table column it counts in: the errno's name or the tree fault's.
+    pub fn column(&self) -> &'static str {
+        match self {
+            What::Errno { errno, .. } => errno.name(),
+            What::Tree(t) => t.name(),
+        }
+    }
 }
 
 impl Injection {
-    /// The fault step that makes it happen.
-    pub fn step(&self) -> Step {
-        Step {
-            fault: Some(Fault::Errno(ErrnoSpec {
+    /// The steps, put first in the scenario, that make it happen.
+    pub fn steps(&self) -> Vec<Step> {
+        match self.what {
+            What::Errno { errno, persistent } => vec![Step {
+                fault: Some(Fault::Errno(ErrnoSpec {
+                    op: self.op.name().to_string(),
+                    path: Some(self.glob.clone()),
+                    errno: errno.name().to_string(),
+                    nth: (self.nth != 1).then_some(self.nth),
+                    persistent,
+                })),
+                ..Step::default()
+            }],
+            What::Tree(t) => t.steps(&OpMatch {
                 op: self.op.name().to_string(),
                 path: Some(self.glob.clone()),
-                errno: self.errno.name().to_string(),
                 nth: (self.nth != 1).then_some(self.nth),
-                persistent: self.persistent,
-            })),
-            ..Step::default()
+            }),
         }
     }
 }
 
 impl fmt::Display for Injection {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(
-            f,
-            "operation {} (`{}`) fails with {} {}",
-            self.k,
-            self.call,
-            self.errno,
-            if self.persistent {
-                "from then on"
-            } else {
-                "once"
-            }
-        )
+        match self.what {
+            What::Errno { errno, persistent } => write!(
+                f,
+                "operation {} (`{}`) fails with {errno} {}",
+                self.k,
+                self.call,
+                if persistent { "from then on" } else { "once" }
+            ),
+            What::Tree(t) => write!(
+                f,
+                "{} {} operation {} (`{}`)",
+                t.words(),
+                if t == TreeFault::CrashAfter {
+                    "right after"
+                } else {
+                    "right before"
+                },
+                self.k,
+                self.call
+            ),
+        }
     }
 }
 
@@ -194,10 +389,35 @@ pub fn injections(ops: &[OpRecord], errnos: &[Errno], glob: GlobMode) -> Vec<Inj
                     op: op.op,
                     glob: pattern.clone(),
                     nth,
-                    errno,
-                    persistent,
+                    what: What::Errno { errno, persistent },
                 });
             }
+        }
+    }
+    out
+}
+
+/// The reruns with a tree fault right before each operation (its exact path as
+/// the glob), each fault in turn. Operations outside the root are left out.
+pub fn tree_injections(ops: &[OpRecord], faults: &[TreeFault]) -> Vec<Injection> {
+    let mut out = Vec::new();
+    for (i, op) in ops.iter().enumerate() {
+        if op.path.starts_with("<sandbox>") || op.path.starts_with('/') {
+            continue;
+        }
+        let matches = |o: &OpRecord| {
+            o.op == op.op && (o.path == op.path || o.to.as_deref() == Some(&op.path))
+        };
+        let nth = ops[..i].iter().filter(|o| matches(o)).count() as u32 + 1;
+        for &t in faults {
+            out.push(Injection {
+                k: i + 1,
+                call: call(op),
+                op: op.op,
+                glob: escape_glob(&op.path),
+                nth,
+                what: What::Tree(t),
+            });
         }
     }
     out
@@ -221,10 +441,12 @@ pub fn prepare(scenario: &Scenario, profile: Option<&str>, mutant: Option<&str>)
     s
 }
 
-/// `base` with the injection's fault as its first step.
+/// `base` with the injection's steps first.
 pub fn with_fault(base: &Scenario, injection: &Injection) -> Scenario {
     let mut s = base.clone();
-    s.steps.insert(0, injection.step());
+    let mut steps = injection.steps();
+    steps.append(&mut s.steps);
+    s.steps = steps;
     s
 }
 
@@ -329,28 +551,50 @@ impl fmt::Display for Report {
                 names.join(", ")
             )?;
         }
-        // The table: one row per operation kind.
-        let mut rows: BTreeMap<OpKind, (usize, usize, usize, BTreeMap<Kind, usize>)> =
-            BTreeMap::new();
+        // The table: one row per operation kind, one column per fault (failing
+        // runs / runs), then the violations of the row.
+        let mut columns: Vec<&'static str> = Vec::new();
+        for r in &self.results {
+            let c = r.injection.what.column();
+            if !columns.contains(&c) {
+                columns.push(c);
+            }
+        }
+        type Row = (
+            usize,
+            BTreeMap<&'static str, (usize, usize)>,
+            BTreeMap<Kind, usize>,
+        );
+        let mut rows: BTreeMap<OpKind, Row> = BTreeMap::new();
         for op in &self.ops {
             rows.entry(op.op).or_default().0 += 1;
         }
         for r in &self.results {
             let row = rows.entry(r.injection.op).or_default();
-            row.1 += 1;
+            let cell = row.1.entry(r.injection.what.column()).or_default();
+            cell.1 += 1;
             if !r.kinds.is_empty() {
-                row.2 += 1;
+                cell.0 += 1;
             }
             for k in &r.kinds {
-                *row.3.entry(*k).or_default() += 1;
+                *row.2.entry(*k).or_default() += 1;
             }
         }
-        writeln!(
-            f,
-            "  {:<16} {:>5} {:>6} {:>8}  violations",
-            "operation", "ops", "runs", "failing"
-        )?;
-        for (op, (ops, runs, failing, kinds)) in &rows {
+        let width = |c: &str| c.len().max(5);
+        write!(f, "  {:<16} {:>5}", "operation", "ops")?;
+        for c in &columns {
+            write!(f, " {:>w$}", c, w = width(c))?;
+        }
+        writeln!(f, "  violations")?;
+        for (op, (ops, cells, kinds)) in &rows {
+            write!(f, "  {:<16} {ops:>5}", op.name())?;
+            for c in &columns {
+                let cell = match cells.get(c) {
+                    Some((failing, runs)) => format!("{failing}/{runs}"),
+                    None => "-".to_string(),
+                };
+                write!(f, " {:>w$}", cell, w = width(c))?;
+            }
             let v = if kinds.is_empty() {
                 "-".to_string()
             } else {
@@ -360,11 +604,7 @@ impl fmt::Display for Report {
                     .collect::<Vec<_>>()
                     .join(", ")
             };
-            writeln!(
-                f,
-                "  {:<16} {ops:>5} {runs:>6} {failing:>8}  {v}",
-                op.name()
-            )?;
+            writeln!(f, "  {v}")?;
         }
         for r in &self.reproducers {
             match &r.injection {
@@ -442,7 +682,8 @@ pub fn enumerate(options: &Options) -> Result<Report, String> {
         return Err(format!("{}: {e}", options.scenario.display()));
     }
     let (baseline_kinds, baseline_messages) = kinds_and_messages(&baseline);
-    let plan = injections(&baseline.ops, &errnos, options.glob);
+    let mut plan = injections(&baseline.ops, &errnos, options.glob);
+    plan.extend(tree_injections(&baseline.ops, &options.faults));
     let progress = Progress::new(plan.len() as u64, "runs", options.progress);
     let results: Mutex<Vec<Option<RunResult>>> =
         Mutex::new((0..plan.len()).map(|_| None).collect());
@@ -505,15 +746,21 @@ pub fn enumerate(options: &Options) -> Result<Report, String> {
     for (k, m) in baseline_kinds.iter().zip(&baseline_messages) {
         wanted.push((*k, None, m.clone(), baseline_problems.clone()));
     }
-    // Per kind of violation and kind of operation, the first run that shows it,
-    // preferring one whose steps all play as written.
-    let mut chosen: Vec<((Kind, OpKind), usize, usize)> = Vec::new();
+    // Per kind of violation, kind of operation and fault column, the first run
+    // that shows it, preferring one whose steps all play as written.
+    type Key = (Kind, OpKind, &'static str);
+    let mut chosen: Vec<(Key, usize, usize)> = Vec::new();
     for (i, r) in report.results.iter().enumerate() {
         for (j, k) in r.kinds.iter().enumerate() {
             if baseline_kinds.contains(k) {
                 continue;
             }
-            let key = (*k, r.injection.op);
+            // Errnos count as one fault here: one reproducer per operation kind.
+            let fault = match r.injection.what {
+                What::Errno { .. } => "errno",
+                What::Tree(t) => t.name(),
+            };
+            let key = (*k, r.injection.op, fault);
             match chosen.iter_mut().find(|(c, _, _)| *c == key) {
                 None => chosen.push((key, i, j)),
                 Some(c) => {
@@ -524,7 +771,7 @@ pub fn enumerate(options: &Options) -> Result<Report, String> {
             }
         }
     }
-    for ((kind, _), i, j) in chosen {
+    for ((kind, _, _), i, j) in chosen {
         let r = &report.results[i];
         wanted.push((
             kind,
@@ -586,6 +833,12 @@ pub fn enumerate(options: &Options) -> Result<Report, String> {
                 None => rep.yaml = Some(text),
                 Some(dir) => {
                     let file = match &injection {
+                        Some(
+                            i @ Injection {
+                                what: What::Tree(t),
+                                ..
+                            },
+                        ) => format!("{tag}-{kind}-{}-{}.yaml", i.op.name(), t.name()),
                         Some(i) => format!("{tag}-{kind}-{}.yaml", i.op.name()),
                         None => format!("{tag}-{kind}.yaml"),
                     };

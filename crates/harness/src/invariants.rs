@@ -131,6 +131,9 @@ pub enum State {
     Rejected(u16),
     /// The session closed (or went silent) after the dot without a reply.
     Unanswered,
+    /// The connector crashed after the dot, before any reply: the message may
+    /// be in IN or not, and either is right.
+    Interrupted,
 }
 
 /// A message the harness sent.
@@ -191,6 +194,8 @@ pub struct Ledger {
     messages: Vec<Message>,
     removed: Vec<Vec<u8>>,
     wires: BTreeMap<String, Wire>,
+    /// A crash is cutting the sessions (see [`Ledger::crash_begins`]).
+    crashing: bool,
 }
 
 impl Ledger {
@@ -252,7 +257,11 @@ impl Ledger {
         }
         for awaited in wire.awaited {
             if let Awaited::Dot(index) = awaited {
-                self.messages[index].state = State::Unanswered;
+                self.messages[index].state = if self.crashing {
+                    State::Interrupted
+                } else {
+                    State::Unanswered
+                };
             }
         }
     }
@@ -343,6 +352,17 @@ impl Ledger {
         }
     }
 
+    /// A crash begins: until [`Ledger::crash_ends`], a session that closes with
+    /// its dot unanswered was cut by the crash ([`State::Interrupted`]).
+    pub fn crash_begins(&mut self) {
+        self.crashing = true;
+    }
+
+    /// The sessions cut by a crash have all closed.
+    pub fn crash_ends(&mut self) {
+        self.crashing = false;
+    }
+
     /// Files the scenario itself deleted from IN (their bodies): not the connector's loss.
     pub fn removed_by_fault(&mut self, bodies: Vec<Vec<u8>>) {
         self.removed.extend(bodies);
@@ -373,7 +393,7 @@ impl Ledger {
             });
             let fine = same
                 .iter()
-                .any(|m| matches!(m.state, State::Pending | State::Acked));
+                .any(|m| matches!(m.state, State::Pending | State::Acked | State::Interrupted));
             if fine {
                 continue;
             }

@@ -20,6 +20,8 @@ pub mod enumerate;
 pub mod explore;
 pub mod history;
 pub mod invariants;
+pub mod profiles;
+pub mod report;
 pub mod runner;
 pub mod scenario;
 pub mod send;

@@ -10,7 +10,7 @@ use crate::check::{self, StepResult};
 use crate::client::{ClientSession, ReadOutcome, Reply, encode_data};
 use crate::history::{Entry, History, Listing};
 use crate::invariants::{self, Invariant, Ledger, Violation};
-use crate::scenario::{self, Backend, Fault, Scenario, ServiceAction, Step, When};
+use crate::scenario::{self, Backend, Fault, OpMatch, Scenario, ServiceAction, Step, When};
 use imc::{Clock, Connector, EventLog};
 use sandbox::{Sandbox, SandboxConfig};
 use std::collections::{BTreeMap, BTreeSet};
@@ -31,6 +31,9 @@ pub struct RunOptions {
     pub reply_timeout: Duration,
     /// Run every scenario on this backend instead of the one it names. Default none.
     pub backend: Option<Backend>,
+    /// Run every scenario with this connector profile instead of its own.
+    /// Default none.
+    pub profile: Option<String>,
 }
 
 impl Default for RunOptions {
@@ -38,6 +41,7 @@ impl Default for RunOptions {
         RunOptions {
             reply_timeout: Duration::from_secs(10),
             backend: None,
+            profile: None,
         }
     }
 }
@@ -112,7 +116,8 @@ pub async fn run(scenario: &Scenario, options: &RunOptions) -> Result<Run, RunEr
             sandbox::Backend::Tmpfs
         }
     };
-    let profile = imc::profile::by_name(&scenario.profile).map_err(RunError::Unsupported)?;
+    let profile_name = options.profile.as_deref().unwrap_or(&scenario.profile);
+    let profile = imc::profile::by_name(profile_name).map_err(RunError::Unsupported)?;
     let mutant = match &scenario.connector.mutant {
         Some(name) => Some(name.parse::<imc::Mutant>().map_err(RunError::Unsupported)?),
         None => None,
@@ -152,6 +157,36 @@ pub async fn run(scenario: &Scenario, options: &RunOptions) -> Result<Run, RunEr
         Arc::new(imc::spool::CounterIds::default()),
     );
     let root = sandbox.root().display().to_string();
+    // A crash armed on an operation stops the connector's disk calls on its
+    // thread; the runner hears of it here and crashes the connector.
+    let halt = Arc::new(HaltSignal::default());
+    let told = Arc::clone(&halt);
+    let in_dir = sandbox.root().join("imcdata/in");
+    sandbox.on_strike(move |strike| match strike {
+        sandbox::Strike::Halt => {
+            told.halted.store(true, std::sync::atomic::Ordering::SeqCst);
+            told.notify.notify_one();
+        }
+        // What a timed `remove` takes out of IN is the scenario's deletion, not
+        // the connector's loss: read it while it is still there.
+        sandbox::Strike::Fault(sandbox::Fault::Remove { path }) => {
+            let files = invariants::read_files(&in_dir);
+            let gone: Vec<Vec<u8>> = if matches!(path.as_str(), "imcdata" | "imcdata/in") {
+                files.into_iter().map(|(_, c)| c).collect()
+            } else {
+                files
+                    .into_iter()
+                    .filter(|(n, _)| path.strip_prefix("imcdata/in/") == Some(n.as_str()))
+                    .map(|(_, c)| c)
+                    .collect()
+            };
+            told.removed
+                .lock()
+                .unwrap_or_else(|e| e.into_inner())
+                .extend(gone);
+        }
+        sandbox::Strike::Fault(_) => {}
+    });
     let mut runner = Runner {
         options: options.clone(),
         redactions: vec![
@@ -164,6 +199,8 @@ pub async fn run(scenario: &Scenario, options: &RunOptions) -> Result<Run, RunEr
         addr: None,
         sessions: BTreeMap::new(),
         armed: Vec::new(),
+        op_armed: Vec::new(),
+        halt,
         history: History::default(),
         mismatches: Vec::new(),
         ledger: Ledger::default(),
@@ -181,6 +218,7 @@ pub async fn run(scenario: &Scenario, options: &RunOptions) -> Result<Run, RunEr
     }
     runner.unfired();
     runner.history.listing = runner.listing();
+    runner.unfired_op_triggers();
     let ops = runner.sandbox.ops();
     runner.recover().await;
     // Tear down without a trace: a crash closes everything and logs nothing.
@@ -225,6 +263,27 @@ struct Armed {
     step: usize,
 }
 
+/// A fault or crash armed in the sandbox on a filesystem operation.
+struct OpArmed {
+    /// The sandbox's id of the trigger.
+    id: usize,
+    /// The step that armed it.
+    step: usize,
+    /// The fault (`None`: a crash).
+    fault: Option<Fault>,
+    /// What it waits for, in words.
+    waits_for: String,
+}
+
+/// Set from the connector's thread when an operation-timed crash fires.
+#[derive(Default)]
+struct HaltSignal {
+    halted: std::sync::atomic::AtomicBool,
+    notify: tokio::sync::Notify,
+    /// The contents of IN files a timed `remove` took away.
+    removed: std::sync::Mutex<Vec<Vec<u8>>>,
+}
+
 struct Runner {
     options: RunOptions,
     redactions: Vec<(String, String)>,
@@ -234,6 +293,9 @@ struct Runner {
     addr: Option<SocketAddr>,
     sessions: BTreeMap<String, ClientSession>,
     armed: Vec<Armed>,
+    /// Faults and crashes armed on filesystem operations, in arming order.
+    op_armed: Vec<OpArmed>,
+    halt: Arc<HaltSignal>,
     history: History,
     mismatches: Vec<Mismatch>,
     ledger: Ledger,
@@ -328,12 +390,13 @@ impl Runner {
     fn unfired(&mut self) {
         for armed in std::mem::take(&mut self.armed) {
             let w = &armed.when;
+            let session = w.session.as_deref().unwrap_or("?");
             let stage = if let Some(code) = w.after_reply {
-                format!("session {} never received {code}", w.session)
+                format!("session {session} never received {code}")
             } else if let Some(n) = w.after_data_bytes {
-                format!("session {} never sent {n} bytes of message data", w.session)
+                format!("session {session} never sent {n} bytes of message data")
             } else {
-                format!("session {} never sent the end-of-data dot", w.session)
+                format!("session {session} never sent the end-of-data dot")
             };
             let fault = to_sandbox_fault(&armed.fault).map_or_else(|e| e, |f| f.to_string());
             self.mismatches.push(Mismatch {
@@ -358,6 +421,7 @@ impl Runner {
     async fn recover(&mut self) {
         self.step = 0;
         self.armed.clear();
+        self.sandbox.disarm();
         let mut result = StepResult::default();
         let names: Vec<String> = self.sessions.keys().cloned().collect();
         for name in names {
@@ -403,6 +467,14 @@ impl Runner {
                     .into(),
             );
             return;
+        }
+        // Put back as a backup job would: what a displaced IN still held is
+        // delivered now, so a refused message left in it is a phantom.
+        let files = invariants::read_files(&self.sandbox.root().join("imcdata/in"));
+        for (invariant, message) in self.ledger.check_in(&files) {
+            if invariant == Invariant::NoPhantom {
+                self.violate(invariant, format!("after IN was put back: {message}"));
+            }
         }
         self.start(false, &mut result).await;
         let files = invariants::read_files(&self.sandbox.root().join("imcdata/in"));
@@ -472,8 +544,31 @@ impl Runner {
             action: action.clone(),
         });
         let mut result = StepResult::default();
-        self.act(step, &mut result).await;
-        self.settle().await;
+        let halt = Arc::clone(&self.halt);
+        {
+            let act = async {
+                self.act(step, &mut result).await;
+                self.settle().await;
+            };
+            tokio::pin!(act);
+            loop {
+                tokio::select! {
+                    _ = &mut act => break,
+                    _ = halt.notify.notified() => {
+                        if halt.halted.load(std::sync::atomic::Ordering::SeqCst) {
+                            break; // the connector is gone: what it was doing never ends
+                        }
+                    }
+                }
+            }
+        }
+        if !self.halted() {
+            self.sandbox.settle_triggers();
+        }
+        self.fired_by_ops();
+        if self.halted() {
+            self.crash(&mut result).await;
+        }
         self.read_owed(&mut result).await;
         self.drain_events(&mut result);
         if let Some(expect) = &step.expect {
@@ -512,6 +607,10 @@ impl Runner {
     }
 
     async fn act(&mut self, step: &Step, result: &mut StepResult) {
+        if let Some((m, after)) = step.when.as_ref().and_then(When::op_stage) {
+            self.arm_op(step, m, after, result);
+            return;
+        }
         let session = step.session.clone().unwrap_or_default();
         if let Some(action) = step.service {
             self.service(action, step, result).await;
@@ -578,24 +677,7 @@ impl Runner {
                 self.stop(result).await;
                 self.start(expects_error, result).await;
             }
-            ServiceAction::Crash => {
-                let text = if self.connector.crash().await {
-                    "crashed"
-                } else {
-                    "crash: not running"
-                };
-                self.addr = None;
-                self.record(Entry::Service {
-                    text: text.into(),
-                    errors: vec![],
-                });
-                // What the disk had not made durable is gone (the vfs crash model).
-                for lost in self.sandbox.crash() {
-                    let text = format!("crash lost: {}", self.redact(&lost));
-                    self.record(Entry::Fault { text });
-                }
-                self.drain_sessions(result).await;
-            }
+            ServiceAction::Crash => self.crash(result).await,
             ServiceAction::CheckDisk => {
                 let flush = self.connector.check_disk().await;
                 self.drain_events(result);
@@ -607,6 +689,128 @@ impl Runner {
                     errors: vec![],
                 });
             }
+        }
+    }
+
+    /// `service: crash`, or an operation-timed crash that fired: the connector's
+    /// tasks are gone, the crash model drops what was not durable, and each
+    /// session reads what it got before the crash, up to the close.
+    async fn crash(&mut self, result: &mut StepResult) {
+        let text = if self.connector.crash().await {
+            "crashed"
+        } else {
+            "crash: not running"
+        };
+        self.addr = None;
+        self.record(Entry::Service {
+            text: text.into(),
+            errors: vec![],
+        });
+        // What the disk had not made durable is gone (the vfs crash model).
+        for lost in self.sandbox.crash() {
+            let text = format!("crash lost: {}", self.redact(&lost));
+            self.record(Entry::Fault { text });
+        }
+        self.halt
+            .halted
+            .store(false, std::sync::atomic::Ordering::SeqCst);
+        // A dot the crash left unanswered may or may not have made it to IN.
+        self.ledger.crash_begins();
+        self.drain_sessions(result).await;
+        self.ledger.crash_ends();
+    }
+
+    fn halted(&self) -> bool {
+        self.halt.halted.load(std::sync::atomic::Ordering::SeqCst)
+    }
+
+    /// Arms the step's fault (or crash) on the connector's filesystem operation.
+    fn arm_op(&mut self, step: &Step, m: &OpMatch, after: bool, result: &mut StepResult) {
+        let op = match m.op.parse::<imc::fs::OpKind>() {
+            Ok(op) => op,
+            Err(e) => {
+                result.problems.push(e);
+                return;
+            }
+        };
+        let path = m.path.clone().unwrap_or_else(|| "**".into());
+        let nth = m.nth.unwrap_or(1);
+        let (strike, fault) = match &step.fault {
+            Some(f) => match to_sandbox_fault(f) {
+                Ok(sf) => (sandbox::Strike::Fault(sf), Some(f.clone())),
+                Err(e) => {
+                    result.problems.push(e);
+                    return;
+                }
+            },
+            None => (sandbox::Strike::Halt, None),
+        };
+        let at = if after {
+            sandbox::At::After
+        } else {
+            sandbox::At::Before
+        };
+        let waits_for = describe_op_match(m, after);
+        let trigger = sandbox::OpTrigger { op, path, nth };
+        match self.sandbox.arm_at(trigger, at, strike) {
+            Ok(id) => self.op_armed.push(OpArmed {
+                id,
+                step: self.step,
+                fault,
+                waits_for,
+            }),
+            Err(e) => {
+                let msg = self.redact(&format!("could not arm the fault {waits_for}: {e}"));
+                result.problems.push(msg);
+            }
+        }
+    }
+
+    /// Records the operation-timed faults that fired, in firing order, and keeps
+    /// the recovery's and the ledger's books on what they did.
+    fn fired_by_ops(&mut self) {
+        for (id, text) in self.sandbox.take_fired_by_id() {
+            let text = self.redact(&text);
+            self.record(Entry::Fault { text });
+            let Some(pos) = self.op_armed.iter().position(|a| a.id == id) else {
+                continue;
+            };
+            // The sandbox keeps the undo record of what it did; the recovery
+            // reads it from there.
+            self.op_armed.remove(pos);
+        }
+        let gone =
+            std::mem::take(&mut *self.halt.removed.lock().unwrap_or_else(|e| e.into_inner()));
+        if !gone.is_empty() {
+            let bodies = gone
+                .iter()
+                .map(|c| invariants::body_of(c).to_vec())
+                .collect();
+            self.ledger.removed_by_fault(bodies);
+        }
+    }
+
+    /// An operation-timed fault or crash that never fired by the end of the
+    /// steps is a mismatch of the step that armed it: the scenario did not test
+    /// what it says.
+    fn unfired_op_triggers(&mut self) {
+        let unfired = self.sandbox.disarm();
+        for armed in std::mem::take(&mut self.op_armed) {
+            if !unfired.contains(&armed.id) {
+                continue;
+            }
+            let what = match &armed.fault {
+                Some(f) => format!("the fault `{}`", f.name()),
+                None => "the crash".to_string(),
+            };
+            self.mismatches.push(Mismatch {
+                step: armed.step,
+                action: format!("{what} {}", armed.waits_for),
+                message: format!(
+                    "armed at step {}, never fired: the connector made no such operation",
+                    armed.step
+                ),
+            });
         }
     }
 
@@ -749,7 +953,7 @@ impl Runner {
         let bytes = encode_data(text);
         let mut split = None;
         if let Some(pos) = self.armed.iter().position(|a| {
-            a.when.session == name
+            a.when.session.as_deref() == Some(name)
                 && a.when
                     .after_data_bytes
                     .is_some_and(|n| n as usize <= bytes.len())
@@ -871,7 +1075,7 @@ impl Runner {
     fn fire(&mut self, session: &str, reached: impl Fn(&When) -> bool, result: &mut StepResult) {
         let (due, waiting): (Vec<Armed>, Vec<Armed>) = std::mem::take(&mut self.armed)
             .into_iter()
-            .partition(|a| a.when.session == session && reached(&a.when));
+            .partition(|a| a.when.session.as_deref() == Some(session) && reached(&a.when));
         self.armed = waiting;
         for armed in due {
             self.apply(&armed.fault, result);
@@ -985,6 +1189,9 @@ impl Runner {
     }
 
     fn drain_events(&mut self, result: &mut StepResult) {
+        // A fault timed by an operation fired before the events and replies the
+        // connector produced after that operation (as far as one can tell).
+        self.fired_by_ops();
         while let Ok(event) = self.events.try_recv() {
             let event = imc::Event {
                 message: self.redact(&event.message),
@@ -1054,7 +1261,10 @@ pub fn describe(step: &Step) -> String {
             ServiceAction::Crash => "crash",
             ServiceAction::CheckDisk => "check_disk",
         };
-        format!("service {name}")
+        match &step.when {
+            Some(w) => format!("service {name} {}", describe_when(w)),
+            None => format!("service {name}"),
+        }
     } else if let Some(n) = &step.connect {
         format!("connect {n}")
     } else if let Some(c) = &step.command {
@@ -1089,11 +1299,25 @@ pub fn describe(step: &Step) -> String {
 }
 
 fn describe_when(w: &When) -> String {
-    if let Some(code) = w.after_reply {
-        format!("when {} gets {code}", w.session)
+    let session = w.session.as_deref().unwrap_or("?");
+    if let Some((m, after)) = w.op_stage() {
+        describe_op_match(m, after)
+    } else if let Some(code) = w.after_reply {
+        format!("when {session} gets {code}")
     } else if let Some(n) = w.after_data_bytes {
-        format!("after {n} bytes of {}'s data", w.session)
+        format!("after {n} bytes of {session}'s data")
     } else {
-        format!("before {}'s dot", w.session)
+        format!("before {session}'s dot")
     }
+}
+
+/// `before sync_dir #1 matching imcdata/in`.
+fn describe_op_match(m: &OpMatch, after: bool) -> String {
+    format!(
+        "{} {} #{} matching {}",
+        if after { "after" } else { "before" },
+        m.op,
+        m.nth.unwrap_or(1),
+        m.path.as_deref().unwrap_or("**")
+    )
 }

@@ -380,7 +380,14 @@ pub fn run_loaded(
     };
     let contents = snapshot::render(&case.id, scenario, &run.history);
     let (dir, name) = (&case.snapshots, case.snapshot_name());
+    // A snapshot records the scenario's own profile: under another, it is not
+    // the reference.
+    let other_profile = options
+        .profile
+        .as_ref()
+        .is_some_and(|p| *p != scenario.profile);
     verdict.snapshot = match snapshots {
+        _ if other_profile => None,
         Snapshots::Off => None,
         Snapshots::Compare => Some(snapshot::compare(dir, &name, &contents)),
         Snapshots::Accept => Some(match snapshot::compare(dir, &name, &contents) {

@@ -104,7 +104,7 @@ fn explore_finds_ignore_rename_error() {
 
 #[test]
 fn explore_finds_keep_rejected() {
-    finds("keep-rejected", 37, Invariant::NoPhantom);
+    finds("keep-rejected", 15, Invariant::NoPhantom);
 }
 
 #[test]
@@ -113,6 +113,7 @@ fn enumerate_keeps_the_invariants_of_the_hardened_profile_and_catches_keep_rejec
     let mut options = enumerate::Options::new(path.clone());
     options.profile = Some("hardened".into());
     options.out_dir = None;
+    options.faults.clear();
     let report = enumerate::enumerate(&options).unwrap();
     assert!(!report.ops.is_empty());
     // Each operation, three errnos (two for a remove: no ENOENT), once and persistent.
@@ -163,7 +164,14 @@ fn injections_name_the_nth_operation_of_its_kind_on_its_path() {
     let plan = enumerate::injections(&ops, &[Errno::Eio], enumerate::GlobMode::Exact);
     assert_eq!(plan.len(), 8);
     let last = &plan[6];
-    assert_eq!((last.k, last.nth, last.persistent), (4, 2, false));
+    assert_eq!((last.k, last.nth), (4, 2));
+    assert!(matches!(
+        last.what,
+        enumerate::What::Errno {
+            persistent: false,
+            ..
+        }
+    ));
     assert_eq!(last.glob, "imcdata/work/00000001");
     let plan = enumerate::injections(&ops, &[Errno::Eio], enumerate::GlobMode::Any);
     assert_eq!((plan[6].nth, plan[6].glob.as_str()), (3, "**"));
@@ -186,4 +194,164 @@ fn every_scenario_file_round_trips_through_yaml() {
             file.display()
         );
     }
+}
+
+/// The time budget bounds the shrink too: on a clock that advances one second
+/// per reading, a budget a few readings past the first failure leaves the shrink
+/// a few attempts (each at most two runs), where the same shrink unbounded needs
+/// many more.
+#[test]
+fn the_time_budget_bounds_shrinking() {
+    let mut options = Options::new(target(Some("ignore-rename-error")), 8);
+    options.cases = 20;
+    options.threads = 1;
+    options.no_write = true;
+    let free = explore::explore(&options);
+    let first = free.first_failure.expect("the defect is found");
+    let unbounded = &free.findings[0];
+    assert!(!unbounded.cut_short, "{free}");
+
+    options.clock = explore::Clock::ticking(std::time::Duration::from_secs(1));
+    // One reading per case claimed (up to the one after the failure), then the
+    // shrink's: about eight attempts.
+    let budget = first + 12;
+    options.time_budget = Some(std::time::Duration::from_secs(budget));
+    let bounded = explore::explore(&options);
+    assert_eq!(bounded.first_failure, Some(first), "{bounded}");
+    let finding = &bounded.findings[0];
+    assert!(finding.cut_short, "{bounded}");
+    assert!(finding.shrink_runs <= 2 * 10 + 1, "{bounded}");
+    assert!(
+        unbounded.shrink_runs > finding.shrink_runs + 10,
+        "the unbounded shrink needed only {} runs: {free}",
+        unbounded.shrink_runs
+    );
+    assert!(
+        bounded
+            .stopped
+            .as_deref()
+            .is_some_and(|s| s.contains("while shrinking")),
+        "{bounded}"
+    );
+}
+
+/// A long schedule that fails (a seeded defect makes the failure certain)
+/// shrinks to a handful of steps in a bounded number of runs.
+#[test]
+fn a_long_failing_schedule_shrinks_to_a_handful_of_steps() {
+    let target = target(Some("ignore-rename-error"));
+    let run = RunOptions::default();
+    let rt = explore::runtime();
+    // The first long schedule of seed 1 that the defect makes fail.
+    let (actions, outcome) = (0..200)
+        .map(|i| explore::schedule(1, i, 3000))
+        .filter(|a| a.len() >= 1000)
+        .find_map(|a| {
+            let o = explore::run_on(&rt, &explore::to_scenario(&a, &target, "long"), &run);
+            o.fails_with(Kind::Invariant(Invariant::NoLoss))
+                .then_some((a, o))
+        })
+        .expect("a long failing schedule");
+    let kind = Kind::Invariant(Invariant::NoLoss);
+    let seen = outcome
+        .violations
+        .iter()
+        .find(|v| v.invariant == Invariant::NoLoss)
+        .and_then(|v| v.step);
+    let before = actions.len();
+    let shrunk = explore::shrink(
+        &rt,
+        actions,
+        &target,
+        &run,
+        kind,
+        seen,
+        &explore::ShrinkLimits::default(),
+        &explore::Clock::real(),
+        |_, _| {},
+    );
+    assert!(!shrunk.cut_short, "{} runs", shrunk.runs);
+    assert!(shrunk.outcome.fails_with(kind));
+    assert!(
+        shrunk.actions.len() <= 10,
+        "{before} steps shrunk to {}: {:?}",
+        shrunk.actions.len(),
+        shrunk.actions
+    );
+}
+
+/// Tree faults at each operation: a crash right after the move into IN catches
+/// `skip-fsync`, which no errno can (the data is lost only at a crash); and the
+/// reproducer arms its fault on that very operation.
+#[test]
+fn enumerate_over_tree_faults_catches_skip_fsync_with_a_crash() {
+    let path = scenarios_dir().join("smtp/happy-path.yaml");
+    let mut options = enumerate::Options::new(path);
+    options.profile = Some("hardened".into());
+    options.mutant = Some("skip-fsync".into());
+    options.errnos.clear();
+    let dir = tempfile::tempdir().unwrap();
+    options.out_dir = Some(dir.path().to_path_buf());
+    let report = enumerate::enumerate(&options).unwrap();
+    let in_root = report
+        .ops
+        .iter()
+        .filter(|o| !o.path.starts_with("<sandbox>") && !o.path.starts_with('/'))
+        .count();
+    assert_eq!(
+        report.results.len(),
+        in_root * enumerate::TreeFault::ALL.len()
+    );
+    let rep = report
+        .reproducers
+        .iter()
+        .find(|r| {
+            r.kind == Kind::Invariant(Invariant::NoLoss)
+                && r.injection.as_ref().is_some_and(|i| {
+                    i.what == enumerate::What::Tree(enumerate::TreeFault::CrashAfter)
+                })
+        })
+        .unwrap_or_else(|| panic!("skip-fsync not caught: {report}"));
+    assert_eq!(rep.rechecked, Some(explore::RECHECK_RUNS), "{report}");
+    let written = scenario::load(rep.path.as_ref().unwrap()).unwrap();
+    let first = &written.steps[0];
+    assert!(first.service.is_some(), "the crash comes first");
+    assert!(first.when.as_ref().unwrap().after_op.is_some());
+    // The table has a column per fault.
+    let text = report.to_string();
+    for f in enumerate::TreeFault::ALL {
+        assert!(text.contains(f.name()), "{text}");
+    }
+}
+
+/// Schedules draw faults and crashes timed by an operation, which become
+/// `when: { before_op | after_op }` steps that load back.
+#[test]
+fn schedules_draw_operation_timed_faults() {
+    let timed: Vec<explore::Action> = (0..50)
+        .flat_map(|i| explore::schedule(1, i, 30))
+        .filter(|a| matches!(a, explore::Action::Timed(..)))
+        .collect();
+    assert!(
+        timed
+            .iter()
+            .any(|a| matches!(a, explore::Action::Timed(explore::TimedFault::Crash, _))),
+        "{timed:?}"
+    );
+    assert!(timed.iter().any(|a| matches!(
+        a,
+        explore::Action::Timed(explore::TimedFault::Rename(explore::Dir::In), _)
+    )));
+    let steps = explore::to_steps(&timed);
+    assert!(
+        steps
+            .iter()
+            .all(|s| s.when.as_ref().is_some_and(|w| w.op_stage().is_some()))
+    );
+    let scenario = explore::to_scenario(&timed, &target(None), "timed");
+    let text = explore::reproducer(scenario, Kind::RunError, "").unwrap();
+    assert!(
+        text.contains("before_op") || text.contains("after_op"),
+        "{text}"
+    );
 }

@@ -156,7 +156,11 @@ impl EventLog {
             let mut line = serde_json::to_vec(&event).expect("events serialize");
             line.push(b'\n');
             if let Err(e) = sink.write_all(&line).and_then(|()| sink.flush()) {
-                eprintln!("imc: event log write failed, events go to subscribers only: {e}");
+                // Not `eprintln!`: the sink may be stderr itself, full or closed.
+                let _ = writeln!(
+                    std::io::stderr(),
+                    "imc: event log write failed, events go to subscribers only: {e}"
+                );
                 inner.sink = None;
             }
         }

@@ -25,6 +25,7 @@
 //! # Ok(()) }
 //! ```
 
+pub mod envelope;
 pub mod event;
 pub mod fs;
 mod line;

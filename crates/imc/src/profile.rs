@@ -35,8 +35,13 @@ pub struct Replies {
     pub quit: &'static str,
     /// Unknown command.
     pub unrecognized: &'static str,
-    /// Bad arguments.
+    /// Bad arguments: a HELO/EHLO argument that is not a domain or an address
+    /// literal, a MAIL/RCPT argument that is not `FROM:`/`TO:` and a bracketed path.
     pub syntax: &'static str,
+    /// MAIL's path is not a valid mailbox (RFC 5321 4.1.2).
+    pub bad_sender: &'static str,
+    /// RCPT's path is not a valid mailbox.
+    pub bad_recipient: &'static str,
     /// A known but unimplemented command (EXPN, TURN...).
     pub not_implemented: &'static str,
     /// MAIL/RCPT parameters not recognized.
@@ -149,6 +154,8 @@ pub fn exchange_4_0() -> Profile {
             quit: "221 {host} closing connection",
             unrecognized: "500 Syntax error, command unrecognized",
             syntax: "501 Syntax error in parameters or arguments",
+            bad_sender: "501 Syntax error in parameters or arguments",
+            bad_recipient: "501 Syntax error in parameters or arguments",
             not_implemented: "502 Command not implemented",
             bad_parameters: "555 MAIL FROM/RCPT TO parameters not recognized or not implemented",
             bad_sequence: "503 Bad sequence of commands",
@@ -220,6 +227,8 @@ pub fn hardened() -> Profile {
             quit: "221 2.0.0 {host} closing connection",
             unrecognized: "500 5.5.2 Syntax error, command unrecognized",
             syntax: "501 5.5.4 Syntax error in parameters or arguments",
+            bad_sender: "501 5.1.7 Bad sender address syntax",
+            bad_recipient: "501 5.1.3 Bad recipient address syntax",
             not_implemented: "502 5.5.1 Command not implemented",
             bad_parameters: "555 5.5.4 MAIL FROM/RCPT TO parameters not recognized or not implemented",
             bad_sequence: "503 5.5.1 Bad sequence of commands",

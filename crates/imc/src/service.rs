@@ -1,5 +1,6 @@
 //! Service control: start, stop, crash, and the low-disk monitor (flush mode).
 
+use crate::envelope::{GrammarError, HostName};
 use crate::event::{Clock, Event, EventId, EventLog};
 use crate::fs::Fs;
 use crate::profile::Profile;
@@ -38,6 +39,11 @@ pub struct Config {
     pub max_recipients: usize,
     /// How long to wait for each command or data line. Default 300 s (RFC 5321 4.5.3.2).
     pub command_timeout: Duration,
+    /// How long a stop waits for a session to get its last replies (the 421)
+    /// to a client that does not read them, before closing the connection
+    /// anyway. Default 5 s. Whatever such a session had not finished stays the
+    /// client's (it got no 250).
+    pub stop_grace: Duration,
     /// Event and trace-header times. Default the system clock.
     pub clock: Clock,
     /// A seeded defect (testing the harness only). Default none.
@@ -56,6 +62,7 @@ impl Config {
             max_message_size: 10 << 20,
             max_recipients: 100,
             command_timeout: Duration::from_secs(300),
+            stop_grace: Duration::from_secs(5),
             clock: Clock::System,
             mutant: None,
         }
@@ -130,10 +137,19 @@ impl Shared {
     /// returns whether the connector is in flush mode. A failed measurement keeps
     /// the current mode.
     pub(crate) async fn check_disk(&self) -> bool {
+        match self.spool.available_space().await {
+            Ok(free) => self.note_free_space(free),
+            Err(_) => self.flush_mode.load(Ordering::SeqCst),
+        }
+    }
+
+    /// Enters or leaves flush mode for a measured free space, logging the change
+    /// (once each way: 4101, 4102), and returns whether the connector is in it.
+    /// Every measurement goes through here, the monitor's, a new connection's
+    /// and the hardened profile's at MAIL, so the log tells when mail began and
+    /// stopped being refused for space, whatever did the measuring.
+    pub(crate) fn note_free_space(&self, free: u64) -> bool {
         let mark = self.config.low_water_mark;
-        let Ok(free) = self.spool.available_space().await else {
-            return self.flush_mode.load(Ordering::SeqCst);
-        };
         let low = free < mark;
         let was = self.flush_mode.swap(low, Ordering::SeqCst);
         if low && !was {
@@ -164,6 +180,9 @@ pub enum StartError {
     Spool(PathBuf, io::Error),
     /// The listening socket could not be bound.
     Bind(SocketAddr, io::Error),
+    /// [`Config::hostname`] is not a domain name or an address literal: it goes
+    /// into every greeting and trace header, so a line break there would split them.
+    Hostname(String, GrammarError),
 }
 
 impl fmt::Display for StartError {
@@ -174,6 +193,7 @@ impl fmt::Display for StartError {
                 write!(f, "cannot prepare spool directory {}: {e}", p.display())
             }
             StartError::Bind(a, e) => write!(f, "cannot listen on {a}: {e}"),
+            StartError::Hostname(h, e) => write!(f, "host name {h:?}: {e}"),
         }
     }
 }
@@ -257,6 +277,8 @@ impl Connector {
         if running.is_some() {
             return Err(StartError::AlreadyRunning);
         }
+        let hostname = HostName::parse(&self.shared.config.hostname)
+            .map_err(|e| StartError::Hostname(self.shared.config.hostname.clone(), e))?;
         let spool = &self.shared.spool;
         for dir in [spool.imcdata(), spool.work_dir(), spool.in_dir()] {
             match spool.ensure_dir(dir.clone()).await {
@@ -305,6 +327,7 @@ impl Connector {
             self.shared.clone(),
             shutdown_rx.clone(),
             sessions.clone(),
+            Arc::new(hostname),
         ));
         let interval = self.shared.config.disk_check_interval;
         let monitor = (!interval.is_zero()).then(|| {
@@ -334,7 +357,9 @@ impl Connector {
     }
 
     /// A graceful stop: no new connections; each open session finishes the command
-    /// it is in and is told `421` before it is closed. While faulted (IN missing, or
+    /// it is in and is told `421` before it is closed. A client that does not read
+    /// its replies holds the stop for at most [`Config::stop_grace`]: the session's
+    /// writes are then given up and the connection closed. While faulted (IN missing, or
     /// space under the low-water mark) the report carries the profile's stop errors
     /// (KB-4); the service stops anyway. `None` if it was not running.
     pub async fn stop(&self) -> Option<StopReport> {
@@ -430,6 +455,7 @@ async fn accept_loop(
     shared: Arc<Shared>,
     mut shutdown: watch::Receiver<bool>,
     sessions: Arc<Mutex<JoinSet<()>>>,
+    hostname: Arc<HostName>,
 ) {
     loop {
         tokio::select! {
@@ -447,7 +473,14 @@ async fn accept_loop(
                 };
                 let _ = stream.set_nodelay(true);
                 let (r, w) = stream.into_split();
-                let session = Session::new(shared.clone(), r, w, peer.ip(), shutdown.clone());
+                let session = Session::new(
+                    shared.clone(),
+                    r,
+                    w,
+                    peer.ip(),
+                    hostname.clone(),
+                    shutdown.clone(),
+                );
                 let mut set = lock(&sessions);
                 while set.try_join_next().is_some() {}
                 set.spawn(session.run());

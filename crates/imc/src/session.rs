@@ -1,6 +1,7 @@
 //! One SMTP session (RFC 5321): the command state machine, DATA streamed into the
 //! spool, and the profile's answers to every fault.
 
+use crate::envelope::{self, ForwardPath, HostName, PathError, ReversePath, StoredHeader, Trace};
 use crate::event::EventId;
 use crate::line::{Ending, Line, LineReader};
 use crate::mutant::Mutant;
@@ -31,8 +32,8 @@ enum Flow {
 /// The envelope of the transaction in progress.
 #[derive(Default)]
 struct Transaction {
-    from: Option<String>,
-    recipients: Vec<String>,
+    from: Option<ReversePath>,
+    recipients: Vec<ForwardPath>,
 }
 
 /// A session on one connection.
@@ -42,7 +43,9 @@ pub(crate) struct Session<R, W> {
     writer: W,
     out: Vec<u8>,
     peer: IpAddr,
-    helo: Option<(String, bool)>,
+    /// This server's name, validated at start: it goes into every trace header.
+    hostname: Arc<HostName>,
+    helo: Option<(HostName, bool)>,
     txn: Transaction,
     shutdown: watch::Receiver<bool>,
     activity: Activity,
@@ -60,6 +63,7 @@ impl<R: AsyncRead + Unpin, W: AsyncWrite + Unpin> Session<R, W> {
         reader: R,
         writer: W,
         peer: IpAddr,
+        hostname: Arc<HostName>,
         shutdown: watch::Receiver<bool>,
     ) -> Self {
         Session {
@@ -69,6 +73,7 @@ impl<R: AsyncRead + Unpin, W: AsyncWrite + Unpin> Session<R, W> {
             writer,
             out: Vec::new(),
             peer,
+            hostname,
             helo: None,
             txn: Transaction::default(),
             shutdown,
@@ -185,16 +190,31 @@ impl<R: AsyncRead + Unpin, W: AsyncWrite + Unpin> Session<R, W> {
     }
 
     /// Sends the queued replies. The command timeout bounds the write too: a client
-    /// that stops reading must not hold the session, or a stop, forever.
+    /// that stops reading must not hold the session forever; once the service
+    /// is stopping, the stop grace bounds it as well, so it cannot hold a stop
+    /// for the command timeout either.
     async fn flush(&mut self) -> io::Result<()> {
         if !self.out.is_empty() {
             let write = async {
                 self.writer.write_all(&self.out).await?;
                 self.writer.flush().await
             };
-            tokio::time::timeout(self.shared.config.command_timeout, write)
-                .await
-                .map_err(|_| io::Error::from(io::ErrorKind::TimedOut))??;
+            let mut stopping = self.shutdown.clone();
+            let grace = self.shared.config.stop_grace;
+            let grace_over = async move {
+                if stopping.wait_for(|s| *s).await.is_ok() {
+                    tokio::time::sleep(grace).await;
+                } else {
+                    // The service is gone without a stop (a crash aborts us anyway).
+                    std::future::pending::<()>().await;
+                }
+            };
+            tokio::select! {
+                written = tokio::time::timeout(self.shared.config.command_timeout, write) => {
+                    written.map_err(|_| io::Error::from(io::ErrorKind::TimedOut))??;
+                }
+                () = grace_over => return Err(io::Error::from(io::ErrorKind::TimedOut)),
+            }
             self.out.clear();
         }
         Ok(())
@@ -208,18 +228,21 @@ impl<R: AsyncRead + Unpin, W: AsyncWrite + Unpin> Session<R, W> {
     }
 
     async fn command(&mut self, line: &str) -> io::Result<Flow> {
+        // Only spaces are trimmed: any other byte around an argument is part of it
+        // and is judged by the grammar.
+        let line = line.trim_end_matches(' ');
         let (verb, arg) = match line.split_once(' ') {
-            Some((v, a)) => (v, a.trim()),
-            None => (line.trim_end(), ""),
+            Some((v, a)) => (v, a.trim_start_matches(' ')),
+            None => (line, ""),
         };
         let replies = &self.shared.profile.replies;
         let verb = verb.to_ascii_uppercase();
         match verb.as_str() {
             "HELO" | "EHLO" => {
-                if arg.is_empty() || arg.contains(' ') {
-                    self.reply(replies.syntax);
-                } else {
-                    self.helo = Some((arg.to_string(), verb == "EHLO"));
+                // RFC 5321 asks a Domain of HELO, but clients without a name send
+                // an address literal there too: both are accepted for both.
+                if let Ok(name) = HostName::parse(arg) {
+                    self.helo = Some((name, verb == "EHLO"));
                     self.txn = Transaction::default();
                     if verb == "HELO" {
                         let r = self.render(replies.helo, "");
@@ -227,6 +250,8 @@ impl<R: AsyncRead + Unpin, W: AsyncWrite + Unpin> Session<R, W> {
                     } else {
                         self.ehlo();
                     }
+                } else {
+                    self.reply(replies.syntax);
                 }
             }
             "MAIL" => return self.mail(arg).await,
@@ -292,18 +317,21 @@ impl<R: AsyncRead + Unpin, W: AsyncWrite + Unpin> Session<R, W> {
             self.reply(replies.bad_sequence);
             return Ok(Flow::Continue);
         }
-        let Some((path, params)) = parse_path(arg, "FROM:") else {
-            self.reply(replies.syntax);
-            return Ok(Flow::Continue);
+        let (path, params) = match envelope::parse_mail(arg) {
+            Ok(parsed) => parsed,
+            Err(PathError::Syntax) => {
+                self.reply(replies.syntax);
+                return Ok(Flow::Continue);
+            }
+            Err(PathError::Address) => {
+                self.reply(replies.bad_sender);
+                return Ok(Flow::Continue);
+            }
         };
-        if !path.is_empty() && !is_mailbox(&path) {
-            self.reply(replies.syntax);
-            return Ok(Flow::Continue);
-        }
         let mut declared = 0u64;
-        for param in params.split_ascii_whitespace() {
-            let (key, value) = param.split_once('=').unwrap_or((param, ""));
-            match key.to_ascii_uppercase().as_str() {
+        for param in &params {
+            let value = param.value.as_deref().unwrap_or("");
+            match param.keyword.to_ascii_uppercase().as_str() {
                 "SIZE" => match value.parse::<u64>() {
                     Ok(n) => declared = n,
                     Err(_) => {
@@ -323,7 +351,16 @@ impl<R: AsyncRead + Unpin, W: AsyncWrite + Unpin> Session<R, W> {
             return Ok(Flow::Continue);
         }
         if let Some(reply) = self.shared.profile.situations.mail_low_disk {
-            let free = self.shared.spool.available_space().await.unwrap_or(0);
+            // A failed measurement refuses this MAIL but leaves the state as it is.
+            let free = match self.shared.spool.available_space().await {
+                Ok(free) => {
+                    self.shared.note_free_space(free);
+                    free
+                }
+                Err(_) => 0,
+            };
+            // A declared SIZE that does not fit refuses this one message only: the
+            // state (and its events) is about the low-water mark.
             if free < self.shared.config.low_water_mark.saturating_add(declared) {
                 self.reply(reply);
                 return Ok(Flow::Continue);
@@ -340,14 +377,17 @@ impl<R: AsyncRead + Unpin, W: AsyncWrite + Unpin> Session<R, W> {
             self.reply(replies.bad_sequence);
             return;
         }
-        let Some((path, params)) = parse_path(arg, "TO:") else {
-            self.reply(replies.syntax);
-            return;
+        let (path, params) = match envelope::parse_rcpt(arg) {
+            Ok(parsed) => parsed,
+            Err(PathError::Syntax) => {
+                self.reply(replies.syntax);
+                return;
+            }
+            Err(PathError::Address) => {
+                self.reply(replies.bad_recipient);
+                return;
+            }
         };
-        if !(is_mailbox(&path) || path.eq_ignore_ascii_case("postmaster")) {
-            self.reply(replies.syntax);
-            return;
-        }
         if !params.is_empty() {
             self.reply(replies.bad_parameters);
             return;
@@ -364,6 +404,10 @@ impl<R: AsyncRead + Unpin, W: AsyncWrite + Unpin> Session<R, W> {
     async fn data(&mut self) -> io::Result<Flow> {
         let txn = std::mem::take(&mut self.txn);
         let id = self.shared.ids.next_id();
+        let Some(header) = self.stored_header(&id, &txn) else {
+            let failure = self.shared.profile.situations.write_failed;
+            return self.fail(failure, None).await;
+        };
         let created = if self.mutant(Mutant::PartialIn) {
             self.shared.spool.create_in_place(&id).await
         } else {
@@ -381,7 +425,7 @@ impl<R: AsyncRead + Unpin, W: AsyncWrite + Unpin> Session<R, W> {
         let r = self.render(self.shared.profile.replies.data_start, &id);
         self.reply(&r);
 
-        let mut chunk = self.received_header(&id, &txn);
+        let mut chunk = header.to_bytes();
         let mut size = 0u64;
         let mut too_big = false;
         let mut line_too_long = false;
@@ -627,15 +671,23 @@ impl<R: AsyncRead + Unpin, W: AsyncWrite + Unpin> Session<R, W> {
         e: io::Error,
     ) -> io::Result<Flow> {
         let spool = self.shared.spool.clone();
-        self.log_write_failure(&spool.in_dir(), &e);
-        let failure = self.write_failure(&e);
-        if self.mutant(Mutant::KeepRejected) {
-            return self.fail(failure, None).await;
-        }
         let id = in_path
             .file_name()
             .map(|n| n.to_string_lossy().into_owned())
             .unwrap_or_default();
+        // Names the message, not only IN: the log alone must tell which one it was.
+        let (_, text) = win32::describe(&e);
+        self.shared.log(
+            EventId::WriteFailed,
+            format!(
+                "Unable to make the message {id} ({}) durable, as a directory flush failed due to system error. {text}",
+                win32::path(&in_path)
+            ),
+        );
+        let failure = self.write_failure(&e);
+        if self.mutant(Mutant::KeepRejected) {
+            return self.fail(failure, None).await;
+        }
         if spool.remove(in_path.clone()).await.is_ok() || spool.move_back_to_work(&id).await.is_ok()
         {
             return self.fail(failure, None).await;
@@ -709,87 +761,20 @@ impl<R: AsyncRead + Unpin, W: AsyncWrite + Unpin> Session<R, W> {
         );
     }
 
-    /// What is stored in front of the message: the envelope, as `x-sender:` and
-    /// `x-receiver:` lines (the format of the IIS/Exchange SMTP drop directory, so
-    /// whatever delivers from IN knows the reverse path and every recipient,
-    /// RFC 5321 2.3.1), then the trace header (RFC 5321 4.4).
-    fn received_header(&self, id: &str, txn: &Transaction) -> Vec<u8> {
-        let (helo, esmtp) = self.helo.clone().unwrap_or_default();
+    /// What is stored in front of the message (see [`StoredHeader`]); `None` if
+    /// a line would hold a byte no header may (only an id from outside the
+    /// grammar could: every client field was parsed).
+    fn stored_header(&self, id: &str, txn: &Transaction) -> Option<StoredHeader> {
+        let (helo, esmtp) = self.helo.as_ref()?;
         let date = self.shared.config.clock.now().to_rfc2822();
-        let mut out = format!("x-sender: {}\r\n", txn.from.as_deref().unwrap_or(""));
-        for rcpt in &txn.recipients {
-            out.push_str(&format!("x-receiver: {rcpt}\r\n"));
-        }
-        out.push_str(&format!(
-            "Received: from {helo} ([{}])\r\n\tby {} with {} id {id};\r\n\t{date}\r\n",
-            self.peer,
-            self.shared.config.hostname,
-            if esmtp { "ESMTP" } else { "SMTP" },
-        ));
-        out.into_bytes()
-    }
-}
-
-/// Splits `FROM:<path> params` into the path (without brackets) and the params.
-fn parse_path(arg: &str, keyword: &str) -> Option<(String, String)> {
-    let head = arg.get(..keyword.len())?;
-    if !head.eq_ignore_ascii_case(keyword) {
-        return None;
-    }
-    let rest = arg[keyword.len()..].trim_start();
-    let rest = rest.strip_prefix('<')?;
-    let end = rest.find('>')?;
-    let path = &rest[..end];
-    let params = rest[end + 1..].trim();
-    if !params.is_empty() && !rest[end + 1..].starts_with(' ') {
-        return None;
-    }
-    Some((path.to_string(), params.to_string()))
-}
-
-/// A plausible `local@domain` mailbox: no spaces or controls, both sides non-empty.
-fn is_mailbox(path: &str) -> bool {
-    // A source route (`@a,@b:user@c`) is allowed and ignored (RFC 5321 4.1.2).
-    let mailbox = path.rsplit_once(':').map_or(path, |(_, m)| m);
-    match mailbox.rsplit_once('@') {
-        Some((local, domain)) => {
-            !local.is_empty()
-                && !domain.is_empty()
-                && mailbox
-                    .chars()
-                    .all(|c| !c.is_whitespace() && !c.is_control() && c != '<' && c != '>')
-        }
-        None => false,
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn paths() {
-        assert_eq!(
-            parse_path("FROM:<a@b.c> SIZE=10", "FROM:"),
-            Some(("a@b.c".into(), "SIZE=10".into()))
-        );
-        assert_eq!(
-            parse_path("from: <>", "FROM:"),
-            Some((String::new(), String::new()))
-        );
-        assert_eq!(parse_path("FROM:a@b.c", "FROM:"), None);
-        assert_eq!(parse_path("FROM:<a@b.c", "FROM:"), None);
-        assert_eq!(parse_path("TO:<a@b.c>x", "TO:"), None);
-        assert_eq!(parse_path("TO", "TO:"), None);
-    }
-
-    #[test]
-    fn mailboxes() {
-        assert!(is_mailbox("alice@example.org"));
-        assert!(is_mailbox("@relay.example:alice@example.org"));
-        assert!(!is_mailbox("alice"));
-        assert!(!is_mailbox("@example.org"));
-        assert!(!is_mailbox("al ice@example.org"));
-        assert!(!is_mailbox("alice@"));
+        let trace = Trace {
+            helo,
+            esmtp: *esmtp,
+            peer: self.peer,
+            hostname: &self.hostname,
+            id,
+            date: &date,
+        };
+        StoredHeader::new(txn.from.as_ref()?, &txn.recipients, &trace).ok()
     }
 }

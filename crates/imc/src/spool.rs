@@ -7,8 +7,8 @@
 use crate::fs::{Fs, FsFile};
 use std::io;
 use std::path::{Path, PathBuf};
-use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
 
 /// Where message ids come from. Tests use [`CounterIds`] so runs are reproducible.
 pub trait IdGenerator: Send + Sync + 'static {
@@ -56,12 +56,21 @@ impl IdGenerator for ClockIds {
 pub struct Spool {
     fs: Arc<dyn Fs>,
     root: PathBuf,
+    /// Directories this connector created whose entry in their parent is not
+    /// known to be durable yet (the parent's flush failed). A message is not
+    /// acknowledged while any is left: a crash would take the directory, and the
+    /// message in it, along.
+    unsynced_dirs: Arc<Mutex<Vec<PathBuf>>>,
 }
 
 impl Spool {
     /// A spool under `root` (the directory holding `imcdata`).
     pub fn new(fs: Arc<dyn Fs>, root: PathBuf) -> Self {
-        Spool { fs, root }
+        Spool {
+            fs,
+            root,
+            unsynced_dirs: Arc::default(),
+        }
     }
 
     /// The filesystem.
@@ -154,6 +163,7 @@ impl Spool {
         };
         let (in_dir, to) = (self.in_dir(), self.in_dir().join(&id));
         let fs = self.fs.clone();
+        let unsynced = self.unsynced_dirs.clone();
         tokio::task::spawn_blocking(move || {
             if !last.is_empty() {
                 file.write_all(&last).map_err(Finish::Write)?;
@@ -165,6 +175,7 @@ impl Spool {
             fs.rename(&path, &to).map_err(Finish::Rename)?;
             if durable {
                 fs.sync_dir(&in_dir).map_err(Finish::SyncDir)?;
+                sync_created_dirs(&*fs, &unsynced).map_err(Finish::SyncDir)?;
             }
             Ok(())
         })
@@ -190,10 +201,16 @@ impl Spool {
         self.blocking(move |fs| fs.rename(&from, &to)).await
     }
 
-    /// Flushes IN's entries, making a move into it durable.
+    /// Flushes IN's entries, making a move into it durable, and the entries of
+    /// every directory this connector created whose flush had failed before.
     pub async fn sync_in(&self) -> io::Result<()> {
         let dir = self.in_dir();
-        self.blocking(move |fs| fs.sync_dir(&dir)).await
+        let unsynced = self.unsynced_dirs.clone();
+        self.blocking(move |fs| {
+            fs.sync_dir(&dir)?;
+            sync_created_dirs(fs, &unsynced)
+        })
+        .await
     }
 
     /// Removes a file, ignoring a file already gone.
@@ -205,16 +222,26 @@ impl Spool {
         .await
     }
 
-    /// Creates `path` if it is missing; true when it was created.
+    /// Creates `path` if it is missing and makes its entry in its parent durable;
+    /// true when it was created. An error if the entry of a directory this
+    /// connector created cannot be made durable (now or at an earlier try): such
+    /// a directory must not receive acknowledged mail.
     pub async fn ensure_dir(&self, path: PathBuf) -> io::Result<bool> {
+        let unsynced = self.unsynced_dirs.clone();
         self.blocking(move |fs| match fs.metadata(&path) {
-            Ok(m) if m.is_dir => Ok(false),
+            Ok(m) if m.is_dir => {
+                if lock(&unsynced).contains(&path) {
+                    sync_parent(fs, &path)?;
+                    lock(&unsynced).retain(|d| d != &path);
+                }
+                Ok(false)
+            }
             Ok(_) => Err(io::Error::from_raw_os_error(libc::ENOTDIR)),
             Err(e) if e.kind() == io::ErrorKind::NotFound => {
                 fs.create_dir(&path)?;
-                if let Some(parent) = path.parent() {
-                    fs.sync_dir(parent)?;
-                }
+                lock(&unsynced).push(path.clone());
+                sync_parent(fs, &path)?;
+                lock(&unsynced).retain(|d| d != &path);
                 Ok(true)
             }
             Err(e) => Err(e),
@@ -227,6 +254,32 @@ impl Spool {
         let dir = self.work_dir();
         self.blocking(move |fs| fs.read_dir(&dir)).await
     }
+}
+
+fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(|p| p.into_inner())
+}
+
+fn sync_parent(fs: &dyn Fs, dir: &Path) -> io::Result<()> {
+    match dir.parent() {
+        Some(parent) => fs.sync_dir(parent),
+        None => Ok(()),
+    }
+}
+
+/// Flushes the parent of every directory this connector created whose entry is
+/// not durable yet; the first failure is returned and that directory stays listed.
+/// A directory since removed by someone else needs nothing any more.
+fn sync_created_dirs(fs: &dyn Fs, unsynced: &Mutex<Vec<PathBuf>>) -> io::Result<()> {
+    let dirs = lock(unsynced).clone();
+    for dir in dirs {
+        match fs.metadata(&dir) {
+            Ok(m) if m.is_dir => sync_parent(fs, &dir)?,
+            _ => {}
+        }
+        lock(unsynced).retain(|d| d != &dir);
+    }
+    Ok(())
 }
 
 /// The step of [`Spool::finish`] that failed.

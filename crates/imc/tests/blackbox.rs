@@ -729,21 +729,37 @@ fn hardened_on_tmpfs() {
         c.cmd("MAIL FROM:<alice@example.org>"),
         "452 4.3.1 Insufficient system storage"
     );
+    let low = s.events.expect(d, &[4101]);
+    assert_event(
+        &low[0],
+        "Warning",
+        "Resources",
+        &format!(
+            "Free space on the spool volume ({LEAVE} bytes) is below the low-water mark (1048576 bytes). Entering flush mode: no inbound messages are accepted."
+        ),
+    );
+    // Refused again: the state is logged once, not per refused MAIL.
+    assert_eq!(
+        c.cmd("MAIL FROM:<alice@example.org>"),
+        "452 4.3.1 Insufficient system storage"
+    );
     s.events.expect(d, &[]);
     ok(&format!(
-        "{fallocate} ({LEAVE} bytes left) -> connection accepted, MAIL FROM: 452 4.3.1 Insufficient system storage"
+        "{fallocate} ({LEAVE} bytes left) -> connection accepted, MAIL FROM: 452 4.3.1 Insufficient system storage (twice), event 4101 once"
     ));
 
     let ballast = s.volume.path().join("ballast");
     sh(&["rm", ballast.to_str().unwrap()]);
     let before = spool.entries("work");
     assert_eq!(c.cmd("MAIL FROM:<alice@example.org>"), d.mail_ok);
+    let back = s.events.expect(d, &[4102]);
+    assert_eq!(back[0]["level"], "Information", "{}", back[0]);
     c.rcpt_and_data(d);
     let id = spool.new_work_file(&before);
     assert_eq!(c.message("after the ballast"), (d.queued)(&id));
     spool.assert_in(&id);
     ok(&format!(
-        "rm ballast -> the same session goes on: 250 queued as {id}"
+        "rm ballast -> the same session goes on (event 4102): 250 queued as {id}"
     ));
 
     // A stop while faulted still succeeds; the idle session is told so.

@@ -39,7 +39,9 @@
 //! * **Faults are administrator actions, durable at once**: what a fault
 //!   removes, creates or moves is durable immediately, while the connector's
 //!   own unsynced changes keep their status (a connector's file moved by a
-//!   fault's directory rename is still undurable in it).
+//!   fault's directory rename is still undurable in it). The path to what a
+//!   fault put somewhere is durable too, even through a directory the
+//!   connector created and never synced.
 //!
 //! Directories are tracked by inode, so that a renamed directory keeps its own
 //! entries; file data is tracked per inode and per `create`, so that a handle
@@ -362,6 +364,14 @@ impl Journal {
                 (dir, name, entry, durable)
             })
             .collect();
+        let all_before: HashSet<Ino> = inside_before.union(&before.outside).copied().collect();
+        let all_after: HashSet<Ino> = after.inside().union(&after.outside).copied().collect();
+        // Deleted for good, or brand new: nothing known about them holds. Done
+        // before the arrivals are recorded, or a directory the fault made would
+        // be scrubbed from its parent's durable entries again.
+        for &ino in all_before.symmetric_difference(&all_after) {
+            self.scrub(ino);
+        }
         for (dir, name, entry) in &removed {
             if !after.dirs.contains_key(dir) {
                 continue;
@@ -388,11 +398,29 @@ impl Journal {
                 self.pending.insert(*dir, entries);
             }
         }
-        let all_before: HashSet<Ino> = inside_before.union(&before.outside).copied().collect();
-        let all_after: HashSet<Ino> = after.inside().union(&after.outside).copied().collect();
-        // Deleted for good, or brand new: nothing known about them holds.
-        for &ino in all_before.symmetric_difference(&all_after) {
-            self.scrub(ino);
+        // What a fault put somewhere stays there: so does the path to it, even
+        // through a directory the connector made and never synced (an
+        // administrator's move into it makes it durable, as a `sync` would).
+        let mut parent_of: HashMap<Ino, (Ino, &OsString, Entry)> = HashMap::new();
+        for (dir, entries) in &after.dirs {
+            for (name, entry) in entries {
+                if entry.is_dir {
+                    parent_of.insert(entry.ino, (*dir, name, *entry));
+                }
+            }
+        }
+        for (dir, _, _, durable) in &arrivals {
+            let mut ino = *dir;
+            let mut seen = HashSet::new();
+            while *durable && seen.insert(ino) {
+                let Some(&(parent, name, entry)) = parent_of.get(&ino) else {
+                    break;
+                };
+                if let Some(entries) = self.pending.get_mut(&parent) {
+                    entries.insert(name.clone(), entry);
+                }
+                ino = parent;
+            }
         }
     }
 

@@ -25,7 +25,7 @@ use crate::crash::{FileId, Journal};
 use crate::disk::Disk;
 use crate::paths::relative;
 use crate::quota::{self, Quota, charged};
-use crate::rule::{ArmedRule, ArmedTrigger};
+use crate::rule::{ArmedRule, At, Firing, Halt, OnStrike, Strike, Triggers};
 use crate::{Backend, Errno, Fault, OpRecord, OpTrigger, Outcome, SandboxError};
 
 /// The connector's filesystem inside a [`Sandbox`](crate::Sandbox): the real
@@ -48,6 +48,10 @@ struct Shared {
     /// The crash model; `vfs` backend only.
     journal: Option<Mutex<Journal>>,
     state: Mutex<State>,
+    /// Where a halted process's operations wait (see [`Strike::Halt`]).
+    halt: Halt,
+    /// Told of each strike of a trigger before it is carried out.
+    on_strike: Mutex<Option<OnStrike>>,
 }
 
 /// Everything the operations update. Never held across a fault's application:
@@ -61,10 +65,11 @@ struct State {
     /// quota keeps charging them until their last handle closes.
     orphans: HashSet<u64>,
     rules: Vec<ArmedRule>,
-    triggers: Vec<ArmedTrigger>,
+    triggers: Triggers,
     log: Vec<OpRecord>,
     violations: Vec<String>,
-    fired: Vec<String>,
+    /// Fired triggers: id, what was done, where (`before sync_dir imcdata/in (#1)`).
+    fired: Vec<(usize, String, String)>,
 }
 
 /// An inode open through one or more [`FaultyFile`]s.
@@ -129,11 +134,13 @@ impl FaultyFs {
                     open: HashMap::new(),
                     orphans: HashSet::new(),
                     rules: Vec::new(),
-                    triggers: Vec::new(),
+                    triggers: Triggers::default(),
                     log: Vec::new(),
                     violations: Vec::new(),
                     fired: Vec::new(),
                 }),
+                halt: Halt::default(),
+                on_strike: Mutex::new(None),
             }),
         }
     }
@@ -145,10 +152,51 @@ impl FaultyFs {
 
     /// See [`Sandbox::arm`](crate::Sandbox::arm).
     pub(crate) fn arm(&self, trigger: &OpTrigger, fault: Fault) -> Result<(), SandboxError> {
-        self.shared.validate(&fault)?;
-        let armed = ArmedTrigger::new(trigger, fault)?;
-        self.shared.lock().triggers.push(armed);
-        Ok(())
+        self.arm_at(trigger, At::Before, Strike::Fault(fault))
+            .map(drop)
+    }
+
+    /// See [`Sandbox::arm_at`](crate::Sandbox::arm_at).
+    pub(crate) fn arm_at(
+        &self,
+        trigger: &OpTrigger,
+        at: At,
+        strike: Strike,
+    ) -> Result<usize, SandboxError> {
+        if let Strike::Fault(fault) = &strike {
+            self.shared.validate(fault)?;
+        }
+        self.shared.lock().triggers.arm(trigger, at, strike)
+    }
+
+    /// See [`Sandbox::settle_triggers`](crate::Sandbox::settle_triggers).
+    pub(crate) fn settle_triggers(&self) {
+        let due = self.shared.lock().triggers.take_pending();
+        self.shared.strike(due);
+    }
+
+    /// See [`Sandbox::disarm`](crate::Sandbox::disarm).
+    pub(crate) fn disarm(&self) -> Vec<usize> {
+        self.shared.lock().triggers.disarm()
+    }
+
+    /// See [`Sandbox::on_strike`](crate::Sandbox::on_strike).
+    pub(crate) fn on_strike(&self, f: OnStrike) {
+        *self
+            .shared
+            .on_strike
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner) = Some(f);
+    }
+
+    /// See [`Sandbox::halted`](crate::Sandbox::halted).
+    pub(crate) fn halted(&self) -> bool {
+        self.shared.halt.is_halted()
+    }
+
+    /// Unparks a halted process's operations for good (the sandbox is going away).
+    pub(crate) fn release(&self) {
+        self.shared.halt.release();
     }
 
     /// See [`Sandbox::next_restore`](crate::Sandbox::next_restore).
@@ -178,7 +226,17 @@ impl FaultyFs {
 
     /// Descriptions of the triggered faults applied since the last call.
     pub(crate) fn take_fired(&self) -> Vec<String> {
-        std::mem::take(&mut self.shared.lock().fired)
+        let fired = std::mem::take(&mut self.shared.lock().fired);
+        fired.into_iter().map(|(_, done, _)| done).collect()
+    }
+
+    /// The same, each with its trigger's id and where it fired.
+    pub(crate) fn take_fired_by_id(&self) -> Vec<(usize, String)> {
+        let fired = std::mem::take(&mut self.shared.lock().fired);
+        fired
+            .into_iter()
+            .map(|(id, done, place)| (id, format!("{done} {place}")))
+            .collect()
     }
 
     /// Free bytes, without logging an operation (0 if the kernel cannot say).
@@ -194,6 +252,7 @@ impl FaultyFs {
     /// See [`Sandbox::crash`](crate::Sandbox::crash).
     pub(crate) fn crash(&self) -> Vec<String> {
         let Some(mut journal) = self.shared.journal() else {
+            self.shared.halt.resume();
             return vec![
                 "nothing dropped: the tmpfs backend has no crash model \
                  (the kernel keeps page-cache data, so everything written survives)"
@@ -203,6 +262,7 @@ impl FaultyFs {
         let lines = journal.crash();
         drop(journal);
         self.shared.recount();
+        self.shared.halt.resume();
         lines
     }
 }
@@ -341,6 +401,7 @@ impl Shared {
     /// documentation. On refusal the operation is logged with its outcome and
     /// the error to return is given.
     fn admit(&self, op: OpKind, path: &Path, to: Option<&Path>) -> io::Result<Admitted<'_>> {
+        self.halt.gate()?;
         let rel = relative(&self.root, path);
         let rel_to = match to {
             None => Some(None),
@@ -372,15 +433,17 @@ impl Shared {
             to: rel_to.clone(),
             outcome: Outcome::Pending,
         });
-        let due = state.due_triggers(op, &paths);
+        let due = if state.triggers.is_idle() {
+            Vec::new()
+        } else {
+            let call = state.log[index].call();
+            state.triggers.admit(op, &paths, &call)
+        };
         if !due.is_empty() {
             drop(state);
-            for fault in due {
-                let fired = self
-                    .apply(&fault)
-                    .unwrap_or_else(|e| format!("could not apply `{fault}`: {e}"));
-                self.lock().fired.push(fired);
-            }
+            self.strike(due);
+            // A halt stops this very operation before it reaches the disk.
+            self.halt.gate()?;
             state = self.lock();
         }
         // Every rule counts the operation, even once an earlier one has struck.
@@ -395,6 +458,41 @@ impl Shared {
         Ok(Admitted { state, index })
     }
 
+    /// Carries out fired triggers, in order, and records what each did. Must be
+    /// called without the state lock held.
+    fn strike(&self, due: Vec<Firing>) {
+        let told = self
+            .on_strike
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .clone();
+        for Firing { id, strike, place } in due {
+            match strike {
+                Strike::Halt => {
+                    // Recorded before anyone hears of the halt.
+                    self.lock().fired.push((id, "crash".to_owned(), place));
+                    self.halt.halt();
+                    if let Some(f) = &told {
+                        (f.0)(&Strike::Halt);
+                    }
+                }
+                Strike::Fault(fault) => {
+                    let strike = Strike::Fault(fault);
+                    if let Some(f) = &told {
+                        (f.0)(&strike);
+                    }
+                    let Strike::Fault(fault) = strike else {
+                        unreachable!("built just above")
+                    };
+                    let done = self
+                        .apply(&fault)
+                        .unwrap_or_else(|e| format!("could not apply `{fault}`: {e}"));
+                    self.lock().fired.push((id, done, place));
+                }
+            }
+        }
+    }
+
     /// Records how an admitted operation ended.
     fn settle<T>(&self, index: usize, result: &io::Result<T>) {
         self.lock().settle(index, result);
@@ -402,21 +500,6 @@ impl Shared {
 }
 
 impl State {
-    /// Counts the operation on every armed trigger and disarms and returns the
-    /// faults of those it fires, in arming order.
-    fn due_triggers(&mut self, op: OpKind, paths: &[&str]) -> Vec<Fault> {
-        let mut due = Vec::new();
-        let mut i = 0;
-        while i < self.triggers.len() {
-            if self.triggers[i].fires(op, paths) {
-                due.push(self.triggers.remove(i).into_fault());
-            } else {
-                i += 1;
-            }
-        }
-        due
-    }
-
     fn settle<T>(&mut self, index: usize, result: &io::Result<T>) {
         self.log[index].outcome = match result {
             Ok(_) => Outcome::Ok,

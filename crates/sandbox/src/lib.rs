@@ -26,6 +26,7 @@ mod fault;
 mod faulty_fs;
 mod mount;
 mod op_log;
+mod owner;
 mod paths;
 mod quota;
 mod rule;
@@ -45,8 +46,9 @@ pub use crate::fault::Fault;
 pub use crate::faulty_fs::{FaultyFile, FaultyFs};
 pub use crate::mount::{enter_private_mount_namespace, tmpfs_available};
 pub use crate::op_log::{OpRecord, Outcome};
+pub use crate::owner::{PREFIX, remove_own_sandboxes, remove_stale_sandboxes};
 pub use crate::quota::BLOCK;
-pub use crate::rule::{ErrnoRule, OpTrigger};
+pub use crate::rule::{At, ErrnoRule, OpTrigger, Strike};
 
 /// How a [`Sandbox`] is set up. The backend is chosen by
 /// [`Sandbox::with_backend`] ([`Sandbox::new`] is `vfs`).
@@ -119,8 +121,18 @@ pub struct Sandbox {
     /// The tmpfs on `root`; dropped (unmounted) before `dir`.
     #[expect(dead_code, reason = "held only to be unmounted when dropped")]
     mount: Option<mount::TmpfsMount>,
-    /// Declared last so it is dropped last; its drop removes the directory.
+    /// Declared after `mount` so it is dropped after; its drop removes the directory.
     dir: TempDir,
+    /// Tells other processes that this sandbox's owner lives; released last.
+    _owner: owner::OwnerLock,
+}
+
+impl Drop for Sandbox {
+    /// Operations parked by a [`Strike::Halt`] return an error now (and every
+    /// later one fails), so no thread waits for a sandbox that is gone.
+    fn drop(&mut self) {
+        self.fs.release();
+    }
 }
 
 impl Sandbox {
@@ -134,8 +146,15 @@ impl Sandbox {
     /// A `tmpfs` sandbox fails unless the process has entered its private
     /// mount namespace ([`enter_private_mount_namespace`]), and needs a quota
     /// of at least one [`BLOCK`] (a tmpfs of size 0 would be unlimited).
+    ///
+    /// The directory is `imc-sandbox-<pid>-XXXXXX` in the temporary folder, with
+    /// a lock its owner holds ([`remove_stale_sandboxes`] removes those of dead
+    /// processes). A quota the host cannot hold (more than the free space there
+    /// on `vfs`, more than the available memory on `tmpfs`) is refused, and so is
+    /// any sandbox once [`remove_own_sandboxes`] ran.
     pub fn with_backend(config: SandboxConfig, backend: Backend) -> io::Result<Sandbox> {
-        let dir = tempfile::Builder::new().prefix("imc-sandbox-").tempdir()?;
+        let (dir, owner) = owner::create_dir()?;
+        owner::check_capacity(dir.path(), config.quota, backend == Backend::Tmpfs)?;
         // Canonical, so that the connector's paths (built from `root()`) and the
         // lexical containment check agree even if the temp dir is behind a symlink.
         let base = dir.path().canonicalize()?;
@@ -166,6 +185,7 @@ impl Sandbox {
             backend,
             mount,
             dir,
+            _owner: owner,
         })
     }
 
@@ -181,7 +201,8 @@ impl Sandbox {
     /// describes what was dropped, one line per change, root-relative, in a
     /// deterministic order (empty if nothing was lost). Call it once the
     /// connector's tasks are gone; the state after it is the new durable
-    /// baseline. On `tmpfs` it changes nothing (the kernel's page cache
+    /// baseline, and after a [`Strike::Halt`] a new connector may use the disk
+    /// (the halted one's operations stay parked). On `tmpfs` it changes nothing (the kernel's page cache
     /// survives a process crash) and says so in the one line it returns.
     pub fn crash(&self) -> Vec<String> {
         self.fs.crash()
@@ -237,6 +258,50 @@ impl Sandbox {
     /// fault did is collected by [`Sandbox::take_fired`].
     pub fn arm(&self, trigger: OpTrigger, fault: Fault) -> Result<(), SandboxError> {
         self.fs.arm(&trigger, fault)
+    }
+
+    /// Arms a trigger on the `nth` operation matching `trigger` (counted from
+    /// now), to strike before it reaches the disk or once it has completed (see
+    /// [`At`]), with a fault or a halt of the connector's process (see
+    /// [`Strike`]). Returns the trigger's id, as [`Sandbox::disarm`] reports it.
+    pub fn arm_at(
+        &self,
+        trigger: OpTrigger,
+        at: At,
+        strike: Strike,
+    ) -> Result<usize, SandboxError> {
+        self.fs.arm_at(&trigger, at, strike)
+    }
+
+    /// Fires the [`At::After`] triggers whose operation has completed with no
+    /// operation since (call it once the connector is idle).
+    pub fn settle_triggers(&self) {
+        self.fs.settle_triggers()
+    }
+
+    /// Disarms every trigger that has not fired and returns their ids.
+    pub fn disarm(&self) -> Vec<usize> {
+        self.fs.disarm()
+    }
+
+    /// Sets the callback told of each strike of an armed trigger, on the
+    /// connector's thread, right before it is carried out (to hear of a halt at
+    /// once, or to read what a `remove` is about to take away).
+    pub fn on_strike(&self, f: impl Fn(&Strike) + Send + Sync + 'static) {
+        self.fs.on_strike(rule::OnStrike(std::sync::Arc::new(f)))
+    }
+
+    /// [`Sandbox::take_fired`], each description followed by where it fired
+    /// (`renamed directory imcdata/in -> imcdata/in.bak before sync_dir
+    /// imcdata/in (#1)`; a halt reads `crash before ...`) and paired with its
+    /// trigger's id (as [`Sandbox::arm_at`] returned it).
+    pub fn take_fired_by_id(&self) -> Vec<(usize, String)> {
+        self.fs.take_fired_by_id()
+    }
+
+    /// True from a [`Strike::Halt`] until [`Sandbox::crash`].
+    pub fn halted(&self) -> bool {
+        self.fs.halted()
     }
 
     /// Descriptions of the armed faults that fired since the last call, in

@@ -164,30 +164,213 @@ impl ArmedRule {
     }
 }
 
-/// An armed trigger and the fault it applies, used up once it fires.
-#[derive(Debug)]
-pub(crate) struct ArmedTrigger {
-    counter: Counter,
-    fault: Fault,
+/// Where an armed trigger strikes relative to the operation it waits for.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum At {
+    /// Right before the operation reaches the disk: the operation sees the change.
+    #[default]
+    Before,
+    /// Once the operation has completed: before the connector's next operation,
+    /// or when [`Sandbox::settle_triggers`](crate::Sandbox::settle_triggers) is
+    /// called if no operation comes first (what the connector does meanwhile
+    /// without the disk, such as sending a reply, may precede it).
+    After,
 }
 
-impl ArmedTrigger {
-    /// Validates `trigger` and arms it, counting from zero.
-    pub(crate) fn new(trigger: &OpTrigger, fault: Fault) -> Result<ArmedTrigger, SandboxError> {
-        Ok(ArmedTrigger {
-            counter: Counter::new(trigger.op, &trigger.path, trigger.nth)?,
-            fault,
+impl fmt::Display for At {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            At::Before => "before",
+            At::After => "after",
         })
     }
+}
 
-    /// Counts the operation; true if this is the one the trigger waits for.
-    pub(crate) fn fires(&mut self, op: OpKind, paths: &[&str]) -> bool {
-        self.counter.count(op, paths) == Count::Nth
+/// What an armed trigger does when it fires.
+#[derive(Clone, Debug)]
+pub enum Strike {
+    /// Apply a fault, as [`Sandbox::apply`](crate::Sandbox::apply) does.
+    Fault(Fault),
+    /// The connector's process is gone from here on: this operation (for
+    /// [`At::Before`]) and every later one never reach the disk and never return,
+    /// until [`Sandbox::crash`](crate::Sandbox::crash) applies the crash model.
+    Halt,
+}
+
+/// An armed trigger and what it does, used up once it fires.
+#[derive(Debug)]
+struct ArmedTrigger {
+    id: usize,
+    at: At,
+    counter: Counter,
+    strike: Strike,
+}
+
+/// A trigger that fired: what to do, and where, in words
+/// (`before sync_dir imcdata/in (#1)`).
+#[derive(Debug)]
+pub(crate) struct Firing {
+    pub(crate) id: usize,
+    pub(crate) strike: Strike,
+    pub(crate) place: String,
+}
+
+/// The armed triggers, and those whose operation is done but that fire after it.
+#[derive(Debug, Default)]
+pub(crate) struct Triggers {
+    armed: Vec<ArmedTrigger>,
+    pending: Vec<Firing>,
+    next_id: usize,
+}
+
+impl Triggers {
+    /// Validates `trigger` and arms it, counting from zero; returns its id.
+    pub(crate) fn arm(
+        &mut self,
+        trigger: &OpTrigger,
+        at: At,
+        strike: Strike,
+    ) -> Result<usize, SandboxError> {
+        let counter = Counter::new(trigger.op, &trigger.path, trigger.nth)?;
+        let id = self.next_id;
+        self.next_id += 1;
+        self.armed.push(ArmedTrigger {
+            id,
+            at,
+            counter,
+            strike,
+        });
+        Ok(id)
     }
 
-    /// The fault to apply once fired.
-    pub(crate) fn into_fault(self) -> Fault {
-        self.fault
+    /// Counts an operation (`call` is how it reads: `sync_dir imcdata/in`) on
+    /// every armed trigger and returns what fires now, in order: the triggers
+    /// waiting for the end of an earlier operation, then those armed before this
+    /// one. The triggers armed after this one fire at the next call.
+    pub(crate) fn admit(&mut self, op: OpKind, paths: &[&str], call: &str) -> Vec<Firing> {
+        let mut due = std::mem::take(&mut self.pending);
+        let mut i = 0;
+        while i < self.armed.len() {
+            if self.armed[i].counter.count(op, paths) == Count::Nth {
+                let t = self.armed.remove(i);
+                let firing = Firing {
+                    id: t.id,
+                    strike: t.strike,
+                    place: format!("{} {call} (#{})", t.at, t.counter.nth),
+                };
+                match t.at {
+                    At::Before => due.push(firing),
+                    At::After => self.pending.push(firing),
+                }
+            } else {
+                i += 1;
+            }
+        }
+        due
+    }
+
+    /// True when no trigger is armed or waiting (the common case: nothing to count).
+    pub(crate) fn is_idle(&self) -> bool {
+        self.armed.is_empty() && self.pending.is_empty()
+    }
+
+    /// The triggers whose operation is done, to fire now.
+    pub(crate) fn take_pending(&mut self) -> Vec<Firing> {
+        std::mem::take(&mut self.pending)
+    }
+
+    /// Disarms every trigger that has not fired; returns their ids.
+    pub(crate) fn disarm(&mut self) -> Vec<usize> {
+        self.pending.clear();
+        std::mem::take(&mut self.armed)
+            .into_iter()
+            .map(|t| t.id)
+            .collect()
+    }
+}
+
+/// A callback told of each strike right before it is carried out.
+#[derive(Clone)]
+pub(crate) struct OnStrike(pub(crate) std::sync::Arc<dyn Fn(&Strike) + Send + Sync>);
+
+impl fmt::Debug for OnStrike {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("OnStrike")
+    }
+}
+
+/// The gate a halted process's operations wait at.
+#[derive(Default)]
+pub(crate) struct Halt {
+    state: std::sync::Mutex<HaltState>,
+    released: std::sync::Condvar,
+}
+
+#[derive(Default)]
+struct HaltState {
+    halted: bool,
+    /// A halt happened at some point: the halted process's calls may still come.
+    ever_halted: bool,
+    released: bool,
+}
+
+impl fmt::Debug for Halt {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let s = self.lock();
+        f.debug_struct("Halt")
+            .field("halted", &s.halted)
+            .field("released", &s.released)
+            .finish()
+    }
+}
+
+impl Halt {
+    fn lock(&self) -> std::sync::MutexGuard<'_, HaltState> {
+        self.state
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+
+    /// The process is gone: operations from now on wait at the gate.
+    pub(crate) fn halt(&self) {
+        let mut s = self.lock();
+        s.halted = true;
+        s.ever_halted = true;
+    }
+
+    /// True between a halt and the next [`Halt::resume`].
+    pub(crate) fn is_halted(&self) -> bool {
+        self.lock().halted
+    }
+
+    /// A new process may use the disk; the operations of the old one stay parked.
+    pub(crate) fn resume(&self) {
+        self.lock().halted = false;
+    }
+
+    /// The sandbox is going away: parked operations return an error, and if a
+    /// halt ever happened so does every later one (a halted process's calls
+    /// must not reach a disk being removed; without a halt a lingering handle
+    /// keeps working).
+    pub(crate) fn release(&self) {
+        self.lock().released = true;
+        self.released.notify_all();
+    }
+
+    /// Lets an operation through, or parks it while the process is halted (a
+    /// dead process's call never returns) until the sandbox is released.
+    pub(crate) fn gate(&self) -> std::io::Result<()> {
+        let mut s = self.lock();
+        if !(s.halted || s.released && s.ever_halted) {
+            return Ok(());
+        }
+        while !s.released {
+            s = self
+                .released
+                .wait(s)
+                .unwrap_or_else(std::sync::PoisonError::into_inner);
+        }
+        Err(Errno::Eio.to_io_error())
     }
 }
 

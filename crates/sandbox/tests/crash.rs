@@ -400,3 +400,57 @@ fn the_crash_logs_no_operation() {
     sb.crash();
     assert_eq!(sb.op_count(), ops);
 }
+
+/// A directory a fault makes (here `restore` recreating a removed IN) is
+/// durable at once, also in a directory where the connector has unsynced
+/// changes: a crash must not drop it, nor what the connector made durable in it.
+#[test]
+fn a_directory_a_fault_creates_is_durable_beside_unsynced_changes() {
+    let sb = sandbox();
+    // An unsynced change in `imcdata`: the connector made a directory there.
+    sb.fs().create_dir(&p(&sb, "imcdata/new")).unwrap();
+    sb.apply(&Fault::Remove {
+        path: "imcdata/in".into(),
+    })
+    .unwrap();
+    sb.apply(&Fault::Restore {
+        path: "imcdata/in".into(),
+    })
+    .unwrap();
+    let mut f = write(&sb, "imcdata/in/1", b"x");
+    f.sync_all().unwrap();
+    sync_dir(&sb, "imcdata/in");
+    assert_eq!(
+        sb.crash(),
+        ["dropped directory imcdata/new (entry not synced)"]
+    );
+    assert_eq!(names(&sb, "imcdata"), ["in", "work"]);
+    assert_eq!(read(&sb, "imcdata/in/1").unwrap(), b"x");
+}
+
+/// A fault moving durable files into a directory the connector created and
+/// never synced (`restore` of IN into the IN recreated meanwhile) makes that
+/// directory's entry durable too: the files the administrator moved survive.
+#[test]
+fn a_fault_moving_files_into_an_undurable_directory_makes_it_durable() {
+    let sb = sandbox();
+    fs::write(p(&sb, "imcdata/in/1"), b"one").unwrap();
+    sb.apply(&Fault::Rename {
+        from: "imcdata/in".into(),
+        to: "imcdata/in.bak".into(),
+    })
+    .unwrap();
+    // The connector recreates IN; the flush of imcdata never happens.
+    sb.fs().create_dir(&p(&sb, "imcdata/in")).unwrap();
+    drop(write(&sb, "imcdata/work/2", b"pending"));
+    sb.apply(&Fault::Restore {
+        path: "imcdata/in".into(),
+    })
+    .unwrap();
+    assert_eq!(
+        sb.crash(),
+        ["dropped file imcdata/work/2 (entry not synced)"]
+    );
+    assert_eq!(names(&sb, "imcdata"), ["in", "work"]);
+    assert_eq!(read(&sb, "imcdata/in/1").unwrap(), b"one");
+}

@@ -6,6 +6,7 @@ use super::model::Scenario;
 use super::validate;
 use serde_saphyr::{Error as YamlError, MessageFormatter, UserMessageFormatter};
 use std::collections::BTreeSet;
+use std::io::Write;
 use std::path::{Path, PathBuf};
 
 /// Parses and checks the text of a scenario file; `path` names it in errors and gives
@@ -29,41 +30,197 @@ pub fn parse(source: &str, path: &Path) -> Result<Scenario, ScenarioError> {
     Ok(scenario)
 }
 
+/// The largest scenario file [`load`] reads: 16 MiB. Scenario files are a few
+/// KiB; explore's reproducers hold message texts of up to 1.25 MiB.
+pub const MAX_FILE_SIZE: u64 = 16 << 20;
+
 /// Reads, parses and checks the scenario file at `path` (see [`parse`]).
+///
+/// Only a regular file of at most [`MAX_FILE_SIZE`] bytes is read (a FIFO would
+/// block, `/dev/zero` would never end), and it must be UTF-8: the first invalid
+/// byte is reported with its line and column.
 pub fn load(path: &Path) -> Result<Scenario, ScenarioError> {
-    let source = std::fs::read_to_string(path).map_err(|source| ScenarioError::Io {
-        path: path.to_path_buf(),
-        source,
-    })?;
+    let bytes = read_capped(path).map_err(|source| io_error(path, source))?;
+    let source = utf8(bytes, path)?;
     parse(&source, path)
+}
+
+/// The bytes of the regular file at `path`, refusing anything else and anything
+/// longer than [`MAX_FILE_SIZE`].
+fn read_capped(path: &Path) -> std::io::Result<Vec<u8>> {
+    use std::io::Read;
+    let mut options = std::fs::OpenOptions::new();
+    options.read(true);
+    // Non-blocking, so that opening a FIFO returns at once and it is refused below
+    // instead of waiting for a writer.
+    #[cfg(unix)]
+    std::os::unix::fs::OpenOptionsExt::custom_flags(&mut options, libc::O_NONBLOCK);
+    let file = options.open(path)?;
+    let meta = file.metadata()?;
+    if !meta.is_file() {
+        return Err(std::io::Error::new(
+            std::io::ErrorKind::InvalidInput,
+            format!("{}, not a regular file", file_kind(&meta)),
+        ));
+    }
+    let too_large = |len: u64| {
+        std::io::Error::new(
+            std::io::ErrorKind::FileTooLarge,
+            format!(
+                "the file is {len} bytes or more, larger than the {} MiB a scenario file may hold",
+                MAX_FILE_SIZE >> 20
+            ),
+        )
+    };
+    if meta.len() > MAX_FILE_SIZE {
+        return Err(too_large(meta.len()));
+    }
+    // Read one byte past the cap, so that a file growing meanwhile is caught too.
+    let mut bytes = Vec::with_capacity(meta.len() as usize);
+    file.take(MAX_FILE_SIZE + 1).read_to_end(&mut bytes)?;
+    if bytes.len() as u64 > MAX_FILE_SIZE {
+        return Err(too_large(bytes.len() as u64));
+    }
+    Ok(bytes)
+}
+
+/// What a non-regular file is, for messages (`a FIFO`, `a directory`...).
+fn file_kind(meta: &std::fs::Metadata) -> &'static str {
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::FileTypeExt;
+        let t = meta.file_type();
+        if t.is_fifo() {
+            return "a FIFO";
+        }
+        if t.is_char_device() {
+            return "a character device";
+        }
+        if t.is_block_device() {
+            return "a block device";
+        }
+        if t.is_socket() {
+            return "a socket";
+        }
+    }
+    if meta.is_dir() {
+        "a directory"
+    } else if meta.is_symlink() {
+        "a symbolic link"
+    } else {
+        "a special file"
+    }
+}
+
+/// The text of `bytes`, or a located error at the first byte that is not UTF-8.
+fn utf8(bytes: Vec<u8>, path: &Path) -> Result<String, ScenarioError> {
+    String::from_utf8(bytes).map_err(|e| {
+        let bytes = e.as_bytes();
+        let valid = e.utf8_error().valid_up_to();
+        // Valid up to there, so the prefix converts without loss.
+        let before = std::str::from_utf8(&bytes[..valid]).unwrap_or_default();
+        let line = before.matches('\n').count() + 1;
+        let line_start = before.rfind('\n').map_or(0, |i| i + 1);
+        let column = before[line_start..].chars().count() + 1;
+        // Each bad sequence shows as one U+FFFD, so columns still count characters.
+        let shown = String::from_utf8_lossy(bytes);
+        let mut d = Diagnostic::new(
+            path,
+            format!(
+                "invalid UTF-8: byte 0x{:02x} at offset {valid} is not valid UTF-8",
+                bytes[valid]
+            ),
+        );
+        d.label = Some("not UTF-8".into());
+        d.help = Some(
+            "a scenario file is UTF-8 text; write other bytes with YAML escapes (`\"\\xe9\"`)"
+                .into(),
+        );
+        d.at = Some(At::new(&shown, line, column, 1));
+        ScenarioError::Syntax(Box::new(d))
+    })
+}
+
+/// Expands `paths` into scenario files, as [`scan`] does, and writes a warning to
+/// stderr for each entry it skipped.
+pub fn discover(paths: &[PathBuf]) -> Result<Vec<PathBuf>, ScenarioError> {
+    let found = scan(paths)?;
+    let mut stderr = std::io::stderr().lock();
+    for skip in &found.skipped {
+        // A closed stderr must not stop the run.
+        let _ = writeln!(stderr, "warning: {skip}");
+    }
+    Ok(found.files)
+}
+
+/// What [`scan`] found: the scenario files, and the entries it passed over.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Discovery {
+    /// The scenario files, in order.
+    pub files: Vec<PathBuf>,
+    /// Entries under a folder that look like scenarios but are not regular files
+    /// or folders (a dangling symbolic link, a FIFO, a device), or cannot be read.
+    pub skipped: Vec<Skipped>,
+}
+
+/// An entry [`scan`] passed over, and why.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Skipped {
+    /// The entry.
+    pub path: PathBuf,
+    /// Why (`a FIFO, not a regular file`, `a dangling symbolic link`...).
+    pub reason: String,
+}
+
+impl std::fmt::Display for Skipped {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "skipping `{}`: {}", self.path.display(), self.reason)
+    }
 }
 
 /// Expands `paths` into scenario files.
 ///
-/// A file is taken as it is, whatever its extension. A folder is searched
-/// recursively for `*.yaml` and `*.yml` files (names starting with `.` are skipped,
-/// and so is `claims.yaml`, the claims registry), which come sorted by path. Files keep the order of `paths`; a file named twice
-/// is listed once. A path that does not exist or cannot be read is an error naming it.
-pub fn discover(paths: &[PathBuf]) -> Result<Vec<PathBuf>, ScenarioError> {
-    let mut out = Vec::new();
+/// A file is taken as it is, whatever its extension, but must be a regular file
+/// (or a link to one). A folder is searched recursively for `*.yaml` and `*.yml`
+/// files (names starting with `.` are skipped, and so is `claims.yaml`, the claims
+/// registry), which come sorted by path; under a
+/// folder, an entry that is neither a regular file nor a folder (a dangling
+/// symbolic link, a FIFO, a device) or cannot be read is skipped and listed in
+/// [`Discovery::skipped`], so one bad entry does not stop the others. Files keep
+/// the order of `paths`; a file named twice is listed once. A path given that does
+/// not exist, cannot be read or is not a regular file or folder is an error naming it.
+pub fn scan(paths: &[PathBuf]) -> Result<Discovery, ScenarioError> {
+    let mut out = Discovery::default();
     let mut seen = BTreeSet::new();
     for path in paths {
         let meta = std::fs::metadata(path).map_err(|source| io_error(path, source))?;
         let found = if meta.is_dir() {
             let mut found = Vec::new();
             let mut visited = BTreeSet::new();
-            walk(path, &mut found, &mut visited)?;
+            walk(path, &mut found, &mut out.skipped, &mut visited)?;
             found.sort();
             found
-        } else {
+        } else if meta.is_file() {
             vec![path.clone()]
+        } else {
+            return Err(io_error(
+                path,
+                std::io::Error::new(
+                    std::io::ErrorKind::InvalidInput,
+                    format!(
+                        "{}, not a scenario file or a folder of them",
+                        file_kind(&meta)
+                    ),
+                ),
+            ));
         };
         for file in found {
             if seen.insert(file.clone()) {
-                out.push(file);
+                out.files.push(file);
             }
         }
     }
+    out.skipped.sort_by(|a, b| a.path.cmp(&b.path));
     Ok(out)
 }
 
@@ -77,6 +234,7 @@ fn io_error(path: &Path, source: std::io::Error) -> ScenarioError {
 fn walk(
     dir: &Path,
     found: &mut Vec<PathBuf>,
+    skipped: &mut Vec<Skipped>,
     visited: &mut BTreeSet<PathBuf>,
 ) -> Result<(), ScenarioError> {
     // Symbolic links are followed; a folder reached twice (a link loop) is read once.
@@ -92,12 +250,38 @@ fn walk(
         if name.to_string_lossy().starts_with('.') {
             continue;
         }
-        let meta = std::fs::metadata(&path).map_err(|e| io_error(&path, e))?;
+        let meta = match std::fs::metadata(&path) {
+            Ok(meta) => meta,
+            Err(e) => {
+                // It may have been a scenario or a folder of them: say so.
+                let dangling = e.kind() == std::io::ErrorKind::NotFound
+                    && std::fs::symlink_metadata(&path).is_ok_and(|m| m.is_symlink());
+                let reason = if dangling {
+                    "a dangling symbolic link".to_string()
+                } else {
+                    format!("cannot read it: {e}")
+                };
+                skipped.push(Skipped { path, reason });
+                continue;
+            }
+        };
         if meta.is_dir() {
-            walk(&path, found, visited)?;
-        } else if meta.is_file() && is_scenario_file(&path) && name != crate::claims::REGISTRY_FILE
-        {
-            found.push(path);
+            // An unreadable folder below the one given is passed over, not fatal.
+            if let Err(e) = walk(&path, found, skipped, visited) {
+                skipped.push(Skipped {
+                    path,
+                    reason: e.message(),
+                });
+            }
+        } else if is_scenario_file(&path) && name != crate::claims::REGISTRY_FILE {
+            if meta.is_file() {
+                found.push(path);
+            } else {
+                skipped.push(Skipped {
+                    path,
+                    reason: format!("{}, not a regular file", file_kind(&meta)),
+                });
+            }
         }
     }
     Ok(())

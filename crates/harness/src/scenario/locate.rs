@@ -199,3 +199,23 @@ impl<'de> Deserialize<'de> for Node {
         deserializer.deserialize_any(NodeVisitor)
     }
 }
+
+/// The 1-based line of each step of a scenario's source (`steps[i]`), for
+/// reports that point at the step a failure belongs to. Steps the parser cannot
+/// place (an unreadable document) get no line.
+pub fn step_lines(source: &str) -> Vec<Option<usize>> {
+    let tree = Tree::parse(source);
+    let Some(Node::Map(entries)) = tree.root.as_ref().map(|r| &r.value) else {
+        return Vec::new();
+    };
+    let Some((_, steps)) = entries.iter().find(|(k, _)| k.value == "steps") else {
+        return Vec::new();
+    };
+    match &steps.value {
+        Node::Seq(items) => items
+            .iter()
+            .map(|item| Pos::of(item.referenced).map(|p| p.line))
+            .collect(),
+        _ => Vec::new(),
+    }
+}

@@ -153,6 +153,20 @@
 //! any case: `4KiB` is 4096, `2KB` is 2000. A duration is digits with a unit, `ms`,
 //! `s`, `m` (or `min`) or `h` (`250ms`, `5s`, `2m`); a plain number is seconds.
 //!
+//! Every size is bounded, so that a typo cannot exhaust the host's memory or disk
+//! (a size becomes a message built in memory, or a ballast allocated for real):
+//!
+//! | size | bounds |
+//! | --- | --- |
+//! | `sandbox.quota` | 4 KiB (one block) to 1 GiB ([`MAX_SIZE`]) |
+//! | `fill_disk.leave`, `connector.low_water_mark`, `connector.max_message_size`, `when.after_data_bytes` | at most 1 GiB ([`MAX_SIZE`]) |
+//! | `send.size` | at most 64 MiB ([`MAX_SEND_SIZE`]) |
+//!
+//! A scenario file itself is at most 16 MiB ([`MAX_FILE_SIZE`]) of UTF-8 text.
+//! A quota the host cannot hold (more than the free space of the temporary
+//! folder on `vfs`, more than the available memory on `tmpfs`) is refused when
+//! the run's sandbox is created.
+//!
 //! # Steps
 //!
 //! Each step does exactly one *action* (one of the keys below), optionally followed
@@ -326,18 +340,36 @@
 //!       errno: { op: sync, path: "imcdata/work/*", errno: EIO, nth: 2, persistent: true }
 //! ```
 //!
-//! ## `when`: faults at a protocol stage
+//! ## `when`: faults at a protocol stage or around a filesystem operation
 //!
 //! A `fault` step fires at once, unless it has `when`: then it is armed and fires
-//! when the session `when.session` reaches a stage, set by exactly one of:
+//! at the stage set by exactly one of:
 //!
 //! | key | fires |
 //! | --- | --- |
-//! | `after_reply: CODE` | as soon as the session receives a reply with this code |
+//! | `after_reply: CODE` | as soon as the session `when.session` receives a reply with this code |
 //! | `after_data_bytes: N` | once N bytes of the session's next DATA transfer are sent |
 //! | `before_dot: true` | just before the session sends its terminating dot |
+//! | `before_op: { op, path, nth }` | right before the connector's `nth` operation of kind `op` on a path matching the glob `path` reaches the disk (the operation sees the change) |
+//! | `after_op: { op, path, nth }` | once that operation has completed: before the connector's next operation, or at the end of the step if none comes (what the connector does meanwhile without the disk, such as sending a reply, may come first) |
 //!
-//! `when` is allowed on `fault` steps only.
+//! The protocol stages need `session`; the operation stages take none (the
+//! operations are the connector's). `op` is one of the `errno.op` names, `path`
+//! defaults to `**` (for a rename either side may match), `nth` to 1; operations
+//! are counted from the step that arms the fault. The history records where the
+//! fault fired: `fault: renamed directory imcdata/in -> imcdata/in.bak before
+//! sync_dir imcdata/in (#1)`.
+//!
+//! `when` is allowed on `fault` steps, and with an operation stage on
+//! `service: crash`: from that point the connector's process is gone (the
+//! operation, for `before_op`, and every later one never reach the disk and never
+//! return), then the runner crashes the connector and applies the crash model, as
+//! for `service: crash` at a step. A message whose dot the crash left unanswered
+//! may or may not be in IN afterwards; neither breaks an invariant.
+//!
+//! A fault or crash armed on an operation that never fired by the last step fails
+//! the scenario (`armed at step 6, never fired`): a typo in `op` or `path` must
+//! not leave a scenario testing nothing.
 //!
 //! ```yaml
 //!   - fault: { rename: { from: imcdata/in, to: imcdata/in.old } }
@@ -347,6 +379,10 @@
 //!   - fault: { remove: imcdata/in }
 //!     when: { session: a, before_dot: true }
 //!   - connect: a
+//!   - service: crash          # between the move into IN and the fsync of IN
+//!     when: { before_op: { op: sync_dir, path: imcdata/in } }
+//!   - fault: { remove: imcdata/work }   # once the first message file is written
+//!     when: { after_op: { op: write, path: "imcdata/work/*", nth: 1 } }
 //! ```
 //!
 //! # `expect`
@@ -428,8 +464,11 @@
 //!   a known profile; `tags` are not empty strings.
 //! - Reply codes are 200 to 599.
 //! - A step has exactly one action, or none if it has `expect`.
-//! - `when` appears on `fault` steps only and sets exactly one stage;
-//!   `before_dot`, like `dot`, can only be `true`.
+//! - `when` appears on `fault` steps and `service: crash` only (the crash with
+//!   `before_op` or `after_op`) and sets exactly one stage; `session` is given for
+//!   a protocol stage and not for an operation stage; `before_op.op` and
+//!   `after_op.op` are operation names, their `path` a valid glob, `nth` at least
+//!   1; `before_dot`, like `dot`, can only be `true`.
 //! - `session` appears on session actions only; every session action has a session
 //!   (named or inherited) that an earlier step connected and none disconnected since.
 //! - `errno.op` and `errno.errno` are among the names above, `errno.path` is a valid
@@ -438,6 +477,8 @@
 //!   sandbox root.
 //! - `text_matches` and `message_matches` compile; `enhanced` is `d.d.d`.
 //! - `pipeline` and `send.to` are not empty.
+//! - Every size is within its bounds (see [Sizes and durations](#sizes-and-durations)).
+//! - The file is UTF-8: the first byte that is not is reported with its line and column.
 //!
 //! Common YAML slips are named rather than left to the parser's words: a tab in
 //! the indentation ("indented with a tab"), an unquoted value starting with `*`
@@ -457,6 +498,7 @@
 //!    = help: connect it in an earlier step: `- connect: b`
 //! ```
 
+mod bounds;
 mod error;
 mod load;
 mod locate;
@@ -464,8 +506,10 @@ pub mod model;
 mod teach;
 mod validate;
 
+pub use bounds::{MAX_SEND_SIZE, MAX_SIZE, MIN_QUOTA};
 pub use error::{Diagnostic, ScenarioError};
-pub use load::{discover, load, parse};
+pub use load::{Discovery, MAX_FILE_SIZE, Skipped, discover, load, parse, scan};
+pub use locate::step_lines;
 pub use model::*;
 pub use validate::{ERRNOS, PROFILES, REPLY_CODES};
 

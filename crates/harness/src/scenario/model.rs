@@ -305,7 +305,8 @@ pub struct Step {
     /// Change the sandbox for real (now, or when `when` says).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub fault: Option<Fault>,
-    /// Arm the fault to fire at a protocol stage instead of now.
+    /// Arm the fault (or a `service: crash`) to fire at a protocol stage or
+    /// around a filesystem operation instead of now.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub when: Option<When>,
     /// What must hold after the step. A step may hold only `expect` (a pure check).
@@ -503,12 +504,14 @@ pub struct ErrnoSpec {
     pub persistent: bool,
 }
 
-/// A protocol stage of a named session at which an armed fault fires.
-#[derive(Clone, Debug, Deserialize, Serialize, schemars::JsonSchema)]
+/// When an armed fault fires: a protocol stage of a named session, or right
+/// before or after one of the connector's filesystem operations.
+#[derive(Clone, Debug, Default, Deserialize, Serialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct When {
-    /// The session watched.
-    pub session: String,
+    /// The session watched (protocol stages only).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub session: Option<String>,
     /// Fire as soon as this session receives a reply with this code (`354`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub after_reply: Option<u16>,
@@ -518,6 +521,46 @@ pub struct When {
     /// Fire just before the session sends its terminating dot.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub before_dot: Option<bool>,
+    /// Fire right before the connector's nth matching operation reaches the disk.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub before_op: Option<OpMatch>,
+    /// Fire once the connector's nth matching operation has completed (before
+    /// its next operation, or at the end of the step if none comes).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub after_op: Option<OpMatch>,
+}
+
+impl When {
+    /// The operation stage, if the fault is timed by an operation: the match,
+    /// and true for `after_op`.
+    pub fn op_stage(&self) -> Option<(&OpMatch, bool)> {
+        match (&self.before_op, &self.after_op) {
+            (Some(m), _) => Some((m, false)),
+            (None, Some(m)) => Some((m, true)),
+            (None, None) => None,
+        }
+    }
+}
+
+/// The connector's filesystem operations a `before_op` or `after_op` counts:
+/// the `nth` of kind `op` whose path matches `path`, counted from the step that
+/// arms the fault.
+#[derive(Clone, Debug, PartialEq, Eq, Deserialize, Serialize, schemars::JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct OpMatch {
+    /// Operation kind: create, write, sync, sync_dir, rename, remove, create_dir,
+    /// metadata, read_dir, available_space.
+    #[schemars(extend("enum" = ["create", "write", "sync", "sync_dir", "rename", "remove",
+        "create_dir", "metadata", "read_dir", "available_space"]))]
+    pub op: String,
+    /// Glob relative to the sandbox root (`imcdata/in/*`; for a rename either
+    /// side may match). Default `**`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub path: Option<String>,
+    /// Which matching operation, counting from 1. Default 1.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(range(min = 1))]
+    pub nth: Option<u32>,
 }
 
 /// What must hold after a step. Every field is optional; all given ones must hold.

@@ -3,7 +3,7 @@
 use super::error::{At, Diagnostic};
 use super::load::suggest;
 use super::locate::{Seg, Target, Tree};
-use super::model::{ErrnoSpec, Expect, Fault, Scenario, Step, When};
+use super::model::{ErrnoSpec, Expect, Fault, Scenario, ServiceAction, Step, When};
 use std::collections::BTreeMap;
 use std::path::Path;
 
@@ -28,7 +28,7 @@ pub(crate) struct Problem {
 }
 
 impl Problem {
-    fn new(path: Vec<Seg>, target: Target, message: impl Into<String>) -> Problem {
+    pub(super) fn new(path: Vec<Seg>, target: Target, message: impl Into<String>) -> Problem {
         Problem {
             path,
             target,
@@ -39,12 +39,12 @@ impl Problem {
         }
     }
 
-    fn label(mut self, label: impl Into<String>) -> Problem {
+    pub(super) fn label(mut self, label: impl Into<String>) -> Problem {
         self.label = Some(label.into());
         self
     }
 
-    fn help(mut self, help: impl Into<String>) -> Problem {
+    pub(super) fn help(mut self, help: impl Into<String>) -> Problem {
         self.help = Some(help.into());
         self
     }
@@ -168,6 +168,8 @@ pub(crate) fn check(scenario: &mut Scenario, tree: &Tree) -> Result<(), Problem>
         .help("for example `steps: [{ service: start }]`"));
     }
 
+    super::bounds::check_header(scenario)?;
+
     let mut sessions = Sessions::default();
     let connected: Vec<String> = scenario
         .steps
@@ -224,13 +226,12 @@ fn check_claim(i: usize, claim: &str) -> Result<(), Problem> {
 /// step that arms it): a fault waiting on a session that never exists would
 /// never fire, and the scenario would test nothing.
 fn check_when_session(i: usize, step: &Step, connected: &[String]) -> Result<(), Problem> {
-    let Some(when) = &step.when else {
+    let Some(name) = step.when.as_ref().and_then(|w| w.session.as_ref()) else {
         return Ok(());
     };
-    if connected.contains(&when.session) {
+    if connected.contains(name) {
         return Ok(());
     }
-    let name = &when.session;
     let known: Vec<&str> = connected.iter().map(String::as_str).collect();
     let p = Problem::new(
         at!["steps", i, "when", "session"],
@@ -261,6 +262,7 @@ fn check_step(
     sessions: &mut Sessions,
     tree: &Tree,
 ) -> Result<(), Problem> {
+    super::bounds::check_step(i, step)?;
     let actions = step.actions();
     if actions.is_empty() {
         // `command:` with nothing after it reads as no `command` at all: say so.
@@ -305,13 +307,38 @@ fn check_step(
     }
     let action = actions.first().copied();
 
-    if step.when.is_some() && action != Some("fault") {
+    let crash = step.service == Some(ServiceAction::Crash);
+    if step.when.is_some() && action != Some("fault") && !crash {
         return Err(Problem::new(
             at!["steps", i, "when"],
             Target::Key,
-            "`when` is only allowed on `fault` steps",
+            "`when` is only allowed on `fault` steps and `service: crash`",
         )
         .label("not a fault step"));
+    }
+    if let Some(when) = step
+        .when
+        .as_ref()
+        .filter(|w| crash && w.op_stage().is_none())
+    {
+        let stage = [
+            ("after_reply", when.after_reply.is_some()),
+            ("after_data_bytes", when.after_data_bytes.is_some()),
+            ("before_dot", when.before_dot.is_some()),
+        ]
+        .into_iter()
+        .find_map(|(k, set)| set.then_some(k));
+        let mut p = Problem::new(
+            match stage {
+                Some(k) => at!["steps", i, "when", k],
+                None => at!["steps", i, "when"],
+            },
+            Target::Key,
+            "a `service: crash` is timed by an operation only: `before_op` or `after_op`",
+        )
+        .label("not an operation stage");
+        p = p.help("for example `when: { before_op: { op: sync_dir, path: imcdata/in } }`");
+        return Err(p);
     }
     if step.session.is_some() && !step.is_session_action() {
         let mut p = Problem::new(
@@ -500,23 +527,7 @@ fn check_fault(fault: &Fault, path: Vec<Seg>) -> Result<(), Problem> {
 }
 
 fn check_errno(spec: &ErrnoSpec, path: Vec<Seg>) -> Result<(), Problem> {
-    if spec.op.parse::<imc::fs::OpKind>().is_err() {
-        let names: Vec<&str> = imc::fs::OpKind::ALL.iter().map(|k| k.name()).collect();
-        let mut p = Problem::new(
-            with(&path, "op"),
-            Target::Value,
-            format!(
-                "unknown operation `{}`, expected one of {}",
-                spec.op,
-                ticked(&names)
-            ),
-        )
-        .label("unknown operation");
-        if let Some(s) = suggest(&spec.op, &names) {
-            p = p.help(format!("did you mean `{s}`?"));
-        }
-        return Err(p);
-    }
+    check_op(&spec.op, with(&path, "op"))?;
     if !ERRNOS.contains(&spec.errno.as_str()) {
         let mut p = Problem::new(
             with(&path, "errno"),
@@ -534,20 +545,47 @@ fn check_errno(spec: &ErrnoSpec, path: Vec<Seg>) -> Result<(), Problem> {
         }
         return Err(p);
     }
-    if let Some(glob) = &spec.path {
-        check_rel_path(glob, with(&path, "path"), Target::Value)?;
+    check_glob_and_nth(spec.path.as_deref(), spec.nth, &path)
+}
+
+/// An operation kind's name.
+fn check_op(op: &str, path: Vec<Seg>) -> Result<(), Problem> {
+    if op.parse::<imc::fs::OpKind>().is_err() {
+        let names: Vec<&str> = imc::fs::OpKind::ALL.iter().map(|k| k.name()).collect();
+        let mut p = Problem::new(
+            path,
+            Target::Value,
+            format!(
+                "unknown operation `{}`, expected one of {}",
+                op,
+                ticked(&names)
+            ),
+        )
+        .label("unknown operation");
+        if let Some(s) = suggest(op, &names) {
+            p = p.help(format!("did you mean `{s}`?"));
+        }
+        return Err(p);
+    }
+    Ok(())
+}
+
+/// A path glob (optional) and an `nth` counting from 1 (optional), under `path`.
+fn check_glob_and_nth(glob: Option<&str>, nth: Option<u32>, path: &[Seg]) -> Result<(), Problem> {
+    if let Some(glob) = glob {
+        check_rel_path(glob, with(path, "path"), Target::Value)?;
         if let Err(e) = globset::Glob::new(glob) {
             return Err(Problem::new(
-                with(&path, "path"),
+                with(path, "path"),
                 Target::Value,
                 format!("`{glob}` is not a valid glob: {}", e.kind()),
             )
             .label("invalid glob"));
         }
     }
-    if spec.nth == Some(0) {
+    if nth == Some(0) {
         return Err(Problem::new(
-            with(&path, "nth"),
+            with(path, "nth"),
             Target::Value,
             "`nth` counts from 1: the first matching operation is `nth: 1`",
         )
@@ -557,14 +595,21 @@ fn check_errno(spec: &ErrnoSpec, path: Vec<Seg>) -> Result<(), Problem> {
 }
 
 fn check_when(when: &When, path: Vec<Seg>) -> Result<(), Problem> {
-    check_name(&when.session, with(&path, "session"))?;
-    let stages = ["after_reply", "after_data_bytes", "before_dot"];
+    let stages = [
+        "after_reply",
+        "after_data_bytes",
+        "before_dot",
+        "before_op",
+        "after_op",
+    ];
     let set: Vec<&str> = stages
         .into_iter()
         .zip([
             when.after_reply.is_some(),
             when.after_data_bytes.is_some(),
             when.before_dot.is_some(),
+            when.before_op.is_some(),
+            when.after_op.is_some(),
         ])
         .filter_map(|(s, is_set)| is_set.then_some(s))
         .collect();
@@ -591,6 +636,35 @@ fn check_when(when: &When, path: Vec<Seg>) -> Result<(), Problem> {
             )
             .label("second stage")
             .help("arm one fault per stage, in separate steps"));
+        }
+    }
+    let (stage, on_op) = (set[0], when.op_stage());
+    match (&when.session, on_op) {
+        (Some(_), Some(_)) => {
+            return Err(Problem::new(
+                with(&path, "session"),
+                Target::Key,
+                format!("`session` does not go with `{stage}`: operations are the connector's, not a session's"),
+            )
+            .label("not a protocol stage")
+            .help("remove `session`, or use a protocol stage: `after_reply`, `after_data_bytes`, `before_dot`"));
+        }
+        (None, None) => {
+            return Err(Problem::new(
+                path,
+                Target::Value,
+                format!("`{stage}` needs the session it watches: `session: NAME`"),
+            )
+            .label("no session")
+            .help(format!(
+                "for example `when: {{ session: a, {stage}: ... }}`"
+            )));
+        }
+        (Some(name), None) => check_name(name, with(&path, "session"))?,
+        (None, Some((m, _))) => {
+            let base = with(&path, stage);
+            check_op(&m.op, with(&base, "op"))?;
+            check_glob_and_nth(m.path.as_deref(), m.nth, &base)?;
         }
     }
     if let Some(code) = when.after_reply {

@@ -44,8 +44,10 @@ struct Serve {
     /// Seconds between free-space checks; 0 checks only on new connections.
     #[arg(long, default_value_t = 15)]
     disk_check_interval: u64,
-    /// Host name in replies and trace headers, and the server in the KB-4 stop error.
-    #[arg(long, default_value = "imc.test")]
+    /// Host name in replies and trace headers, and the server in the KB-4 stop
+    /// error: a domain name (`mail.example.org`, `EXCH01`) or an address literal
+    /// (`[192.0.2.1]`).
+    #[arg(long, default_value = "imc.test", value_parser = parse_hostname)]
     hostname: String,
     /// Largest message accepted (`10MiB`).
     #[arg(long, default_value = "10MiB", value_parser = imc::units::parse_size)]
@@ -56,6 +58,10 @@ struct Serve {
     /// Idle time allowed per command or data line (`300s`, `5m`).
     #[arg(long, default_value = "300s", value_parser = imc::units::parse_duration)]
     command_timeout: Duration,
+    /// How long a stop waits for a client that does not read its last replies
+    /// before closing its connection (`5s`).
+    #[arg(long, default_value = "5s", value_parser = imc::units::parse_duration)]
+    stop_grace: Duration,
     /// Run with a seeded defect, only to test a harness: ack-before-rename,
     /// skip-fsync, ignore-rename-error, partial-in, keep-rejected.
     #[arg(long)]
@@ -66,19 +72,37 @@ fn parse_profile(name: &str) -> Result<imc::Profile, String> {
     imc::profile::by_name(name)
 }
 
+/// Checked at start-up (clap exits 2 on an error): the name goes into every
+/// greeting and trace header, where a line break would split them.
+fn parse_hostname(name: &str) -> Result<String, String> {
+    imc::envelope::HostName::parse(name)
+        .map(|h| h.as_str().to_string())
+        .map_err(|e| e.to_string())
+}
+
+/// Writes a line to stdout or stderr, ignoring a closed or full stream: the
+/// connector's work does not depend on anyone reading these lines (the event
+/// log is what records it), so failing to print is no reason to stop or panic.
+fn say(mut to: impl std::io::Write, line: &str) {
+    let _ = writeln!(to, "{line}").and_then(|()| to.flush());
+}
+
 fn main() -> ExitCode {
     let Command::Serve(args) = Cli::parse().command;
     let runtime = match tokio::runtime::Runtime::new() {
         Ok(rt) => rt,
         Err(e) => {
-            eprintln!("imc: cannot start the runtime: {e}");
+            say(
+                std::io::stderr(),
+                &format!("imc: cannot start the runtime: {e}"),
+            );
             return ExitCode::from(1);
         }
     };
     match runtime.block_on(serve(args)) {
         Ok(status) => ExitCode::from(status),
         Err(message) => {
-            eprintln!("imc: {message}");
+            say(std::io::stderr(), &format!("imc: {message}"));
             ExitCode::from(1)
         }
     }
@@ -99,9 +123,13 @@ async fn serve(args: Serve) -> Result<u8, String> {
     config.max_message_size = args.max_message_size;
     config.max_recipients = args.max_recipients;
     config.command_timeout = args.command_timeout;
+    config.stop_grace = args.stop_grace;
     config.mutant = args.mutant;
     if let Some(m) = args.mutant {
-        eprintln!("imc: running with the seeded defect `{m}` (for harness testing only)");
+        say(
+            std::io::stderr(),
+            &format!("imc: running with the seeded defect `{m}` (for harness testing only)"),
+        );
     }
     let connector = imc::Connector::new(
         config,
@@ -113,14 +141,14 @@ async fn serve(args: Serve) -> Result<u8, String> {
     let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
         .map_err(|e| format!("cannot watch SIGTERM: {e}"))?;
     let addr = connector.start().await.map_err(|e| e.to_string())?;
-    println!("listening on {addr}");
+    say(std::io::stdout(), &format!("listening on {addr}"));
     tokio::select! {
         _ = term.recv() => {}
         _ = tokio::signal::ctrl_c() => {}
     }
     let report = connector.stop().await.unwrap_or_default();
     for line in &report.errors {
-        eprintln!("{line}");
+        say(std::io::stderr(), line);
     }
     Ok(u8::try_from(report.status).unwrap_or(1))
 }

@@ -359,3 +359,101 @@ fn a_busy_port_is_reported() {
         "{stderr}"
     );
 }
+
+#[test]
+fn a_bad_hostname_is_refused_at_start_up() {
+    let root = tempfile::tempdir().unwrap();
+    let r = root.path().to_str().unwrap();
+    for (name, why) in [
+        ("a\r\nb", "byte 0x0D is not printable ASCII"),
+        ("mx example", "byte 0x20"),
+        ("-mx.example", "not a domain name"),
+    ] {
+        let o = run(&["serve", "--root", r, &format!("--hostname={name}")]);
+        let stderr = String::from_utf8_lossy(&o.stderr);
+        assert_eq!(o.status.code(), Some(2), "{name:?}: {stderr}");
+        assert!(stderr.contains("--hostname"), "{stderr}");
+        assert!(stderr.contains(why), "{name:?}: {stderr}");
+        assert!(o.stdout.is_empty(), "it must not listen");
+    }
+    assert!(!root.path().join("imcdata").exists());
+}
+
+/// A free loopback port, for a server whose `listening on` line cannot be read.
+fn free_port() -> SocketAddr {
+    let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    l.local_addr().unwrap()
+}
+
+#[test]
+fn a_full_stdout_does_not_stop_the_connector() {
+    let root = tempfile::tempdir().unwrap();
+    let addr = free_port();
+    let mut child = imc()
+        .args(["serve", "--root", root.path().to_str().unwrap()])
+        .args(["--listen", &addr.to_string(), "--low-water-mark", "0"])
+        .stdin(Stdio::null())
+        .stdout(std::fs::File::create("/dev/full").unwrap())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("spawn imc");
+    // Events go to stderr: the 1000 (started) comes right before the
+    // `listening on` line that cannot be written.
+    let mut err = BufReader::new(child.stderr.take().unwrap());
+    let (tx, rx) = mpsc::channel();
+    std::thread::spawn(move || {
+        let mut all = String::new();
+        loop {
+            let mut line = String::new();
+            if err.read_line(&mut line).unwrap_or(0) == 0 {
+                break;
+            }
+            if line.contains(r#""id":1000"#) {
+                let _ = tx.send(());
+            }
+            all.push_str(&line);
+        }
+        let _ = tx.send(());
+        all
+    });
+    rx.recv_timeout(GUARD).expect("started");
+    deliver(addr);
+    let pid = libc::pid_t::try_from(child.id()).unwrap();
+    assert_eq!(unsafe { libc::kill(pid, libc::SIGTERM) }, 0);
+    let status = wait(&mut child);
+    assert_eq!(status.code(), Some(0), "no panic (101) on a full stdout");
+}
+
+#[test]
+fn a_full_stderr_does_not_stop_the_connector_nor_its_stop() {
+    let root = tempfile::tempdir().unwrap();
+    let mut child = imc()
+        .args(["serve", "--root", root.path().to_str().unwrap()])
+        .args(["--listen", "127.0.0.1:0", "--low-water-mark", "0"])
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        // Events (by default) and the KB-4 stop lines all go to a full stderr.
+        .stderr(std::fs::File::create("/dev/full").unwrap())
+        .spawn()
+        .expect("spawn imc");
+    let mut out = BufReader::new(child.stdout.take().unwrap());
+    let (tx, rx) = mpsc::channel();
+    std::thread::spawn(move || {
+        let mut first = String::new();
+        let _ = out.read_line(&mut first);
+        let _ = tx.send(first);
+    });
+    let first = rx.recv_timeout(GUARD).expect("a first line");
+    let addr: SocketAddr = first
+        .trim_end()
+        .strip_prefix("listening on ")
+        .unwrap_or_else(|| panic!("{first:?}"))
+        .parse()
+        .unwrap();
+    deliver(addr);
+    std::fs::remove_dir_all(root.path().join("imcdata/in")).unwrap();
+    let pid = libc::pid_t::try_from(child.id()).unwrap();
+    assert_eq!(unsafe { libc::kill(pid, libc::SIGTERM) }, 0);
+    let status = wait(&mut child);
+    assert_eq!(status.code(), Some(8), "KB-4's status, no panic (101)");
+}

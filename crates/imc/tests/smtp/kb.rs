@@ -108,7 +108,9 @@ async fn kb1_flush_mode_is_entered_and_left_as_free_space_changes() {
     );
 }
 
-#[tokio::test]
+/// On tokio's paused clock: the monitor's ticks come from its own timer, not
+/// from how fast a loaded machine runs.
+#[tokio::test(start_paused = true)]
 async fn kb1_the_periodic_monitor_enters_and_leaves_flush_mode() {
     let fs = TestFs::default();
     let mut s = Spooled::start_with(
@@ -312,4 +314,44 @@ async fn the_whole_article() {
     assert_eq!(s.in_files(), ["00000002"]);
     assert!(s.work_files().is_empty());
     assert_eq!(s.connector.stop().await, Some(StopReport::default()));
+}
+
+/// The hardened profile refuses MAIL on low disk (452 4.3.1) and logs entering
+/// the low-space state and leaving it once each (4101, 4102), like flush mode,
+/// with no periodic check (`disk_check_interval` 0) and no event per refusal.
+#[tokio::test]
+async fn hardened_logs_entering_and_leaving_low_space_once_each() {
+    const NO_SPACE: &str = "452 4.3.1 Insufficient system storage";
+    const SENDER_OK: &str = "250 2.1.0 Sender OK";
+    let fs = TestFs::default();
+    let mut s = Spooled::start_hardened(|c| c.low_water_mark = 10_000, Some(fs.clone())).await;
+    assert!(s.connector.config().disk_check_interval.is_zero());
+    s.event(1000).await;
+    let mut c = s.connect().await;
+    assert_eq!(c.reply().await, "220 imc.test ESMTP imc ready");
+    assert!(c.cmd("EHLO client.example").await.starts_with("250-"));
+    fs.set_free(9_999);
+    for _ in 0..3 {
+        assert_eq!(c.cmd("MAIL FROM:<alice@example.org>").await, NO_SPACE);
+    }
+    // A SIZE that does not fit is refused without entering the state again.
+    fs.set_free(10_500);
+    let events = s.drain_events();
+    let ids: Vec<u32> = events.iter().map(|e| e.id).collect();
+    assert_eq!(ids, [4101], "{events:?}");
+    assert!(events[0].message.starts_with(
+        "Free space on the spool volume (9999 bytes) is below the low-water mark (10000 bytes)."
+    ));
+    assert_eq!(
+        c.cmd("MAIL FROM:<alice@example.org> SIZE=1000").await,
+        NO_SPACE
+    );
+    let events = s.drain_events();
+    let ids: Vec<u32> = events.iter().map(|e| e.id).collect();
+    assert_eq!(ids, [4102], "{events:?}");
+    for _ in 0..2 {
+        assert_eq!(c.cmd("MAIL FROM:<alice@example.org>").await, SENDER_OK);
+        assert_eq!(c.cmd("RSET").await, "250 2.0.0 OK");
+    }
+    assert!(s.drain_events().is_empty());
 }

@@ -2,7 +2,10 @@
 
 use crate::support::{Spooled, guard, message};
 use imc::{MAX_COMMAND_LINE, MAX_TEXT_LINE};
-use std::time::{Duration, Instant};
+use std::time::Duration;
+// The timeouts are measured on tokio's paused clock: only the connector's own
+// timers move it, so a loaded machine cannot make a reply late or early.
+use tokio::time::Instant;
 
 const TOO_LONG: &str = "500 Line too long";
 
@@ -186,33 +189,45 @@ async fn the_default_recipient_limit_is_100() {
 const TIMEOUT: Duration = Duration::from_millis(300);
 const TIMED_OUT: &str = "421 imc.test Timeout, closing connection";
 
-#[tokio::test]
+/// The timeout fired one timeout after `idle` began, to the timer wheel's
+/// millisecond, on the paused clock.
+fn assert_fired_after_timeout(idle: Instant) {
+    let waited = idle.elapsed();
+    assert!(
+        waited >= TIMEOUT && waited <= TIMEOUT + Duration::from_millis(1),
+        "{waited:?}"
+    );
+}
+
+#[tokio::test(start_paused = true)]
 async fn an_idle_client_is_told_421_and_closed() {
     let s = Spooled::start_with(|c| c.command_timeout = TIMEOUT, None).await;
     let mut c = s.connect().await;
     c.greeting().await;
     let idle = Instant::now();
     assert_eq!(c.reply().await, TIMED_OUT);
-    assert!(idle.elapsed() >= TIMEOUT, "{:?}", idle.elapsed());
+    assert_fired_after_timeout(idle);
     c.expect_closed().await;
 }
 
-#[tokio::test]
+#[tokio::test(start_paused = true)]
 async fn the_timeout_is_per_command_not_per_session() {
     let s = Spooled::start_with(|c| c.command_timeout = TIMEOUT, None).await;
     let mut c = s.session().await;
-    // Busy for three timeouts: a session-wide timer would have fired.
+    // Busy for three timeouts, a command just before each timeout would fire:
+    // a session-wide timer would have fired.
     let busy = Instant::now();
     while busy.elapsed() < 3 * TIMEOUT {
+        tokio::time::advance(TIMEOUT - Duration::from_millis(1)).await;
         assert_eq!(c.cmd("NOOP").await, "250 OK");
     }
     let idle = Instant::now();
     assert_eq!(c.reply().await, TIMED_OUT);
-    assert!(idle.elapsed() >= TIMEOUT, "{:?}", idle.elapsed());
+    assert_fired_after_timeout(idle);
     c.expect_closed().await;
 }
 
-#[tokio::test]
+#[tokio::test(start_paused = true)]
 async fn an_idle_client_in_data_is_told_421_and_its_partial_message_dropped() {
     let s = Spooled::start_with(|c| c.command_timeout = TIMEOUT, None).await;
     let mut c = s.session().await;
@@ -222,13 +237,13 @@ async fn an_idle_client_in_data_is_told_421_and_its_partial_message_dropped() {
     c.send("Subject: never finished\r\n\r\npartial").await;
     let idle = Instant::now();
     assert_eq!(c.reply().await, TIMED_OUT);
-    assert!(idle.elapsed() >= TIMEOUT, "{:?}", idle.elapsed());
+    assert_fired_after_timeout(idle);
     c.expect_closed().await;
     assert!(s.in_files().is_empty());
     assert!(s.work_files().is_empty());
 }
 
-#[tokio::test]
+#[tokio::test(start_paused = true)]
 async fn a_client_that_stops_reading_is_cut_after_the_timeout() {
     let s = Spooled::start_with(|c| c.command_timeout = TIMEOUT, None).await;
     let mut c = s.session().await;

@@ -33,6 +33,7 @@
 
 mod binary;
 mod data;
+mod envelope;
 mod kb;
 mod limits;
 mod protocol;

@@ -189,3 +189,53 @@ async fn messages_accepted_before_a_crash_survive_it() {
     assert_eq!(s.in_files(), ["00000001"]);
     assert!(s.stored("00000001").ends_with(b"\r\nkept\r\n"));
 }
+
+/// A client that never reads its replies cannot hold a stop for the command
+/// timeout (300 s): the stop ends within the stop grace (5 s), cutting that
+/// session, whose last reply (the 421) the client never gets. On tokio's paused
+/// clock, so the time measured is the connector's own timers, not the machine's
+/// load.
+#[tokio::test(start_paused = true)]
+async fn a_stop_is_not_held_by_a_client_that_does_not_read() {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let s = Spooled::start().await;
+    let config = s.connector.config().clone();
+    assert_eq!(config.stop_grace, std::time::Duration::from_secs(5));
+    assert_eq!(config.command_timeout, std::time::Duration::from_secs(300));
+    let stream = tokio::net::TcpStream::connect(s.addr.unwrap())
+        .await
+        .unwrap();
+    let (mut reader, mut writer) = stream.into_split();
+    // 48 MiB of NOOPs whose replies are never read: the server blocks writing.
+    let flood = tokio::spawn(async move {
+        let _ = writer
+            .write_all("NOOP\r\n".repeat(8 << 20).as_bytes())
+            .await;
+    });
+    // On the paused clock this only returns once every task is blocked: the
+    // server on its reply writes, the client on its flood.
+    tokio::time::sleep(std::time::Duration::from_millis(1)).await;
+    let started = tokio::time::Instant::now();
+    let report = s.connector.stop().await.expect("was running");
+    let took = started.elapsed();
+    assert_eq!(report, StopReport::default());
+    assert!(
+        took >= config.stop_grace && took < config.stop_grace * 2,
+        "the stop took {took:?}"
+    );
+    // The stop finished while the client had read nothing; what it can still
+    // read ends without the 421, whose write was given up.
+    let mut got = Vec::new();
+    let _ = reader.read_to_end(&mut got).await;
+    let text = String::from_utf8_lossy(&got);
+    assert!(
+        text.starts_with("220 "),
+        "{:?}",
+        &text[..text.len().min(80)]
+    );
+    assert!(
+        !text.contains("421"),
+        "the 421 reached a client that never read"
+    );
+    flood.await.unwrap();
+}

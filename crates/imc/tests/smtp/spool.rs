@@ -155,7 +155,7 @@ async fn a_failed_flush_of_in_gets_421_and_leaves_nothing_in_in() {
     assert_eq!(
         s.event(4070).await.message,
         format!(
-            "Unable to write file {}\\imcdata\\in due to system error. The request could not be performed because of an I/O device error.",
+            "Unable to make the message 00000001 ({}\\imcdata\\in\\00000001) durable, as a directory flush failed due to system error. The request could not be performed because of an I/O device error.",
             s.root_win()
         )
     );
@@ -213,4 +213,69 @@ async fn a_missing_work_directory_refuses_data_with_the_kb_421() {
     assert!(s.work_dir().is_dir());
     let mut c = s.session().await;
     assert_eq!(c.mail(b"x\r\n").await, "250 OK");
+}
+
+/// One hardened transaction; the reply to the dot.
+async fn hardened_message(c: &mut crate::support::Client, subject: &str) -> String {
+    assert_eq!(
+        c.cmd("MAIL FROM:<alice@example.org>").await,
+        "250 2.1.0 Sender OK"
+    );
+    assert_eq!(
+        c.cmd("RCPT TO:<bob@example.net>").await,
+        "250 2.1.5 Recipient OK"
+    );
+    assert!(c.cmd("DATA").await.starts_with("354"));
+    c.cmd(&format!("Subject: {subject}\r\n\r\nHello.\r\n."))
+        .await
+}
+
+/// Durable before 250: IN recreated by the hardened profile while imcdata cannot
+/// be flushed is never used for acknowledged mail, since a crash would take it
+/// along; once imcdata can be flushed, the 250 comes after that flush.
+#[tokio::test]
+async fn a_recreated_in_whose_entry_is_not_durable_gets_no_acknowledged_mail() {
+    const LOCAL_ERROR: &str = "451 4.3.0 Requested action aborted: local error in processing";
+    let fs = TestFs::default();
+    let s = Spooled::start_hardened(|_| {}, Some(fs.clone())).await;
+    std::fs::remove_dir(s.in_dir()).unwrap();
+    fs.fail_sync_dir_of("imcdata", libc::EIO);
+    let mut c = s.connect().await;
+    assert_eq!(c.reply().await, "220 imc.test ESMTP imc ready");
+    assert!(c.cmd("EHLO client.example").await.starts_with("250-"));
+    // IN is created, but its entry cannot be made durable: refused.
+    assert_eq!(hardened_message(&mut c, "first").await, LOCAL_ERROR);
+    assert!(s.in_dir().is_dir());
+    // IN exists now; it still is not durable, so the next message is refused too
+    // and taken out of IN (the client keeps it).
+    assert_eq!(hardened_message(&mut c, "second").await, LOCAL_ERROR);
+    assert!(s.in_files().is_empty());
+    assert!(s.work_files().is_empty());
+    // The flush works again: it is done before the 250.
+    fs.fail_sync_dir(0);
+    fs.clear_ops();
+    assert!(
+        hardened_message(&mut c, "third")
+            .await
+            .starts_with("250 2.0.0 OK queued as")
+    );
+    let ops = fs.ops();
+    let tail: Vec<&str> = ops.iter().map(String::as_str).rev().take(3).collect();
+    assert_eq!(
+        tail,
+        [
+            "sync_dir imcdata",
+            "sync_dir imcdata/in",
+            "rename imcdata/work/00000003 imcdata/in/00000003"
+        ],
+        "{ops:?}"
+    );
+    // Once durable, IN's parent is not flushed again for every message.
+    fs.clear_ops();
+    assert!(hardened_message(&mut c, "fourth").await.starts_with("250"));
+    assert!(
+        !fs.ops().contains(&"sync_dir imcdata".to_string()),
+        "{:?}",
+        fs.ops()
+    );
 }

@@ -64,6 +64,15 @@ impl Spooled {
     /// A stopped connector on a new root; `edit` adjusts the config, `fs` replaces
     /// [`RealFs`]. Events are subscribed to before anything is logged.
     pub fn build(edit: impl FnOnce(&mut Config), fs: Option<TestFs>) -> Self {
+        Self::build_profile(imc::profile::exchange_4_0(), edit, fs)
+    }
+
+    /// [`Spooled::build`] with another profile.
+    pub fn build_profile(
+        profile: imc::Profile,
+        edit: impl FnOnce(&mut Config),
+        fs: Option<TestFs>,
+    ) -> Self {
         let root = tempfile::tempdir().expect("temp root");
         let mut config = Self::config(root.path());
         edit(&mut config);
@@ -76,7 +85,7 @@ impl Spooled {
         };
         let connector = Connector::new(
             config,
-            imc::profile::exchange_4_0(),
+            profile,
             fs,
             EventLog::new(None),
             Arc::new(CounterIds::default()),
@@ -98,6 +107,13 @@ impl Spooled {
     /// Builds and starts.
     pub async fn start_with(edit: impl FnOnce(&mut Config), fs: Option<TestFs>) -> Self {
         let mut s = Self::build(edit, fs);
+        s.restart().await;
+        s
+    }
+
+    /// Builds and starts with the `hardened` profile.
+    pub async fn start_hardened(edit: impl FnOnce(&mut Config), fs: Option<TestFs>) -> Self {
+        let mut s = Self::build_profile(imc::profile::hardened(), edit, fs);
         s.restart().await;
         s
     }
@@ -337,6 +353,8 @@ struct State {
     changed: watch::Sender<usize>,
     write_errno: AtomicI32,
     sync_dir_errno: AtomicI32,
+    /// Only flushes of this directory (root-relative) fail; `None`: all do.
+    sync_dir_only: Mutex<Option<String>>,
     free: AtomicU64,
 }
 
@@ -348,6 +366,7 @@ impl Default for TestFs {
             changed: watch::channel(0).0,
             write_errno: AtomicI32::new(0),
             sync_dir_errno: AtomicI32::new(0),
+            sync_dir_only: Mutex::new(None),
             free: AtomicU64::new(u64::MAX),
         }))
     }
@@ -366,6 +385,13 @@ impl TestFs {
     /// Directory flushes fail with this errno from now on (0: they succeed).
     pub fn fail_sync_dir(&self, errno: i32) {
         self.0.sync_dir_errno.store(errno, Ordering::SeqCst);
+    }
+
+    /// Flushes of the directory `rel` (root-relative) alone fail with this errno
+    /// from now on (0: they succeed).
+    pub fn fail_sync_dir_of(&self, rel: &str, errno: i32) {
+        *self.0.sync_dir_only.lock().unwrap() = Some(rel.to_string());
+        self.fail_sync_dir(errno);
     }
 
     /// The free space reported from now on (`u64::MAX`: the real one).
@@ -468,7 +494,10 @@ impl Fs for TestFs {
         Ok(())
     }
     fn sync_dir(&self, path: &Path) -> io::Result<()> {
-        errno(&self.0.sync_dir_errno)?;
+        let only = self.0.sync_dir_only.lock().unwrap().clone();
+        if only.is_none_or(|rel| rel == self.0.rel(path)) {
+            errno(&self.0.sync_dir_errno)?;
+        }
         RealFs.sync_dir(path)?;
         self.0.record(format!("sync_dir {}", self.0.rel(path)));
         Ok(())
