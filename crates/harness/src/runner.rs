@@ -428,6 +428,11 @@ impl Runner {
         self.step = 0;
         self.armed.clear();
         self.sandbox.disarm();
+        // A crash that struck after the last step's race still ends the process
+        // (else the restart below would wait on the halted disk for ever).
+        if self.halted() {
+            self.crash(&mut StepResult::default()).await;
+        }
         let mut result = StepResult::default();
         let names: Vec<String> = self.sessions.keys().cloned().collect();
         for name in names {
@@ -552,9 +557,12 @@ impl Runner {
         let mut result = StepResult::default();
         let halt = Arc::clone(&self.halt);
         {
+            // Everything that may wait on the connector races the halt: an
+            // operation-timed crash can strike while owed replies are read too.
             let act = async {
                 self.act(step, &mut result).await;
                 self.settle().await;
+                self.read_owed(&mut result).await;
             };
             tokio::pin!(act);
             loop {
@@ -575,7 +583,6 @@ impl Runner {
         if self.halted() {
             self.crash(&mut result).await;
         }
-        self.read_owed(&mut result).await;
         self.drain_events(&mut result);
         if let Some(expect) = &step.expect {
             for message in check::check(expect, &result, self.sandbox.tree()) {
