@@ -25,3 +25,4 @@ pub mod scenario;
 pub mod send;
 pub mod snapshot;
 pub mod suite;
+pub mod target;
