@@ -153,6 +153,33 @@ async fn start_talk_stop_start_crash() {
 }
 
 #[tokio::test]
+async fn a_process_that_dies_by_itself_is_seen_to_have_exited() {
+    let loaded = imc_serve();
+    let d = dirs();
+    let mut t = target(&loaded, &d);
+    t.start().await.unwrap();
+    assert_eq!(t.exited(), None);
+    let pid = t.process_group().unwrap();
+    // Killed from outside, as a bug or an operator would.
+    // SAFETY: kill(2) on the target's own process.
+    unsafe { libc::kill(pid, libc::SIGKILL) };
+    assert!(ended(pid));
+    let end = tokio::time::Instant::now() + BUDGET;
+    let exit = loop {
+        if let Some(exit) = t.exited() {
+            break exit;
+        }
+        assert!(tokio::time::Instant::now() < end, "the exit was never seen");
+        tokio::task::yield_now().await;
+    };
+    assert_eq!(exit, Exit::Signal(libc::SIGKILL));
+    assert_eq!(t.address(), None);
+    assert!(t.stop().await.is_none(), "no longer running");
+    t.start().await.unwrap();
+    assert_eq!(t.stop().await.unwrap().exit, Exit::Code(0));
+}
+
+#[tokio::test]
 async fn a_stop_while_faulted_exits_8_with_the_kb4_lines() {
     let loaded = imc_serve();
     let d = dirs();
@@ -408,6 +435,41 @@ async fn settle_waits_for_the_quiet_window() {
         m.fetch_add(1, std::sync::atomic::Ordering::SeqCst)
     }));
     assert_eq!(t.settle(quiet * 3).await, Settle::Busy);
-    eprintln!("imc-serve: ready after {ready:?}; an idle settle took {took:?} (window {quiet:?})");
     t.stop().await.unwrap();
+}
+
+/// The figures the README quotes: `cargo test -p harness --release --test
+/// target_process figures -- --nocapture`.
+#[tokio::test]
+async fn figures() {
+    let loaded = imc_serve();
+    let d = dirs();
+    let mut t = target(&loaded, &d);
+    let (mut ready, mut stop, mut settle, mut message) = (vec![], vec![], vec![], vec![]);
+    for _ in 0..10 {
+        t.start().await.unwrap();
+        ready.push(t.ready_after().unwrap());
+        let began = tokio::time::Instant::now();
+        assert_eq!(send_message(&t, "Subject: f\r\n\r\nx\r\n").await.code, 250);
+        message.push(began.elapsed());
+        let began = tokio::time::Instant::now();
+        assert_eq!(t.settle(BUDGET).await, Settle::Quiet);
+        settle.push(began.elapsed());
+        let began = tokio::time::Instant::now();
+        assert_eq!(t.stop().await.unwrap().exit, Exit::Code(0));
+        stop.push(began.elapsed());
+    }
+    let median = |v: &mut Vec<Duration>| {
+        v.sort();
+        v[v.len() / 2]
+    };
+    eprintln!(
+        "imc-serve over 10 runs (medians): spawn to ready {:?}, one message (connect to 221) {:?}, \
+         settle after it {:?} (quiet window {:?}), stop {:?}",
+        median(&mut ready),
+        median(&mut message),
+        median(&mut settle),
+        loaded.file.settle.quiet.get(),
+        median(&mut stop)
+    );
 }

@@ -7,7 +7,7 @@
 //! layout (where a message is received, where an accepted one may be, how a
 //! stored message reads). Nothing in this interface names `imc`: the in-process
 //! connector is one implementation, a process described by a target file
-//! ([`file`], `targets/<name>.yaml`) is another ([`process`]).
+//! ([`file`](mod@file), `targets/<name>.yaml`) is another ([`process`]).
 //!
 //! # Implementing `Target` for your own connector
 //!
@@ -37,7 +37,7 @@
 //!   a stored message reads ([`SpoolLayout`]).
 //!
 //! Methods that wait are `async` (tokio); the trait is object-safe through
-//! [`async_trait`], so a runner holds a `Box<dyn Target>`:
+//! [`async_trait`](macro@async_trait), so a runner holds a `Box<dyn Target>`:
 //!
 //! ```
 //! use harness::target::{Event, SpoolLayout, StartError, Settle, Stopped, Target, Exit};
@@ -51,7 +51,7 @@
 //!     events: Vec<Event>,
 //! }
 //!
-//! #[async_trait::async_trait]
+//! #[harness::target::async_trait]
 //! impl Target for Mine {
 //!     fn name(&self) -> &str { "mine" }
 //!     fn spool(&self) -> &SpoolLayout { &self.spool }
@@ -96,6 +96,9 @@ mod redact;
 pub mod source;
 mod spool;
 
+/// The attribute that makes [`Target`]'s `async fn`s object-safe, re-exported so
+/// an implementation needs no dependency of its own: `#[harness::target::async_trait]`.
+pub use async_trait::async_trait;
 pub use diagnostic::TargetFileError;
 pub use event::{Event, UNKNOWN_LEVEL};
 pub use redact::Redactor;
@@ -107,7 +110,7 @@ use std::time::Duration;
 
 /// The system under test, as the runner drives it. See the [module
 /// documentation](self) for what each method owes the runner.
-#[async_trait::async_trait]
+#[async_trait]
 pub trait Target: Send {
     /// The target's name (`imc`, `imc-serve`), for reports.
     fn name(&self) -> &str;
@@ -138,6 +141,14 @@ pub trait Target: Send {
     /// Waits until the service has reacted to what it was sent (its events
     /// logged, its files written), for at most `budget`.
     async fn settle(&mut self, budget: Duration) -> Settle;
+
+    /// How the service ended, if it ended by itself (a process that exited or
+    /// died without being stopped or crashed) since it was started; it is then
+    /// no longer running. The runner records it in the history. The default:
+    /// never (an in-process service does not end by itself).
+    fn exited(&mut self) -> Option<Exit> {
+        None
+    }
 
     /// Runs the service's free-space check now, where it has one it can be asked
     /// to run (`service: check_disk`): whether it is refusing mail for space.

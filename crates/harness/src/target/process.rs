@@ -12,6 +12,11 @@
 //! volume) for the file's `settle.quiet` window. That costs the window on
 //! every step, and is a bet, not a proof: a process that works silently for
 //! longer than the window is taken for done.
+//!
+//! `PR_SET_PDEATHSIG` fires when the *thread* that spawned the process ends,
+//! not the harness process: start targets from a tokio runtime's worker
+//! threads (which live as long as the runtime), not from `spawn_blocking`,
+//! whose idle threads are reaped.
 
 use super::event::Event;
 use super::file::{Loaded, Placeholders, TargetFile};
@@ -543,6 +548,18 @@ impl Target for ProcessTarget {
 
     fn address(&self) -> Option<SocketAddr> {
         self.running.as_ref().map(|r| r.addr)
+    }
+
+    fn exited(&mut self) -> Option<Exit> {
+        let running = self.running.as_mut()?;
+        let status = running.child.try_wait().ok()??;
+        let running = self.running.take()?;
+        // Its children go with it, as after a crash.
+        kill_group(running.pid, libc::SIGKILL);
+        running.stdout_task.abort();
+        running.stderr_task.abort();
+        self.read_events();
+        Some(Exit::from(status))
     }
 
     fn poll_events(&mut self) -> Vec<Event> {
