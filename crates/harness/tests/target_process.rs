@@ -180,6 +180,25 @@ async fn a_process_that_dies_by_itself_is_seen_to_have_exited() {
 }
 
 #[tokio::test]
+async fn ready_when_the_port_accepts() {
+    let mut loaded = imc_serve();
+    loaded.file.ready.stdout = None;
+    loaded.file.ready.port = true;
+    let d = dirs();
+    let mut t = target(&loaded, &d);
+    let addr = t.start().await.unwrap();
+    // The port accepts once bound, which may be before 1000 is logged: the
+    // settle after a start (as the runner does after every step) sees it.
+    assert_eq!(t.settle(BUDGET).await, Settle::Quiet);
+    let events = t.poll_events();
+    assert_eq!(ids(&events).last(), Some(&1000), "{events:?}");
+    let mut s = ClientSession::connect(addr, BUDGET).await.unwrap();
+    assert_eq!(reply(&mut s).await.code, 220);
+    drop(s);
+    assert_eq!(t.stop().await.unwrap().exit, Exit::Code(0));
+}
+
+#[tokio::test]
 async fn a_stop_while_faulted_exits_8_with_the_kb4_lines() {
     let loaded = imc_serve();
     let d = dirs();

@@ -243,6 +243,10 @@ fn watch_stdout(
 
 /// Sends `signal` to the process group `pgid`; false if no process is in it.
 fn kill_group(pgid: i32, signal: i32) -> bool {
+    // 0 would be the harness's own group, and -(-1) every process it may signal.
+    if pgid <= 1 {
+        return false;
+    }
     // SAFETY: kill(2) with a negative pid addresses a process group; no memory involved.
     unsafe { libc::kill(-pgid, signal) == 0 }
 }
@@ -379,13 +383,24 @@ impl Target for ProcessTarget {
                 if libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL, 0, 0, 0) != 0 {
                     return Err(std::io::Error::last_os_error());
                 }
-                // The harness died between the fork and the prctl.
+                // The harness died between the fork and the prctl. (No
+                // allocation here: another thread may hold the allocator's lock.)
                 if libc::getppid() != parent {
-                    return Err(std::io::Error::other("the harness exited"));
+                    return Err(std::io::Error::from_raw_os_error(libc::ESRCH));
                 }
                 Ok(())
             });
         }
+        // Checked at load; a file built in code may hold anything.
+        let pattern = match &self.file.ready.stdout {
+            Some(s) => match regex::Regex::new(&s.value) {
+                Ok(re) => Some(re),
+                Err(e) => {
+                    return Err(self.start_error(format!("`ready.stdout`: {e}"), vec![], None));
+                }
+            },
+            None => None,
+        };
         let spawned_at = Instant::now();
         let mut child = command.spawn().map_err(|e| {
             self.start_error(
@@ -394,7 +409,10 @@ impl Target for ProcessTarget {
                 None,
             )
         })?;
-        let pid = child.id().map_or(0, |p| p as i32);
+        // Only a reaped child has no id; this one was just spawned.
+        let Some(pid) = child.id().and_then(|p| i32::try_from(p).ok()) else {
+            return Err(self.start_error("the process has no id".into(), vec![], None));
+        };
         let stderr = Arc::new(Mutex::new(Vec::new()));
         let stderr_task = keep_lines(
             child.stderr.take().expect("stderr is piped"),
@@ -402,12 +420,6 @@ impl Target for ProcessTarget {
             self.redactor.clone(),
         );
         let (ready_tx, ready_rx) = tokio::sync::oneshot::channel();
-        let pattern = self
-            .file
-            .ready
-            .stdout
-            .as_ref()
-            .map(|s| regex::Regex::new(&s.value).expect("checked at load"));
         let by_port = pattern.is_none();
         let stdout_task = watch_stdout(
             child.stdout.take().expect("stdout is piped"),

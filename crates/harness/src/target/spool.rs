@@ -31,10 +31,12 @@ impl SpoolLayout {
         }
     }
 
-    /// Every directory of the layout, receiving ones first: what a run lists at its end.
+    /// Every directory of the layout, accepted ones first (for imc,
+    /// `imcdata/in` then `imcdata/work`, the order of the runner's listing):
+    /// what a run lists at its end.
     pub fn dirs(&self) -> Vec<&str> {
         let mut out: Vec<&str> = Vec::new();
-        for d in self.receiving.iter().chain(&self.accepted) {
+        for d in self.accepted.iter().chain(&self.receiving) {
             if !out.contains(&d.as_str()) {
                 out.push(d);
             }
@@ -126,8 +128,9 @@ mod tests {
 
     #[test]
     fn dirs_lists_each_once() {
+        assert_eq!(SpoolLayout::imc().dirs(), ["imcdata/in", "imcdata/work"]);
         let mut l = SpoolLayout::imc();
         l.accepted.push("imcdata/work".into());
-        assert_eq!(l.dirs(), ["imcdata/work", "imcdata/in"]);
+        assert_eq!(l.dirs(), ["imcdata/in", "imcdata/work"]);
     }
 }
