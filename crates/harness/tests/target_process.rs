@@ -179,6 +179,15 @@ async fn a_process_that_dies_by_itself_is_seen_to_have_exited() {
     assert_eq!(t.stop().await.unwrap().exit, Exit::Code(0));
 }
 
+#[test]
+fn the_run_directory_must_be_outside_the_root() {
+    let d = dirs();
+    let e = ProcessTarget::new(&imc_serve(), &d.root, &d.root.join("run"))
+        .err()
+        .expect("refused");
+    assert!(e.contains("is inside the spool root"), "{e}");
+}
+
 #[tokio::test]
 async fn ready_when_the_port_accepts() {
     let mut loaded = imc_serve();
@@ -331,19 +340,30 @@ async fn imc_serve_refusing_its_arguments_is_a_clear_error() {
 
 #[tokio::test]
 async fn a_process_never_ready_is_killed_with_its_children() {
-    let d = dirs();
     // A child in the same group, which a kill of the leader alone would leave.
     let script = "sleep 600 & echo $! > {run}/child.pid; sleep 600";
-    let mut t = target(&shell(script, "300ms"), &d);
-    let e = t.start().await.unwrap_err();
-    assert!(
-        e.to_string()
-            .contains("no stdout line matched `^ready$` within 300 ms"),
-        "{e}"
-    );
-    assert_eq!(e.exit, Some(Exit::Signal(libc::SIGKILL)));
-    let child = child_pid(&d);
-    assert!(ended(child), "the child {child} outlived the failed start");
+    // The readiness timeout must outlast the shell's start for there to be a
+    // child to check: a loaded machine gets a longer one (bounded).
+    let mut ms = 300;
+    loop {
+        let d = dirs();
+        let mut t = target(&shell(script, &format!("{ms}ms")), &d);
+        let e = t.start().await.unwrap_err();
+        assert!(
+            e.to_string()
+                .contains(&format!("no stdout line matched `^ready$` within {ms} ms")),
+            "{e}"
+        );
+        assert_eq!(e.exit, Some(Exit::Signal(libc::SIGKILL)));
+        // Killed after the shell forked and wrote the pid, or it tries again.
+        let written = std::fs::read_to_string(d.run.join("child.pid")).unwrap_or_default();
+        if let Ok(child) = written.trim().parse::<i32>() {
+            assert!(ended(child), "the child {child} outlived the failed start");
+            return;
+        }
+        ms *= 2;
+        assert!(ms <= 20_000, "the shell never started its child");
+    }
 }
 
 /// The events and the reply to a message of one whole run, with the sandbox

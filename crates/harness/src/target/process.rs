@@ -85,6 +85,15 @@ impl ProcessTarget {
             .map_err(|e| format!("target `{}`: a redaction: {e}", loaded.name))?;
         std::fs::create_dir_all(run)
             .map_err(|e| format!("cannot create the run directory {}: {e}", run.display()))?;
+        // The event log must not be on the volume a fault fills or removes.
+        let canonical = |p: &Path| p.canonicalize().unwrap_or_else(|_| p.to_path_buf());
+        if canonical(run).starts_with(canonical(root)) {
+            return Err(format!(
+                "the run directory {} is inside the spool root {}: its event log would share the faults",
+                run.display(),
+                root.display()
+            ));
+        }
         Ok(ProcessTarget {
             name: loaded.name.clone(),
             file: loaded.file.clone(),
