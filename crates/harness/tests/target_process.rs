@@ -179,6 +179,51 @@ async fn a_process_that_dies_by_itself_is_seen_to_have_exited() {
     assert_eq!(t.stop().await.unwrap().exit, Exit::Code(0));
 }
 
+#[tokio::test]
+async fn a_text_log_maps_through_its_regex_and_is_redacted() {
+    let text = r#"
+command:
+  program: /bin/sh
+  args:
+    - -c
+    - |
+      log={run}/maillog
+      echo "Dec  1 10:00:00 mx postfix/cleanup[$$]: warning: pid $$ on port $PORT" >> "$log"
+      echo "not a log line" >> "$log"
+      echo ready
+      exec sleep 600
+  env: { PORT: "{port}" }
+ready: { stdout: '^ready$' }
+stop: { signal: SIGTERM, statuses: [0] }
+spool: { receiving: [incoming], accepted: [incoming, active, deferred], format: whole }
+events:
+  log:
+    path: "{run}/maillog"
+    pattern: '^\w{3} [ \d]\d \d\d:\d\d:\d\d \S+ (?P<source>[^\[]+)\[\d+\]: (?:(?P<level>warning|error|fatal): )?(?P<message>.*)$'
+redactions:
+  - { pattern: 'pid \d+', replace: 'pid <pid>' }
+  - { pattern: 'port \d+', replace: 'port <port>' }
+"#;
+    let loaded = file::parse(text, Path::new("/postfix-like.yaml")).unwrap();
+    let d = dirs();
+    let mut t = target(&loaded, &d);
+    t.start().await.unwrap();
+    let events = t.poll_events();
+    assert_eq!(events.len(), 2, "{events:?}");
+    assert_eq!(events[0].source, "postfix/cleanup");
+    assert_eq!(events[0].level, "warning");
+    assert_eq!(events[0].message, "pid <pid> on port <port>");
+    assert_eq!(events[0].id, None);
+    assert_eq!(events[1].level, harness::target::UNKNOWN_LEVEL);
+    assert_eq!(events[1].message, "not a log line");
+    // `sleep` dies of the SIGTERM: not an expected status.
+    let stopped = t.stop().await.unwrap();
+    assert_eq!(stopped.exit, Exit::Signal(libc::SIGTERM));
+    assert!(!stopped.expected);
+    assert_eq!(t.spool().dirs(), ["incoming", "active", "deferred"]);
+    assert_eq!(t.read_message(b"raw").body, b"raw");
+}
+
 #[test]
 fn the_run_directory_must_be_outside_the_root() {
     let d = dirs();

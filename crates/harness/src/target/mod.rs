@@ -99,7 +99,7 @@ mod spool;
 /// The attribute that makes [`Target`]'s `async fn`s object-safe, re-exported so
 /// an implementation needs no dependency of its own: `#[harness::target::async_trait]`.
 pub use async_trait::async_trait;
-pub use diagnostic::TargetFileError;
+pub use diagnostic::{Located, TargetFileError};
 pub use event::{Event, UNKNOWN_LEVEL};
 pub use redact::Redactor;
 pub use spool::{MessageFormat, SpoolLayout, StoredMessage};
