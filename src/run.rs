@@ -256,13 +256,13 @@ fn show(t: &Timed, args: &RunArgs, paint: Paint) {
     if shown {
         println!("{}", report::status_line(t, paint));
     }
-    if let (Some(dir), Some(history)) = (&args.save_history, &v.history) {
-        if let Ok(scenario) = harness::scenario::load(&v.case.path) {
-            match StoredRun::new(&v.case.id, &scenario, history).save(dir) {
-                Ok(path) if shown => println!("          history saved to {}", path.display()),
-                Ok(_) => {}
-                Err(e) => eprintln!("{e}"),
-            }
+    if let (Some(dir), Some(history)) = (&args.save_history, &v.history)
+        && let Ok(scenario) = harness::scenario::load(&v.case.path)
+    {
+        match StoredRun::new(&v.case.id, &scenario, history).save(dir) {
+            Ok(path) if shown => println!("          history saved to {}", path.display()),
+            Ok(_) => {}
+            Err(e) => eprintln!("{e}"),
         }
     }
     if !shown {

@@ -51,15 +51,15 @@ fn main() {
         let (c, opts, tmpfs_state, fuse_state) =
             (case.clone(), options.clone(), tmpfs.clone(), fuse.clone());
         trials.push(Trial::ignorable_test(case.id.clone(), move || {
-            if opts.backend == Some(Backend::Tmpfs) {
-                if let Err(why) = tmpfs_state {
-                    return Ok(Completion::ignored_with(format!("tmpfs: {why}")));
-                }
+            if opts.backend == Some(Backend::Tmpfs)
+                && let Err(why) = tmpfs_state
+            {
+                return Ok(Completion::ignored_with(format!("tmpfs: {why}")));
             }
-            if opts.backend == Some(Backend::Fuse) {
-                if let Err(why) = fuse_state {
-                    return Ok(Completion::ignored_with(format!("fuse: {why}")));
-                }
+            if opts.backend == Some(Backend::Fuse)
+                && let Err(why) = fuse_state
+            {
+                return Ok(Completion::ignored_with(format!("fuse: {why}")));
             }
             check(&c, &opts, Snapshots::Insta)
         }));

@@ -81,7 +81,7 @@ fn the_committed_schema_is_current() {
 
 /// The error, its line and column, and its whole rendering.
 fn error(text: &str) -> (TargetFileError, usize, usize, String) {
-    let e = parse(text).err().expect("the file must be refused");
+    let e = parse(text).expect_err("the file must be refused");
     let (line, column) = (e.line().expect("a line"), e.column().expect("a column"));
     let shown = e.to_string();
     (e, line, column, shown)

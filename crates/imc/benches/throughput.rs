@@ -177,14 +177,14 @@ fn locate_binary() -> PathBuf {
         std::process::exit(1);
     };
     let src = Path::new(env!("CARGO_MANIFEST_DIR")).join("src");
-    if let (Ok(built), Some(newest)) = (meta.modified(), newest_mtime(&src)) {
-        if newest > built {
-            eprintln!(
-                "warning: {} is older than the sources in {}; run `cargo build --release -p imc`",
-                bin.display(),
-                src.display()
-            );
-        }
+    if let (Ok(built), Some(newest)) = (meta.modified(), newest_mtime(&src))
+        && newest > built
+    {
+        eprintln!(
+            "warning: {} is older than the sources in {}; run `cargo build --release -p imc`",
+            bin.display(),
+            src.display()
+        );
     }
     bin.canonicalize().unwrap_or(bin)
 }
@@ -256,10 +256,10 @@ impl Spool {
 
 impl Drop for Spool {
     fn drop(&mut self) {
-        if let Spool::Mounted(d) = self {
-            if let Ok(p) = std::ffi::CString::new(d.path().as_os_str().as_encoded_bytes()) {
-                unsafe { libc::umount(p.as_ptr()) };
-            }
+        if let Spool::Mounted(d) = self
+            && let Ok(p) = std::ffi::CString::new(d.path().as_os_str().as_encoded_bytes())
+        {
+            unsafe { libc::umount(p.as_ptr()) };
         }
     }
 }

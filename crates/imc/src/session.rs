@@ -141,18 +141,18 @@ impl<R: AsyncRead + Unpin, W: AsyncWrite + Unpin> Session<R, W> {
                 return Ok(Flow::Close);
             }
         }
-        if let Some(reply) = s.connect_low_disk {
-            if self.shared.check_disk().await {
-                self.shared.log(
-                    EventId::ConnectionRefused,
-                    format!(
-                        "Refused a connection from {}: the spool volume is in flush mode.",
-                        self.peer
-                    ),
-                );
-                self.reply(reply);
-                return Ok(Flow::Close);
-            }
+        if let Some(reply) = s.connect_low_disk
+            && self.shared.check_disk().await
+        {
+            self.shared.log(
+                EventId::ConnectionRefused,
+                format!(
+                    "Refused a connection from {}: the spool volume is in flush mode.",
+                    self.peer
+                ),
+            );
+            self.reply(reply);
+            return Ok(Flow::Close);
         }
         Ok(Flow::Continue)
     }
@@ -491,10 +491,10 @@ impl<R: AsyncRead + Unpin, W: AsyncWrite + Unpin> Session<R, W> {
             }
             chunk.extend_from_slice(text);
             chunk.extend_from_slice(ending.bytes());
-            if chunk.len() + work.unwritten_header() >= CHUNK {
-                if let Err(e) = work.write(std::mem::take(&mut chunk)).await {
-                    write_error = Some(e);
-                }
+            if chunk.len() + work.unwritten_header() >= CHUNK
+                && let Err(e) = work.write(std::mem::take(&mut chunk)).await
+            {
+                write_error = Some(e);
             }
         }
         let replies = &self.shared.profile.replies;
@@ -593,12 +593,10 @@ impl<R: AsyncRead + Unpin, W: AsyncWrite + Unpin> Session<R, W> {
             }
             return Ok(Flow::Continue);
         }
-        if !skip_fsync {
-            if let Err(e) = spool.sync_created_dirs().await {
-                self.log_not_durable(&id, &work_path, &e);
-                let failure = self.write_failure(&e);
-                return self.fail(failure, Some(work_path)).await;
-            }
+        if !skip_fsync && let Err(e) = spool.sync_created_dirs().await {
+            self.log_not_durable(&id, &work_path, &e);
+            let failure = self.write_failure(&e);
+            return self.fail(failure, Some(work_path)).await;
         }
         if let Err(e) = spool.move_into_in(&id).await {
             if self.mutant(Mutant::IgnoreRenameError) {
@@ -715,10 +713,10 @@ impl<R: AsyncRead + Unpin, W: AsyncWrite + Unpin> Session<R, W> {
         failure: Failure,
         stored: Option<std::path::PathBuf>,
     ) -> io::Result<Flow> {
-        if failure.remove_message {
-            if let Some(path) = stored {
-                let _ = self.shared.spool.remove(path).await;
-            }
+        if failure.remove_message
+            && let Some(path) = stored
+        {
+            let _ = self.shared.spool.remove(path).await;
         }
         self.reply(failure.reply);
         Ok(if failure.close {

@@ -818,10 +818,10 @@ impl Engine {
             Some(_) => Ok(()),
             None => file.sync_all(),
         };
-        if let (Ok(()), Some(j), Some(id)) = (&result, journal.as_mut(), handle.id) {
-            if let Ok(meta) = file.metadata() {
-                j.synced(id, meta.len());
-            }
+        if let (Ok(()), Some(j), Some(id)) = (&result, journal.as_mut(), handle.id)
+            && let Ok(meta) = file.metadata()
+        {
+            j.synced(id, meta.len());
         }
         drop(journal);
         self.settle(index, &result);

@@ -171,7 +171,7 @@ impl TmpfsMount {
     /// Refused unless the process is in its private mount namespace.
     pub(crate) fn new(path: &Path, size: u64) -> io::Result<TmpfsMount> {
         namespace_entered().map_err(|e| io::Error::other(format!("tmpfs backend: {e}")))?;
-        if size == 0 || size % BLOCK != 0 {
+        if size == 0 || !size.is_multiple_of(BLOCK) {
             return Err(io::Error::new(
                 io::ErrorKind::InvalidInput,
                 format!(

@@ -225,7 +225,7 @@ async fn a_large_message_arrives_intact() {
     while stored.len() < 3 << 20 {
         let len = i % 998;
         let mut line: Vec<u8> = (0..len).map(|j| b'a' + ((i + j) % 26) as u8).collect();
-        if i % 7 == 0 && len > 0 {
+        if i.is_multiple_of(7) && len > 0 {
             line[0] = b'.';
             wire.push(b'.');
         }

@@ -204,10 +204,10 @@ impl Drop for FuseMount {
         if let Some(id) = self.connection {
             abort(id);
         }
-        if self.ended.recv_timeout(UNMOUNT_WAIT).is_ok() {
-            if let Some(thread) = self.thread.take() {
-                let _ = thread.join();
-            }
+        if self.ended.recv_timeout(UNMOUNT_WAIT).is_ok()
+            && let Some(thread) = self.thread.take()
+        {
+            let _ = thread.join();
         }
     }
 }

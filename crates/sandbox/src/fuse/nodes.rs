@@ -105,16 +105,16 @@ impl Nodes {
     /// A file moves alone, so only a directory costs a walk of the table (a
     /// spool renames thousands of files, and the table holds them all).
     pub(crate) fn renamed(&mut self, from: &Path, to: &Path) {
-        if let Ok(meta) = std::fs::symlink_metadata(to) {
-            if !meta.is_dir() {
-                let id = self.id_of(&meta);
-                if let Some(node) = self.by_id.get_mut(&id) {
-                    if node.path == from {
-                        node.path = to.to_owned();
-                    }
-                }
-                return;
+        if let Ok(meta) = std::fs::symlink_metadata(to)
+            && !meta.is_dir()
+        {
+            let id = self.id_of(&meta);
+            if let Some(node) = self.by_id.get_mut(&id)
+                && node.path == from
+            {
+                node.path = to.to_owned();
             }
+            return;
         }
         for node in self.by_id.values_mut() {
             if let Ok(rest) = node.path.strip_prefix(from) {
