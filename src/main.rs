@@ -77,7 +77,7 @@ enum Command {
         /// Longest schedule, in steps.
         #[arg(long, default_value_t = 30)]
         max_steps: usize,
-        /// Run on this backend (`vfs` or `tmpfs`).
+        /// Run on this backend (`vfs`, `tmpfs` or `fuse`).
         #[arg(long, value_parser = parse_backend)]
         backend: Option<Backend>,
         /// Seconds for the whole run: no case starts and no shrink goes on after.
@@ -130,7 +130,7 @@ enum Command {
         /// Path glob of each errno fault: `exact` (the operation's own path) or `any` (`**`).
         #[arg(long, default_value = "exact")]
         glob: harness::enumerate::GlobMode,
-        /// Run on this backend (`vfs` or `tmpfs`).
+        /// Run on this backend (`vfs`, `tmpfs` or `fuse`).
         #[arg(long, value_parser = parse_backend)]
         backend: Option<Backend>,
         /// Folder of the reproducers.
@@ -176,6 +176,11 @@ enum Command {
         /// enclosing `scenarios` folder.
         #[arg(long)]
         scenarios: Option<PathBuf>,
+        /// Run on this backend instead of each scenario's own; repeat it
+        /// (`--backend vfs --backend fuse`) to interleave the backends, run
+        /// by run, and compare them.
+        #[arg(long = "backend", value_parser = parse_backend)]
+        backends: Vec<Backend>,
     },
 }
 
@@ -184,8 +189,9 @@ pub(crate) fn parse_backend(name: &str) -> Result<Backend, String> {
     match name {
         "vfs" => Ok(Backend::Vfs),
         "tmpfs" => Ok(Backend::Tmpfs),
+        "fuse" => Ok(Backend::Fuse),
         other => Err(format!(
-            "unknown backend `{other}`; expected `vfs` or `tmpfs`"
+            "unknown backend `{other}`; expected `vfs`, `tmpfs` or `fuse`"
         )),
     }
 }
@@ -220,7 +226,8 @@ fn main() -> ExitCode {
             paths,
             runs,
             scenarios,
-        } => bench(&paths, scenarios.as_deref(), runs),
+            backends,
+        } => bench(&paths, scenarios.as_deref(), runs, &backends),
         Command::Explore {
             profile,
             mutant,
@@ -387,7 +394,12 @@ fn claims(
     }
 }
 
-fn bench(paths: &[PathBuf], base: Option<&std::path::Path>, runs: usize) -> ExitCode {
+fn bench(
+    paths: &[PathBuf],
+    base: Option<&std::path::Path>,
+    runs: usize,
+    backends: &[Backend],
+) -> ExitCode {
     let cases = match suite::cases(paths, base) {
         Ok(c) => c,
         Err(e) => {
@@ -396,39 +408,89 @@ fn bench(paths: &[PathBuf], base: Option<&std::path::Path>, runs: usize) -> Exit
         }
     };
     let runs = runs.max(1);
+    // `None`: each scenario's own backend.
+    let backends: Vec<Option<Backend>> = if backends.is_empty() {
+        vec![None]
+    } else {
+        backends.iter().copied().map(Some).collect()
+    };
+    let name = |b: Option<Backend>| b.map_or("own", |b| backend_name(b));
     println!(
-        "{} scenarios x {runs} runs (snapshots not compared; each run boots a sandbox and a connector)",
-        cases.len()
+        "{} scenarios x {runs} runs on {} (snapshots not compared; each run boots a sandbox and a connector)",
+        cases.len(),
+        backends
+            .iter()
+            .map(|&b| name(b))
+            .collect::<Vec<_>>()
+            .join(", ")
     );
-    let mut medians = Vec::new();
-    let mut all = Vec::new();
+    let mut medians = vec![Vec::new(); backends.len()];
+    let mut all = vec![Vec::new(); backends.len()];
     for case in &cases {
-        let mut times = Vec::with_capacity(runs);
+        let mut times = vec![Vec::with_capacity(runs); backends.len()];
+        // Interleaved, run by run, so that load on the machine hits every
+        // backend alike.
         for _ in 0..runs {
-            let started = Instant::now();
-            let verdict = suite::run_case(case, &RunOptions::default(), &Snapshots::Off);
-            times.push(started.elapsed().as_secs_f64() * 1000.0);
-            if !verdict.passed() && !verdict.is_skipped() {
-                eprintln!(
-                    "{} failed during the benchmark:\n{}",
-                    case.id,
-                    verdict.report()
-                );
-                return ExitCode::FAILURE;
+            for (i, &backend) in backends.iter().enumerate() {
+                let options = RunOptions {
+                    backend,
+                    ..RunOptions::default()
+                };
+                let started = Instant::now();
+                let verdict = suite::run_case(case, &options, &Snapshots::Off);
+                times[i].push(started.elapsed().as_secs_f64() * 1000.0);
+                if !verdict.passed() && !verdict.is_skipped() {
+                    eprintln!(
+                        "{} failed during the benchmark on {}:\n{}",
+                        case.id,
+                        name(backend),
+                        verdict.report()
+                    );
+                    return ExitCode::FAILURE;
+                }
             }
         }
-        let m = median(&mut times);
-        println!("  {:>8.2} ms  {}", m, case.id);
-        medians.push(m);
-        all.extend(times);
+        let line: Vec<String> = times
+            .iter_mut()
+            .enumerate()
+            .map(|(i, t)| {
+                let m = median(t);
+                medians[i].push(m);
+                all[i].extend(t.iter().copied());
+                format!("{m:>8.2} ms")
+            })
+            .collect();
+        println!("  {}  {}", line.join("  "), case.id);
     }
-    let per_scenario = median(&mut medians);
-    let overall = median(&mut all);
-    println!(
-        "median of per-scenario medians: {per_scenario:.2} ms; median of all {} runs: {overall:.2} ms",
-        all.len()
-    );
+    for (i, &backend) in backends.iter().enumerate() {
+        let per_scenario = median(&mut medians[i]);
+        let overall = median(&mut all[i]);
+        println!(
+            "{}: median of per-scenario medians: {per_scenario:.2} ms; median of all {} runs: {overall:.2} ms",
+            name(backend),
+            all[i].len()
+        );
+    }
+    if backends.len() > 1 {
+        let base = median(&mut medians[0]);
+        for (i, &backend) in backends.iter().enumerate().skip(1) {
+            println!(
+                "{} / {}: {:.2}x",
+                name(backend),
+                name(backends[0]),
+                median(&mut medians[i]) / base
+            );
+        }
+    }
     ExitCode::SUCCESS
+}
+
+fn backend_name(backend: Backend) -> &'static str {
+    match backend {
+        Backend::Vfs => "vfs",
+        Backend::Tmpfs => "tmpfs",
+        Backend::Fuse => "fuse",
+    }
 }
 
 fn median(values: &mut [f64]) -> f64 {

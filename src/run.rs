@@ -111,7 +111,7 @@ pub struct RunArgs {
     /// may be given more than once.
     #[arg(long, value_parser = parse_report)]
     report: Vec<ReportSpec>,
-    /// Run every scenario on this backend (`vfs` or `tmpfs`) instead of its own.
+    /// Run every scenario on this backend (`vfs`, `tmpfs` or `fuse`) instead of its own.
     #[arg(long, value_parser = crate::parse_backend)]
     backend: Option<Backend>,
     /// Run every scenario with this profile instead of its own (snapshots are
@@ -205,6 +205,7 @@ pub fn run(args: RunArgs) -> ExitCode {
             None => "each scenario's own",
             Some(Backend::Vfs) => "vfs",
             Some(Backend::Tmpfs) => "tmpfs",
+            Some(Backend::Fuse) => "fuse",
         }
     );
     let started = Instant::now();
@@ -255,13 +256,13 @@ fn show(t: &Timed, args: &RunArgs, paint: Paint) {
     if shown {
         println!("{}", report::status_line(t, paint));
     }
-    if let (Some(dir), Some(history)) = (&args.save_history, &v.history) {
-        if let Ok(scenario) = harness::scenario::load(&v.case.path) {
-            match StoredRun::new(&v.case.id, &scenario, history).save(dir) {
-                Ok(path) if shown => println!("          history saved to {}", path.display()),
-                Ok(_) => {}
-                Err(e) => eprintln!("{e}"),
-            }
+    if let (Some(dir), Some(history)) = (&args.save_history, &v.history)
+        && let Ok(scenario) = harness::scenario::load(&v.case.path)
+    {
+        match StoredRun::new(&v.case.id, &scenario, history).save(dir) {
+            Ok(path) if shown => println!("          history saved to {}", path.display()),
+            Ok(_) => {}
+            Err(e) => eprintln!("{e}"),
         }
     }
     if !shown {

@@ -4,11 +4,15 @@
 //! the expectations that failed, the invariants violated and the snapshot diff.
 //!
 //! Backends: each scenario runs on the backend it names (`vfs` by default), or on
-//! the one in `IMC_HARNESS_BACKEND` (`vfs` or `tmpfs`). Every KB and hardened
+//! the one in `IMC_HARNESS_BACKEND` (`vfs`, `tmpfs` or `fuse`). Every KB and hardened
 //! scenario that can (see `suite::tmpfs_comparable`) also runs as
 //! `tmpfs/<path>` on a real tmpfs and must give the same snapshot as on vfs; where
 //! tmpfs cannot be mounted those tests are reported as ignored, with the reason.
 
+//!
+//! Every scenario also runs as `fuse/<path>`: the connector on plain files of
+//! a FUSE mount, faulted by the daemon, must give the same snapshot as on vfs
+//! (ignored with the reason where FUSE is unavailable).
 use harness::runner::RunOptions;
 use harness::scenario::Backend;
 use harness::suite::{self, Snapshots};
@@ -28,10 +32,14 @@ fn main() {
     match std::env::var("IMC_HARNESS_BACKEND").as_deref() {
         Ok("tmpfs") => options.backend = Some(Backend::Tmpfs),
         Ok("vfs") => options.backend = Some(Backend::Vfs),
-        Ok(other) => panic!("IMC_HARNESS_BACKEND must be `vfs` or `tmpfs`, not `{other}`"),
+        Ok("fuse") => options.backend = Some(Backend::Fuse),
+        Ok(other) => {
+            panic!("IMC_HARNESS_BACKEND must be `vfs`, `tmpfs` or `fuse`, not `{other}`")
+        }
         Err(_) => {}
     }
-    let tmpfs = namespace.and_then(|()| sandbox::tmpfs_available());
+    let tmpfs = namespace.clone().and_then(|()| sandbox::tmpfs_available());
+    let fuse = namespace.and_then(|()| sandbox::fuse_available());
     let cases = suite::cases(std::slice::from_ref(&scenarios), Some(&scenarios))
         .unwrap_or_else(|e| panic!("cannot list the scenarios: {e}"));
     let mut trials = Vec::new();
@@ -40,15 +48,36 @@ fn main() {
             case.snapshots, snapshot_dir,
             "snapshots live beside scenarios/"
         );
-        let (c, opts, tmpfs_state) = (case.clone(), options.clone(), tmpfs.clone());
+        let (c, opts, tmpfs_state, fuse_state) =
+            (case.clone(), options.clone(), tmpfs.clone(), fuse.clone());
         trials.push(Trial::ignorable_test(case.id.clone(), move || {
-            if opts.backend == Some(Backend::Tmpfs) {
-                if let Err(why) = tmpfs_state {
-                    return Ok(Completion::ignored_with(format!("tmpfs: {why}")));
-                }
+            if opts.backend == Some(Backend::Tmpfs)
+                && let Err(why) = tmpfs_state
+            {
+                return Ok(Completion::ignored_with(format!("tmpfs: {why}")));
+            }
+            if opts.backend == Some(Backend::Fuse)
+                && let Err(why) = fuse_state
+            {
+                return Ok(Completion::ignored_with(format!("fuse: {why}")));
             }
             check(&c, &opts, Snapshots::Insta)
         }));
+        let (c, fuse_state) = (case.clone(), fuse.clone());
+        trials.push(Trial::ignorable_test(
+            format!("fuse/{}", case.id),
+            move || {
+                if let Err(why) = fuse_state {
+                    return Ok(Completion::ignored_with(why));
+                }
+                let opts = RunOptions {
+                    backend: Some(Backend::Fuse),
+                    ..RunOptions::default()
+                };
+                // The same snapshot as on vfs, errnos and crashes included.
+                check(&c, &opts, Snapshots::Compare)
+            },
+        ));
         let conformance = case.id.starts_with("kb-q146791/") || case.id.starts_with("hardened/");
         if !conformance {
             continue;

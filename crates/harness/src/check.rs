@@ -49,14 +49,14 @@ pub fn check(expect: &Expect, result: &StepResult, root: &Path) -> Vec<String> {
             check_reply(e, r, &format!("reply {}", i + 1), &mut out);
         }
     }
-    if let Some(closed) = expect.closed {
-        if closed != result.closed {
-            out.push(if closed {
-                "expected the server to close the connection; it stayed open".into()
-            } else {
-                "expected the connection to stay open; the server closed it".into()
-            });
-        }
+    if let Some(closed) = expect.closed
+        && closed != result.closed
+    {
+        out.push(if closed {
+            "expected the server to close the connection; it stayed open".into()
+        } else {
+            "expected the connection to stay open; the server closed it".into()
+        });
     }
     if let Some(specs) = &expect.events {
         check_events(specs, &result.events, &mut out);
@@ -99,14 +99,14 @@ pub fn check(expect: &Expect, result: &StepResult, root: &Path) -> Vec<String> {
             Some(_) => {}
         }
     }
-    if let Some(want) = expect.connect_failed {
-        if want != result.connect_failed {
-            out.push(if want {
-                "expected the connection attempt to fail; it succeeded".into()
-            } else {
-                "expected the connection attempt to succeed; it failed".into()
-            });
-        }
+    if let Some(want) = expect.connect_failed
+        && want != result.connect_failed
+    {
+        out.push(if want {
+            "expected the connection attempt to fail; it succeeded".into()
+        } else {
+            "expected the connection attempt to succeed; it failed".into()
+        });
     }
     if let Some(want) = expect.send_failed {
         match result.send_failed {
@@ -124,25 +124,25 @@ pub fn check(expect: &Expect, result: &StepResult, root: &Path) -> Vec<String> {
 
 fn check_reply(expect: &Expect, reply: &Reply, label: &str, out: &mut Vec<String>) {
     let shown = reply.lines.join(" / ");
-    if let Some(code) = expect.code {
-        if code != reply.code {
-            out.push(format!("{label}: expected code {code}, got `{shown}`"));
-        }
+    if let Some(code) = expect.code
+        && code != reply.code
+    {
+        out.push(format!("{label}: expected code {code}, got `{shown}`"));
     }
-    if let Some(enhanced) = &expect.enhanced {
-        if reply.enhanced.as_deref() != Some(enhanced.as_str()) {
-            out.push(format!(
-                "{label}: expected enhanced code {enhanced}, got `{shown}`"
-            ));
-        }
+    if let Some(enhanced) = &expect.enhanced
+        && reply.enhanced.as_deref() != Some(enhanced.as_str())
+    {
+        out.push(format!(
+            "{label}: expected enhanced code {enhanced}, got `{shown}`"
+        ));
     }
-    if let Some(text) = &expect.text {
-        if *text != reply.text {
-            out.push(format!(
-                "{label}: expected text {text:?}, got {:?}",
-                reply.text
-            ));
-        }
+    if let Some(text) = &expect.text
+        && *text != reply.text
+    {
+        out.push(format!(
+            "{label}: expected text {text:?}, got {:?}",
+            reply.text
+        ));
     }
     if let Some(pattern) = &expect.text_matches {
         match regex::Regex::new(pattern) {

@@ -27,3 +27,4 @@ pub mod scenario;
 pub mod send;
 pub mod snapshot;
 pub mod suite;
+pub mod target;

@@ -356,12 +356,13 @@ impl<'a> Record<'a> {
             }
             _ => {}
         }
-        if !v.invariants_as_expected() && v.violations.is_empty() {
-            if let Some(want) = v.expected_violation {
-                failures.push(format!(
-                    "expected the invariant `{want}` to be violated; it held"
-                ));
-            }
+        if !v.invariants_as_expected()
+            && v.violations.is_empty()
+            && let Some(want) = v.expected_violation
+        {
+            failures.push(format!(
+                "expected the invariant `{want}` to be violated; it held"
+            ));
         }
         let violations = if v.expected_violation.is_some() && v.invariants_as_expected() {
             Vec::new() // the expected violation of a seeded defect is its pass

@@ -115,6 +115,12 @@ pub async fn run(scenario: &Scenario, options: &RunOptions) -> Result<Run, RunEr
             })?;
             sandbox::Backend::Tmpfs
         }
+        Backend::Fuse => {
+            sandbox::fuse_available().map_err(|why| {
+                RunError::Unsupported(format!("backend `fuse` unavailable: {why}"))
+            })?;
+            sandbox::Backend::Fuse
+        }
     };
     let profile_name = options.profile.as_deref().unwrap_or(&scenario.profile);
     let profile = imc::profile::by_name(profile_name).map_err(RunError::Unsupported)?;
@@ -161,7 +167,7 @@ pub async fn run(scenario: &Scenario, options: &RunOptions) -> Result<Run, RunEr
     // thread; the runner hears of it here and crashes the connector.
     let halt = Arc::new(HaltSignal::default());
     let told = Arc::clone(&halt);
-    let in_dir = sandbox.root().join("imcdata/in");
+    let in_dir = sandbox.tree().join("imcdata/in");
     sandbox.on_strike(move |strike| match strike {
         sandbox::Strike::Halt => {
             told.halted.store(true, std::sync::atomic::Ordering::SeqCst);
@@ -351,7 +357,7 @@ impl Runner {
 
     /// `no-phantom` and `no-partial` after every step.
     fn check_spool(&mut self) {
-        let files = invariants::read_files(&self.sandbox.root().join("imcdata/in"));
+        let files = invariants::read_files(&self.sandbox.tree().join("imcdata/in"));
         for (_, content) in &files {
             let body = invariants::body_of(content);
             if !self.seen_in_in.contains(body) {
@@ -422,6 +428,11 @@ impl Runner {
         self.step = 0;
         self.armed.clear();
         self.sandbox.disarm();
+        // A crash that struck after the last step's race still ends the process
+        // (else the restart below would wait on the halted disk for ever).
+        if self.halted() {
+            self.crash(&mut StepResult::default()).await;
+        }
         let mut result = StepResult::default();
         let names: Vec<String> = self.sessions.keys().cloned().collect();
         for name in names {
@@ -470,14 +481,14 @@ impl Runner {
         }
         // Put back as a backup job would: what a displaced IN still held is
         // delivered now, so a refused message left in it is a phantom.
-        let files = invariants::read_files(&self.sandbox.root().join("imcdata/in"));
+        let files = invariants::read_files(&self.sandbox.tree().join("imcdata/in"));
         for (invariant, message) in self.ledger.check_in(&files) {
             if invariant == Invariant::NoPhantom {
                 self.violate(invariant, format!("after IN was put back: {message}"));
             }
         }
         self.start(false, &mut result).await;
-        let files = invariants::read_files(&self.sandbox.root().join("imcdata/in"));
+        let files = invariants::read_files(&self.sandbox.tree().join("imcdata/in"));
         for (invariant, message) in self.ledger.check_no_loss(&files) {
             self.violate(invariant, message);
         }
@@ -521,7 +532,7 @@ impl Runner {
                 format!("a new message after recovery got `{got}`, not 250"),
             );
         } else {
-            let files = invariants::read_files(&self.sandbox.root().join("imcdata/in"));
+            let files = invariants::read_files(&self.sandbox.tree().join("imcdata/in"));
             if !files
                 .iter()
                 .any(|(_, c)| invariants::body_of(c) == body.as_bytes())
@@ -546,9 +557,12 @@ impl Runner {
         let mut result = StepResult::default();
         let halt = Arc::clone(&self.halt);
         {
+            // Everything that may wait on the connector races the halt: an
+            // operation-timed crash can strike while owed replies are read too.
             let act = async {
                 self.act(step, &mut result).await;
                 self.settle().await;
+                self.read_owed(&mut result).await;
             };
             tokio::pin!(act);
             loop {
@@ -569,10 +583,9 @@ impl Runner {
         if self.halted() {
             self.crash(&mut result).await;
         }
-        self.read_owed(&mut result).await;
         self.drain_events(&mut result);
         if let Some(expect) = &step.expect {
-            for message in check::check(expect, &result, self.sandbox.root()) {
+            for message in check::check(expect, &result, self.sandbox.tree()) {
                 self.mismatches.push(Mismatch {
                     step: index,
                     action: action.clone(),
@@ -1152,7 +1165,7 @@ impl Runner {
         // or one by one) are gone by the fault, not lost by the connector. A
         // file in work that was never seen in IN is not: a message acknowledged
         // while still there was acknowledged too early, whatever removed it.
-        let root = self.sandbox.root().to_path_buf();
+        let root = self.sandbox.tree().to_path_buf();
         let before = matches!(fault, Fault::Remove(_))
             .then(|| invariants::read_tree(&root, &[sandbox::BALLAST]));
         let text = match to_sandbox_fault(fault) {
@@ -1221,7 +1234,7 @@ impl Runner {
             .iter()
             .map(|dir| Listing {
                 dir: dir.to_string(),
-                files: check::list_dir(&self.sandbox.root().join(dir)),
+                files: check::list_dir(&self.sandbox.tree().join(dir)),
             })
             .collect()
     }
@@ -1246,6 +1259,7 @@ fn to_sandbox_fault(fault: &Fault) -> Result<sandbox::Fault, String> {
             nth: spec.nth.unwrap_or(1),
             errno: spec.errno.parse()?,
             persistent: spec.persistent,
+            process: None,
         }),
     })
 }

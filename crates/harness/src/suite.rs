@@ -251,13 +251,14 @@ impl Verdict {
                 ));
             }
         }
-        if let Some(h) = &self.history {
-            if !self.invariants_as_expected() && !h.recovery.is_empty() {
-                out.push_str("final recovery:\n");
-                for e in &h.recovery {
-                    for line in e.to_string().lines() {
-                        out.push_str(&format!("  {line}\n"));
-                    }
+        if let Some(h) = &self.history
+            && !self.invariants_as_expected()
+            && !h.recovery.is_empty()
+        {
+            out.push_str("final recovery:\n");
+            for e in &h.recovery {
+                for line in e.to_string().lines() {
+                    out.push_str(&format!("  {line}\n"));
                 }
             }
         }
@@ -345,6 +346,11 @@ pub fn skip_reason(scenario: &scenario::Scenario, options: &RunOptions) -> Optio
                     .into(),
             );
         }
+    }
+    if backend == scenario::Backend::Fuse
+        && let Err(why) = sandbox::fuse_available()
+    {
+        return Some(format!("backend `fuse` unavailable: {why}"));
     }
     None
 }

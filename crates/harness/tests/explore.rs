@@ -150,6 +150,7 @@ fn injections_name_the_nth_operation_of_its_kind_on_its_path() {
         path: path.into(),
         to: to.map(Into::into),
         outcome: Outcome::Ok,
+        caller: None,
     };
     let ops = [
         op(OpKind::Sync, "imcdata/work/00000001", None),

@@ -382,10 +382,10 @@ impl Journal {
             if !after.dirs.contains_key(dir) {
                 continue;
             }
-            if let Some(entries) = self.pending.get_mut(dir) {
-                if entries.get(name) == Some(entry) {
-                    entries.remove(name);
-                }
+            if let Some(entries) = self.pending.get_mut(dir)
+                && entries.get(name) == Some(entry)
+            {
+                entries.remove(name);
             }
         }
         for (dir, name, entry, durable) in &arrivals {

@@ -1,680 +1,128 @@
-//! The fault-injecting filesystem handed to the connector.
+//! The fault-injecting filesystem handed to the in-process connector: one of
+//! the rule engine's two front doors (the other is the FUSE daemon).
 //!
-//! Every call is admitted in the same way before it reaches the disk: refused if
-//! it leaves the root, logged, counted by the armed triggers (whose faults are
-//! applied right then, so the call sees the changed disk), then counted by the
-//! errno rules (which may fail it untouched). On the `vfs` backend writes are
-//! further cut to the quota, and the operations that change what is on stable
-//! storage are recorded by the crash model ([`Journal`]). Without rules or
-//! triggers that costs one lock to admit and one to record the outcome.
-//!
-//! Locks are taken in one order: the journal, then the disk's undo record, then
-//! the state. A fault holds the journal while it changes the tree, so the crash
-//! model can tell its changes from the connector's.
+//! Each call is passed to the [`Engine`](crate::engine::Engine) with the
+//! `std::fs` call to make once it is admitted; the engine does everything else
+//! (containment, the log, triggers, errno rules, the quota, the crash model).
 
-use std::collections::{HashMap, HashSet};
-use std::fs::{self, File};
+use std::fs::File;
 use std::io::{self, Write};
 use std::os::fd::AsRawFd;
-use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
-use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
+use std::sync::Arc;
 
 use imc::fs::{Fs, FsDir, FsFile, Metadata, OpKind, RealDir, RealFs};
 
-use crate::crash::{FileId, Journal};
-use crate::disk::Disk;
-use crate::paths::relative;
-use crate::quota::{self, Quota, charged};
-use crate::rule::{ArmedRule, At, Firing, Halt, OnStrike, Strike, Triggers};
-use crate::{Backend, Errno, Fault, OpRecord, OpTrigger, Outcome, SandboxError};
+use crate::engine::{Engine, OpenFile};
 
 /// The connector's filesystem inside a [`Sandbox`](crate::Sandbox): the real
 /// disk under the sandbox root, with a block quota and a crash model (`vfs`
 /// backend) or the kernel's own tmpfs limits (`tmpfs` backend), injected
 /// errors, triggered faults, containment and an operation log.
+///
+/// On the `fuse` backend the FUSE daemon applies all of that to every process
+/// using the mount, so this wrapper passes calls straight to [`RealFs`] (the
+/// engine must not see the connector's operations twice).
 #[derive(Debug)]
 pub struct FaultyFs {
-    shared: Arc<Shared>,
-}
-
-/// What the filesystem and the files it opened share.
-#[derive(Debug)]
-struct Shared {
-    /// The sandbox's temporary directory, only to show stray paths without the
-    /// random part of its name.
-    base: PathBuf,
-    root: PathBuf,
-    disk: Disk,
-    /// The crash model; `vfs` backend only.
-    journal: Option<Mutex<Journal>>,
-    state: Mutex<State>,
-    /// Where a halted process's operations wait (see [`Strike::Halt`]).
-    halt: Halt,
-    /// Told of each strike of a trigger before it is carried out.
-    on_strike: Mutex<Option<OnStrike>>,
-}
-
-/// Everything the operations update. Never held across a fault's application:
-/// applying a fault takes this lock itself.
-#[derive(Debug)]
-struct State {
-    space: Space,
-    /// Files open through [`FaultyFile`]s, by inode (`vfs` only).
-    open: HashMap<u64, OpenInode>,
-    /// Open files whose last name under the root is gone: like a kernel, the
-    /// quota keeps charging them until their last handle closes.
-    orphans: HashSet<u64>,
-    rules: Vec<ArmedRule>,
-    triggers: Triggers,
-    log: Vec<OpRecord>,
-    violations: Vec<String>,
-    /// Fired triggers: id, what was done, where (`before sync_dir imcdata/in (#1)`).
-    fired: Vec<(usize, String, String)>,
-}
-
-/// An inode open through one or more [`FaultyFile`]s.
-#[derive(Debug)]
-struct OpenInode {
-    handles: usize,
-    /// Its length as of the last write through a handle.
-    len: u64,
-}
-
-/// Who keeps the volume's size.
-#[derive(Debug)]
-enum Space {
-    /// `vfs`: the sandbox's block quota.
-    Quota(Quota),
-    /// `tmpfs`: the kernel; `limit` is the mount's size.
-    Kernel { limit: u64 },
-}
-
-/// An operation let through to the disk: the state, still locked so the caller
-/// can reserve quota atomically, and the operation's slot in the log.
-struct Admitted<'a> {
-    state: MutexGuard<'a, State>,
-    index: usize,
+    engine: Arc<Engine>,
+    /// `fuse`: the daemon admits every operation; this door stays open.
+    direct: bool,
 }
 
 impl FaultyFs {
-    /// A filesystem confined to `root`, on a volume of `limit` bytes. `base`
-    /// is the sandbox directory holding `root`, `stash` and, for the `vfs`
-    /// backend, `limbo` (the crash model's). On `tmpfs`, `root` is the mount.
-    pub(crate) fn new(
-        base: PathBuf,
-        root: PathBuf,
-        stash: PathBuf,
-        limit: u64,
-        backend: Backend,
-    ) -> FaultyFs {
-        let (space, journal) = match backend {
-            Backend::Vfs => (
-                Space::Quota(Quota::new(limit, quota::usage(&root))),
-                Some(Mutex::new(Journal::new(
-                    root.clone(),
-                    base.join("limbo"),
-                    stash.clone(),
-                ))),
-            ),
-            Backend::Tmpfs => (
-                Space::Kernel {
-                    limit: quota::whole_blocks(limit),
-                },
-                None,
-            ),
-        };
-        FaultyFs {
-            shared: Arc::new(Shared {
-                base,
-                disk: Disk::new(root.clone(), stash),
-                root,
-                journal,
-                state: Mutex::new(State {
-                    space,
-                    open: HashMap::new(),
-                    orphans: HashSet::new(),
-                    rules: Vec::new(),
-                    triggers: Triggers::default(),
-                    log: Vec::new(),
-                    violations: Vec::new(),
-                    fired: Vec::new(),
-                }),
-                halt: Halt::default(),
-                on_strike: Mutex::new(None),
-            }),
-        }
-    }
-
-    /// See [`Sandbox::apply`](crate::Sandbox::apply).
-    pub(crate) fn apply(&self, fault: &Fault) -> Result<String, SandboxError> {
-        self.shared.apply(fault)
-    }
-
-    /// See [`Sandbox::arm`](crate::Sandbox::arm).
-    pub(crate) fn arm(&self, trigger: &OpTrigger, fault: Fault) -> Result<(), SandboxError> {
-        self.arm_at(trigger, At::Before, Strike::Fault(fault))
-            .map(drop)
-    }
-
-    /// See [`Sandbox::arm_at`](crate::Sandbox::arm_at).
-    pub(crate) fn arm_at(
-        &self,
-        trigger: &OpTrigger,
-        at: At,
-        strike: Strike,
-    ) -> Result<usize, SandboxError> {
-        if let Strike::Fault(fault) = &strike {
-            self.shared.validate(fault)?;
-        }
-        self.shared.lock().triggers.arm(trigger, at, strike)
-    }
-
-    /// See [`Sandbox::settle_triggers`](crate::Sandbox::settle_triggers).
-    pub(crate) fn settle_triggers(&self) {
-        let due = self.shared.lock().triggers.take_pending();
-        self.shared.strike(due);
-    }
-
-    /// See [`Sandbox::disarm`](crate::Sandbox::disarm).
-    pub(crate) fn disarm(&self) -> Vec<usize> {
-        self.shared.lock().triggers.disarm()
-    }
-
-    /// See [`Sandbox::on_strike`](crate::Sandbox::on_strike).
-    pub(crate) fn on_strike(&self, f: OnStrike) {
-        *self
-            .shared
-            .on_strike
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner) = Some(f);
-    }
-
-    /// See [`Sandbox::halted`](crate::Sandbox::halted).
-    pub(crate) fn halted(&self) -> bool {
-        self.shared.halt.is_halted()
-    }
-
-    /// Unparks a halted process's operations for good (the sandbox is going away).
-    pub(crate) fn release(&self) {
-        self.shared.halt.release();
-    }
-
-    /// See [`Sandbox::next_restore`](crate::Sandbox::next_restore).
-    pub(crate) fn next_restore(&self) -> Option<crate::Displacement> {
-        self.shared.disk.next_restore()
-    }
-
-    /// See [`Sandbox::forget_restore`](crate::Sandbox::forget_restore).
-    pub(crate) fn forget_restore(&self, path: &str) {
-        self.shared.disk.forget(path)
-    }
-
-    /// A copy of the operation log.
-    pub(crate) fn ops(&self) -> Vec<OpRecord> {
-        self.shared.lock().log.clone()
-    }
-
-    /// The number of operations logged so far.
-    pub(crate) fn op_count(&self) -> usize {
-        self.shared.lock().log.len()
-    }
-
-    /// The operations refused for leaving the root.
-    pub(crate) fn violations(&self) -> Vec<String> {
-        self.shared.lock().violations.clone()
-    }
-
-    /// Descriptions of the triggered faults applied since the last call.
-    pub(crate) fn take_fired(&self) -> Vec<String> {
-        let fired = std::mem::take(&mut self.shared.lock().fired);
-        fired.into_iter().map(|(_, done, _)| done).collect()
-    }
-
-    /// The same, each with its trigger's id and where it fired.
-    pub(crate) fn take_fired_by_id(&self) -> Vec<(usize, String)> {
-        let fired = std::mem::take(&mut self.shared.lock().fired);
-        fired
-            .into_iter()
-            .map(|(id, done, place)| (id, format!("{done} {place}")))
-            .collect()
-    }
-
-    /// Free bytes, without logging an operation (0 if the kernel cannot say).
-    pub(crate) fn available(&self) -> u64 {
-        self.shared.free_space().unwrap_or(0)
-    }
-
-    /// The volume's size in bytes (whole blocks).
-    pub(crate) fn quota(&self) -> u64 {
-        self.shared.lock().space.limit()
-    }
-
-    /// See [`Sandbox::crash`](crate::Sandbox::crash).
-    pub(crate) fn crash(&self) -> Vec<String> {
-        let Some(mut journal) = self.shared.journal() else {
-            self.shared.halt.resume();
-            return vec![
-                "nothing dropped: the tmpfs backend has no crash model \
-                 (the kernel keeps page-cache data, so everything written survives)"
-                    .to_owned(),
-            ];
-        };
-        let lines = journal.crash();
-        drop(journal);
-        self.shared.recount();
-        self.shared.halt.resume();
-        lines
-    }
-}
-
-impl Space {
-    fn limit(&self) -> u64 {
-        match self {
-            Space::Quota(quota) => quota.limit(),
-            Space::Kernel { limit } => *limit,
-        }
-    }
-}
-
-impl Shared {
-    fn lock(&self) -> MutexGuard<'_, State> {
-        // A panicking test thread must not turn every later call into a panic.
-        self.state.lock().unwrap_or_else(PoisonError::into_inner)
-    }
-
-    /// The crash model, locked; `None` on `tmpfs`. Take it before the state.
-    fn journal(&self) -> Option<MutexGuard<'_, Journal>> {
-        self.journal
-            .as_ref()
-            .map(|j| j.lock().unwrap_or_else(PoisonError::into_inner))
-    }
-
-    /// Free bytes on the volume: the quota's, or the kernel's `statvfs`.
-    fn free_space(&self) -> io::Result<u64> {
-        let quota = match &self.lock().space {
-            Space::Quota(quota) => Some(quota.available()),
-            Space::Kernel { .. } => None,
-        };
-        quota.map_or_else(|| fs4::available_space(&self.root), Ok)
-    }
-
-    /// Recounts the quota from the tree (faults change it behind the
-    /// operations' backs). Walks without the lock: operations may go on
-    /// meanwhile; the count is a snapshot either way.
-    fn recount(&self) {
-        if matches!(self.lock().space, Space::Kernel { .. }) {
-            return;
-        }
-        let mut inodes = HashSet::new();
-        let used = quota::usage_and_inodes(&self.root, &mut inodes);
-        let state = &mut *self.lock();
-        // Open files a fault took out of the root still take their blocks.
-        state.orphans = state
-            .open
-            .keys()
-            .copied()
-            .filter(|ino| !inodes.contains(ino))
-            .collect();
-        let orphaned: u64 = state
-            .orphans
-            .iter()
-            .map(|ino| charged(state.open[ino].len))
-            .sum();
-        if let Space::Quota(quota) = &mut state.space {
-            quota.recount(used + orphaned);
-        }
-    }
-
-    /// Checks a fault's paths and rule without applying it, so that a trigger
-    /// with a malformed fault is refused when armed rather than when it fires.
-    fn validate(&self, fault: &Fault) -> Result<(), SandboxError> {
-        match fault {
-            Fault::Remove { path } | Fault::Replace { path } | Fault::Restore { path } => {
-                self.disk.resolve(path).map(drop)
-            }
-            Fault::Rename { from, to } => {
-                self.disk.resolve(from)?;
-                self.disk.resolve(to).map(drop)
-            }
-            Fault::Errno(rule) => ArmedRule::new(rule).map(drop),
-            Fault::FillDisk { .. } | Fault::FreeDisk | Fault::ClearErrno => Ok(()),
-        }
-    }
-
-    /// Applies `fault`, then recounts the quota from the tree, since faults
-    /// change it behind the operations' backs, and tells the crash model what
-    /// the fault changed (durable at once). Must be called without the state
-    /// lock held.
-    fn apply(&self, fault: &Fault) -> Result<String, SandboxError> {
-        let changes_tree = !matches!(fault, Fault::Errno(_) | Fault::ClearErrno);
-        let mut journal = if changes_tree { self.journal() } else { None };
-        let before = journal.as_ref().map(|j| j.scan());
-        let result = match fault {
-            Fault::Remove { path } => self.disk.remove(path),
-            Fault::Rename { from, to } => self.disk.rename(from, to),
-            Fault::Replace { path } => self.disk.replace(path),
-            Fault::Restore { path } => self.disk.restore(path),
-            Fault::FillDisk { leave } => {
-                let limit = self.lock().space.limit();
-                let kernel = matches!(self.lock().space, Space::Kernel { .. });
-                let free = || {
-                    if !kernel {
-                        // Fresh from the tree (and the open files removed from it).
-                        self.recount();
-                    }
-                    self.free_space()
-                };
-                self.disk.fill(limit, free, *leave)
-            }
-            Fault::FreeDisk => self.disk.free(),
-            Fault::Errno(rule) => ArmedRule::new(rule).map(|armed| {
-                self.lock().rules.push(armed);
-                format!("installed errno rule: {rule}")
-            }),
-            Fault::ClearErrno => {
-                let cleared = std::mem::take(&mut self.lock().rules).len();
-                Ok(format!("cleared {cleared} errno rule(s)"))
-            }
-        };
-        if let (Some(journal), Some(before)) = (journal.as_mut(), before) {
-            let after = journal.scan();
-            journal.after_fault(&before, &after);
-        }
-        drop(journal);
-        self.recount();
-        result
-    }
-
-    /// How a path appears in the log: root-relative when inside the root, else
-    /// as given, with the sandbox directory's random name hidden.
-    fn display(&self, path: &Path) -> String {
-        if let Some(rel) = relative(&self.root, path) {
-            rel
-        } else if let Ok(rest) = path.strip_prefix(&self.base) {
-            Path::new("<sandbox>").join(rest).display().to_string()
-        } else {
-            path.display().to_string()
-        }
-    }
-
-    /// Admits an operation on `path` (and `to`, for a rename): see the module
-    /// documentation. On refusal the operation is logged with its outcome and
-    /// the error to return is given.
-    fn admit(&self, op: OpKind, path: &Path, to: Option<&Path>) -> io::Result<Admitted<'_>> {
-        self.halt.gate()?;
-        let rel = relative(&self.root, path);
-        let rel_to = match to {
-            None => Some(None),
-            Some(to) => relative(&self.root, to).map(Some),
-        };
-        // `None` on either side: a path that leaves the root.
-        let (Some(rel), Some(rel_to)) = (rel, rel_to) else {
-            let record = OpRecord {
-                op,
-                path: self.display(path),
-                to: to.map(|to| self.display(to)),
-                outcome: Outcome::OutsideRoot,
-            };
-            let mut state = self.lock();
-            state.violations.push(record.call());
-            state.log.push(record);
-            return Err(Errno::Eacces.to_io_error());
-        };
-        let paths: Vec<&str> = [Some(rel.as_str()), rel_to.as_deref()]
-            .into_iter()
-            .flatten()
-            .collect();
-
-        let mut state = self.lock();
-        let index = state.log.len();
-        state.log.push(OpRecord {
-            op,
-            path: rel.clone(),
-            to: rel_to.clone(),
-            outcome: Outcome::Pending,
-        });
-        let due = if state.triggers.is_idle() {
-            Vec::new()
-        } else {
-            let call = state.log[index].call();
-            state.triggers.admit(op, &paths, &call)
-        };
-        if !due.is_empty() {
-            drop(state);
-            self.strike(due);
-            // A halt stops this very operation before it reaches the disk.
-            self.halt.gate()?;
-            state = self.lock();
-        }
-        // Every rule counts the operation, even once an earlier one has struck.
-        let struck = state
-            .rules
-            .iter_mut()
-            .fold(None, |first, rule| first.or(rule.strike(op, &paths)));
-        if let Some(errno) = struck {
-            state.log[index].outcome = Outcome::Injected(errno);
-            return Err(errno.to_io_error());
-        }
-        Ok(Admitted { state, index })
-    }
-
-    /// Carries out fired triggers, in order, and records what each did. Must be
-    /// called without the state lock held.
-    fn strike(&self, due: Vec<Firing>) {
-        let told = self
-            .on_strike
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner)
-            .clone();
-        for Firing { id, strike, place } in due {
-            match strike {
-                Strike::Halt => {
-                    // Recorded before anyone hears of the halt.
-                    self.lock().fired.push((id, "crash".to_owned(), place));
-                    self.halt.halt();
-                    if let Some(f) = &told {
-                        (f.0)(&Strike::Halt);
-                    }
-                }
-                Strike::Fault(fault) => {
-                    let strike = Strike::Fault(fault);
-                    if let Some(f) = &told {
-                        (f.0)(&strike);
-                    }
-                    let Strike::Fault(fault) = strike else {
-                        unreachable!("built just above")
-                    };
-                    let done = self
-                        .apply(&fault)
-                        .unwrap_or_else(|e| format!("could not apply `{fault}`: {e}"));
-                    self.lock().fired.push((id, done, place));
-                }
-            }
-        }
-    }
-
-    /// Records how an admitted operation ended.
-    fn settle<T>(&self, index: usize, result: &io::Result<T>) {
-        self.lock().settle(index, result);
-    }
-}
-
-impl State {
-    fn settle<T>(&mut self, index: usize, result: &io::Result<T>) {
-        self.log[index].outcome = match result {
-            Ok(_) => Outcome::Ok,
-            Err(e) => Outcome::Failed(crate::errno::error_name(e)),
-        };
-    }
-}
-
-/// The regular file at `path`, if there is one: its inode and length (what
-/// removing or replacing it gives back to the quota, rounded up to blocks).
-fn regular_file(path: &Path) -> Option<(u64, u64)> {
-    fs::symlink_metadata(path)
-        .ok()
-        .filter(|m| m.is_file())
-        .map(|m| (m.ino(), m.len()))
-}
-
-impl State {
-    /// Gives back the blocks of a file of `len` bytes that was truncated;
-    /// nothing to do when the kernel keeps count.
-    fn release(&mut self, len: u64) {
-        if let Space::Quota(quota) = &mut self.space {
-            quota.release(charged(len));
-        }
-    }
-
-    /// Accounts for the file `(ino, len)` losing its last name: its blocks
-    /// come back now, or when its last handle closes if it is still open.
-    fn unlinked(&mut self, (ino, len): (u64, u64)) {
-        if self.open.contains_key(&ino) {
-            self.orphans.insert(ino);
-        } else {
-            self.release(len);
-        }
-    }
-
-    /// A handle on `ino` was opened by a `create`, which truncated the file.
-    fn opened(&mut self, ino: u64) {
-        if matches!(self.space, Space::Kernel { .. }) {
-            return;
-        }
-        let open = self
-            .open
-            .entry(ino)
-            .or_insert(OpenInode { handles: 0, len: 0 });
-        open.handles += 1;
-        open.len = 0;
-    }
-
-    /// A handle on `ino` was closed.
-    fn closed(&mut self, ino: u64) {
-        let Some(open) = self.open.get_mut(&ino) else {
-            return;
-        };
-        open.handles -= 1;
-        if open.handles == 0 {
-            let len = open.len;
-            self.open.remove(&ino);
-            if self.orphans.remove(&ino) {
-                self.release(len);
-            }
-        }
+    /// The engine's in-process door; `direct` on the `fuse` backend.
+    pub(crate) fn new(engine: Arc<Engine>, direct: bool) -> FaultyFs {
+        FaultyFs { engine, direct }
     }
 }
 
 impl Fs for FaultyFs {
     fn create(&self, path: &Path) -> io::Result<Box<dyn FsFile>> {
-        let index = self.shared.admit(OpKind::Create, path, None)?.index;
-        let mut journal = self.shared.journal();
-        let truncating = journal.as_mut().and_then(|j| j.before_create(path));
-        let truncated = regular_file(path).map_or(0, |(_, len)| len);
-        let result = File::create(path);
-        let id = match (&result, journal.as_mut()) {
-            (Ok(file), Some(j)) => j.created(file, truncating),
-            _ => None,
-        };
-        drop(journal);
-        let mut state = self.shared.lock();
-        state.settle(index, &result);
-        let file = result?;
-        state.release(truncated);
-        let ino = file.metadata().map(|m| m.ino()).ok();
-        if let Some(ino) = ino {
-            state.opened(ino);
+        if self.direct {
+            return RealFs.create(path);
         }
+        let (file, open) = self.engine.create(path, None, || File::create(path))?;
         Ok(Box::new(FaultyFile {
             file,
-            path: path.to_owned(),
-            ino,
-            id,
-            shared: Arc::clone(&self.shared),
+            open,
+            engine: Arc::clone(&self.engine),
         }))
     }
 
     fn rename(&self, from: &Path, to: &Path) -> io::Result<()> {
-        self.shared
-            .rename((from, to), (from, to), || fs::rename(from, to))
+        if self.direct {
+            return RealFs.rename(from, to);
+        }
+        self.engine
+            .rename(from, to, false, None, || std::fs::rename(from, to))
     }
 
     fn remove_file(&self, path: &Path) -> io::Result<()> {
-        self.shared.remove(path, path, || fs::remove_file(path))
+        if self.direct {
+            return RealFs.remove_file(path);
+        }
+        self.engine
+            .remove(path, None, || std::fs::remove_file(path))
     }
 
     fn create_dir(&self, path: &Path) -> io::Result<()> {
-        let index = self.shared.admit(OpKind::CreateDir, path, None)?.index;
-        let mut journal = self.shared.journal();
-        if let Some(j) = journal.as_mut() {
-            j.before_create_dir(path);
+        if self.direct {
+            return RealFs.create_dir(path);
         }
-        let result = RealFs.create_dir(path);
-        if let (Ok(()), Some(j)) = (&result, journal.as_mut()) {
-            j.created_dir(path);
-        }
-        drop(journal);
-        self.shared.settle(index, &result);
-        result
+        self.engine
+            .create_dir(path, None, || RealFs.create_dir(path))
     }
 
     fn sync_dir(&self, path: &Path) -> io::Result<()> {
-        // With the crash model (vfs) durability is the journal's to decide and the
-        // sandbox is thrown away: a real fsync would only make runs slow and
-        // dependent on the host's disk. Opening the path still fails as it would.
-        self.shared
-            .sync_dir(path, path, |journaled| match journaled {
-                true => RealDir::open(path).map(drop),
-                false => RealFs.sync_dir(path),
-            })
+        if self.direct {
+            return RealFs.sync_dir(path);
+        }
+        self.engine.sync_dir(path, None, |journaled| {
+            if journaled {
+                RealDir::open(path).map(drop)
+            } else {
+                RealFs.sync_dir(path)
+            }
+        })
     }
 
     fn open_dir(&self, path: &Path) -> io::Result<Box<dyn FsDir>> {
+        if self.direct {
+            return RealFs.open_dir(path);
+        }
         // Not an operation of the log: opening changes nothing on the disk, and
         // what is done through the handle is logged (under `path`) and counted
         // by rules and triggers like the same call by path.
-        self.shared.halt.gate()?;
-        if relative(&self.shared.root, path).is_none() {
-            let call = format!("open_dir {}", self.shared.display(path));
-            self.shared.lock().violations.push(call);
-            return Err(Errno::Eacces.to_io_error());
-        }
+        self.engine.contain("open_dir", path)?;
         Ok(Box::new(FaultyDir {
             dir: RealDir::open(path)?,
             path: path.to_owned(),
-            shared: Arc::clone(&self.shared),
+            engine: Arc::clone(&self.engine),
         }))
     }
 
     fn metadata(&self, path: &Path) -> io::Result<Metadata> {
-        let index = self.shared.admit(OpKind::Metadata, path, None)?.index;
-        let result = RealFs.metadata(path);
-        self.shared.settle(index, &result);
-        result
+        if self.direct {
+            return RealFs.metadata(path);
+        }
+        self.engine
+            .look(OpKind::Metadata, path, None, || RealFs.metadata(path))
     }
 
     fn read_dir(&self, path: &Path) -> io::Result<Vec<PathBuf>> {
-        let index = self.shared.admit(OpKind::ReadDir, path, None)?.index;
-        let result = RealFs.read_dir(path);
-        self.shared.settle(index, &result);
-        result
+        if self.direct {
+            return RealFs.read_dir(path);
+        }
+        self.engine
+            .look(OpKind::ReadDir, path, None, || RealFs.read_dir(path))
     }
 
     fn available_space(&self, path: &Path) -> io::Result<u64> {
-        let Admitted { state, index } = self.shared.admit(OpKind::AvailableSpace, path, None)?;
-        let quota = match &state.space {
-            Space::Quota(quota) => Some(quota.available()),
-            Space::Kernel { .. } => None,
-        };
-        drop(state);
-        let result = match quota {
-            // statvfs fails on a missing path; so must the quota.
-            Some(free) => fs::metadata(path).map(|_| free),
-            None => fs4::available_space(path),
-        };
-        self.shared.settle(index, &result);
-        result
+        if self.direct {
+            return RealFs.available_space(path);
+        }
+        self.engine.available_space(path, None)
     }
 }
 
@@ -684,97 +132,16 @@ impl Fs for FaultyFs {
 #[derive(Debug)]
 pub struct FaultyFile {
     file: File,
-    path: PathBuf,
-    /// The file's inode, for the quota's count of open files.
-    ino: Option<u64>,
-    /// The file as the crash model knows it (`vfs` only).
-    id: Option<FileId>,
-    shared: Arc<Shared>,
-}
-
-impl FaultyFile {
-    /// Writes through the quota: all of `buf`, a prefix (a short write, as a
-    /// kernel on a nearly full volume does: the rest of the file's last block
-    /// and the free blocks), or nothing and `ENOSPC`. The file is assumed to be
-    /// written sequentially from its end, as the connector does.
-    fn write_within_quota(
-        &mut self,
-        mut state: MutexGuard<'_, State>,
-        index: usize,
-        buf: &[u8],
-    ) -> io::Result<usize> {
-        let len = match self.file.metadata() {
-            Ok(meta) => meta.len(),
-            Err(e) => {
-                let result = Err(e);
-                state.settle::<usize>(index, &result);
-                return result;
-            }
-        };
-        let Space::Quota(quota) = &mut state.space else {
-            unreachable!("called for the quota backend only");
-        };
-        let reservation = quota.reserve(len, buf.len());
-        if reservation.fit == 0 {
-            state.log[index].outcome = Outcome::QuotaFull;
-            return Err(Errno::Enospc.to_io_error());
-        }
-        drop(state);
-        let result = self.file.write(&buf[..reservation.fit]);
-        let mut state = self.shared.lock();
-        let written = *result.as_ref().unwrap_or(&0);
-        if let Space::Quota(quota) = &mut state.space {
-            quota.settle(len, reservation, written);
-        }
-        if let Some(open) = self.ino.and_then(|ino| state.open.get_mut(&ino)) {
-            open.len = len + written as u64;
-        }
-        state.settle_write(index, &result, buf.len());
-        result
-    }
-}
-
-impl State {
-    /// Records how a write of `requested` bytes ended.
-    fn settle_write(&mut self, index: usize, result: &io::Result<usize>, requested: usize) {
-        self.log[index].outcome = match result {
-            Ok(written) if *written < requested => Outcome::ShortWrite {
-                written: *written,
-                requested,
-            },
-            Ok(_) => Outcome::Ok,
-            // The kernel's own full volume (tmpfs) reads as the quota's.
-            Err(e)
-                if e.raw_os_error() == Some(libc::ENOSPC)
-                    && matches!(self.space, Space::Kernel { .. }) =>
-            {
-                Outcome::QuotaFull
-            }
-            Err(e) => Outcome::Failed(crate::errno::error_name(e)),
-        };
-    }
+    open: OpenFile,
+    engine: Arc<Engine>,
 }
 
 impl Write for FaultyFile {
     /// Writes what the volume allows: all of `buf`, a prefix (a short write),
-    /// or nothing and `ENOSPC`; see the `quota` module for how the `vfs` backend
-    /// matches the kernel's page accounting.
+    /// or nothing and `ENOSPC`. The file is written sequentially from its end,
+    /// as the connector does.
     fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
-        // A handle of its own, so the admitted state's lock does not borrow `self`.
-        let shared = Arc::clone(&self.shared);
-        let Admitted { state, index } = shared.admit(OpKind::Write, &self.path, None)?;
-        if buf.is_empty() {
-            let mut state = state;
-            state.log[index].outcome = Outcome::Ok;
-            return Ok(0);
-        }
-        if matches!(state.space, Space::Quota(_)) {
-            return self.write_within_quota(state, index, buf);
-        }
-        drop(state);
-        let result = self.file.write(buf);
-        self.shared.lock().settle_write(index, &result, buf.len());
-        result
+        self.engine.write(&self.open, &self.file, None, buf, None)
     }
 
     /// Not an operation of its own: `File` buffers nothing in user space.
@@ -785,30 +152,14 @@ impl Write for FaultyFile {
 
 impl FsFile for FaultyFile {
     fn sync_all(&mut self) -> io::Result<()> {
-        let index = self.shared.admit(OpKind::Sync, &self.path, None)?.index;
-        let mut journal = self.shared.journal();
-        // As for `sync_dir`: on vfs the journal records the sync, the disk is spared.
-        let result = match journal.as_ref() {
-            Some(_) => Ok(()),
-            None => self.file.sync_all(),
-        };
-        if let (Ok(()), Some(j), Some(id)) = (&result, journal.as_mut(), self.id) {
-            if let Ok(meta) = self.file.metadata() {
-                j.synced(id, meta.len());
-            }
-        }
-        drop(journal);
-        self.shared.settle(index, &result);
-        result
+        self.engine.sync(&self.open, &self.file, None)
     }
 }
 
 impl Drop for FaultyFile {
     /// Closing the last handle on a removed file frees its blocks.
     fn drop(&mut self) {
-        if let Some(ino) = self.ino {
-            self.shared.lock().closed(ino);
-        }
+        self.engine.closed(&self.open);
     }
 }
 
@@ -820,7 +171,7 @@ impl Drop for FaultyFile {
 pub struct FaultyDir {
     dir: RealDir,
     path: PathBuf,
-    shared: Arc<Shared>,
+    engine: Arc<Engine>,
 }
 
 impl FaultyDir {
@@ -835,107 +186,36 @@ impl FaultyDir {
 impl FsDir for FaultyDir {
     fn rename_in(&self, from: &Path, name: &str) -> io::Result<()> {
         let (shown, real) = (self.path.join(name), self.here(name));
-        self.shared.rename((from, &shown), (from, &real), || {
-            self.dir.rename_in(from, name)
-        })
+        self.engine
+            .rename_at((from, &shown), (from, &real), false, None, || {
+                self.dir.rename_in(from, name)
+            })
     }
 
     fn rename_out(&self, name: &str, to: &Path) -> io::Result<()> {
         let (shown, real) = (self.path.join(name), self.here(name));
-        self.shared
-            .rename((&shown, to), (&real, to), || self.dir.rename_out(name, to))
+        self.engine
+            .rename_at((&shown, to), (&real, to), false, None, || {
+                self.dir.rename_out(name, to)
+            })
     }
 
     fn remove_file(&self, name: &str) -> io::Result<()> {
         let (shown, real) = (self.path.join(name), self.here(name));
-        self.shared
-            .remove(&shown, &real, || self.dir.remove_file(name))
+        self.engine
+            .remove_at(&shown, &real, None, || self.dir.remove_file(name))
     }
 
     fn sync_all(&self) -> io::Result<()> {
         // The entries of the directory's inode become durable, wherever it is
         // now; on vfs the journal records it and the disk is spared.
-        self.shared
-            .sync_dir(&self.path, &self.here(""), |journaled| match journaled {
-                true => Ok(()),
-                false => self.dir.sync_all(),
+        self.engine
+            .sync_dir_at(&self.path, &self.here(""), None, |journaled| {
+                if journaled {
+                    Ok(())
+                } else {
+                    self.dir.sync_all()
+                }
             })
-    }
-}
-
-impl Shared {
-    /// A rename admitted, logged and counted as `from -> to`, whose paths for
-    /// the crash model and the quota are `real` (the same, or through a
-    /// directory handle), done by `call`.
-    fn rename(
-        &self,
-        (from, to): (&Path, &Path),
-        real: (&Path, &Path),
-        call: impl FnOnce() -> io::Result<()>,
-    ) -> io::Result<()> {
-        let index = self.admit(OpKind::Rename, from, Some(to))?.index;
-        let (from, to) = real;
-        let mut journal = self.journal();
-        let overwritten_ino = journal.as_mut().and_then(|j| j.before_rename(from, to));
-        // A rename onto an existing file drops that file, and its blocks.
-        let same = match (fs::symlink_metadata(from), fs::symlink_metadata(to)) {
-            (Ok(a), Ok(b)) => a.dev() == b.dev() && a.ino() == b.ino(),
-            _ => false,
-        };
-        let overwritten = if same { None } else { regular_file(to) };
-        let result = call();
-        if let (Ok(()), Some(j), Some(ino)) = (&result, journal.as_mut(), overwritten_ino) {
-            j.unlinked(ino);
-        }
-        drop(journal);
-        let mut state = self.lock();
-        state.settle(index, &result);
-        if let (Ok(()), Some(file)) = (&result, overwritten) {
-            state.unlinked(file);
-        }
-        result
-    }
-
-    /// A removal admitted as `shown`, of the file at `path`, done by `call`.
-    fn remove(
-        &self,
-        shown: &Path,
-        path: &Path,
-        call: impl FnOnce() -> io::Result<()>,
-    ) -> io::Result<()> {
-        let index = self.admit(OpKind::Remove, shown, None)?.index;
-        let mut journal = self.journal();
-        let ino = journal.as_mut().and_then(|j| j.before_remove(path));
-        let removed = regular_file(path);
-        let result = call();
-        if let (Ok(()), Some(j), Some(ino)) = (&result, journal.as_mut(), ino) {
-            j.unlinked(ino);
-        }
-        drop(journal);
-        let mut state = self.lock();
-        state.settle(index, &result);
-        if let (Ok(()), Some(file)) = (&result, removed) {
-            state.unlinked(file);
-        }
-        result
-    }
-
-    /// A directory flush admitted as `shown`, of the directory at `path`;
-    /// `sync` is told whether the crash model records it.
-    fn sync_dir(
-        &self,
-        shown: &Path,
-        path: &Path,
-        sync: impl FnOnce(bool) -> io::Result<()>,
-    ) -> io::Result<()> {
-        let index = self.admit(OpKind::SyncDir, shown, None)?.index;
-        let mut journal = self.journal();
-        let result = sync(journal.is_some());
-        if let (Ok(()), Some(j)) = (&result, journal.as_mut()) {
-            j.synced_dir(path);
-        }
-        drop(journal);
-        self.settle(index, &result);
-        result
     }
 }

@@ -20,10 +20,12 @@
 
 mod crash;
 mod disk;
+mod engine;
 mod errno;
 mod error;
 mod fault;
 mod faulty_fs;
+mod fuse;
 mod mount;
 mod op_log;
 mod owner;
@@ -35,7 +37,7 @@ use std::fmt;
 use std::io;
 use std::path::{Path, PathBuf};
 use std::str::FromStr;
-use std::sync::Arc;
+use std::sync::{Arc, Mutex, PoisonError};
 
 use tempfile::TempDir;
 
@@ -44,8 +46,9 @@ pub use crate::errno::Errno;
 pub use crate::error::SandboxError;
 pub use crate::fault::Fault;
 pub use crate::faulty_fs::{FaultyFile, FaultyFs};
+pub use crate::fuse::fuse_available;
 pub use crate::mount::{enter_private_mount_namespace, tmpfs_available};
-pub use crate::op_log::{OpRecord, Outcome};
+pub use crate::op_log::{Caller, OpRecord, Outcome};
 pub use crate::owner::{PREFIX, remove_own_sandboxes, remove_stale_sandboxes};
 pub use crate::quota::BLOCK;
 pub use crate::rule::{At, ErrnoRule, OpTrigger, Strike};
@@ -79,6 +82,11 @@ pub enum Backend {
     /// private mount namespace of [`enter_private_mount_namespace`]): `ENOSPC`
     /// and free space are the kernel's; no crash model.
     Tmpfs,
+    /// A FUSE mount on the root passing through to a backing directory
+    /// (Linux, root, `/dev/fuse`, in the private mount namespace): every
+    /// process using the root meets the rule engine, quota and crash model of
+    /// `vfs` (see [`fuse_available`]).
+    Fuse,
 }
 
 impl Backend {
@@ -87,6 +95,7 @@ impl Backend {
         match self {
             Backend::Vfs => "vfs",
             Backend::Tmpfs => "tmpfs",
+            Backend::Fuse => "fuse",
         }
     }
 }
@@ -103,7 +112,10 @@ impl FromStr for Backend {
         match s {
             "vfs" => Ok(Backend::Vfs),
             "tmpfs" => Ok(Backend::Tmpfs),
-            _ => Err(format!("unknown backend `{s}`; expected vfs or tmpfs")),
+            "fuse" => Ok(Backend::Fuse),
+            _ => Err(format!(
+                "unknown backend `{s}`; expected vfs, tmpfs or fuse"
+            )),
         }
     }
 }
@@ -115,13 +127,17 @@ impl FromStr for Backend {
 /// first.
 #[derive(Debug)]
 pub struct Sandbox {
+    engine: Arc<engine::Engine>,
     fs: Arc<FaultyFs>,
     root: PathBuf,
     backend: Backend,
     /// The tmpfs on `root`; dropped (unmounted) before `dir`.
     #[expect(dead_code, reason = "held only to be unmounted when dropped")]
     mount: Option<mount::TmpfsMount>,
-    /// Declared after `mount` so it is dropped after; its drop removes the directory.
+    /// The FUSE mount on `root`, replaced by a crash; dropped before `dir`.
+    fuse: Mutex<Option<fuse::FuseMount>>,
+    /// Declared after `mount` and `fuse` so it is dropped after; its drop
+    /// removes the directory.
     dir: TempDir,
     /// Tells other processes that this sandbox's owner lives; released last.
     _owner: owner::OwnerLock,
@@ -131,7 +147,7 @@ impl Drop for Sandbox {
     /// Operations parked by a [`Strike::Halt`] return an error now (and every
     /// later one fails), so no thread waits for a sandbox that is gone.
     fn drop(&mut self) {
-        self.fs.release();
+        self.engine.release();
     }
 }
 
@@ -163,7 +179,7 @@ impl Sandbox {
         std::fs::create_dir(&root)?;
         std::fs::create_dir(&stash)?;
         let mount = match backend {
-            Backend::Vfs => {
+            Backend::Vfs | Backend::Fuse => {
                 std::fs::create_dir(base.join("limbo"))?;
                 None
             }
@@ -172,18 +188,35 @@ impl Sandbox {
                 quota::whole_blocks(config.quota),
             )?),
         };
-        let fs = Arc::new(FaultyFs::new(
+        let (accounting, tree) = match backend {
+            Backend::Vfs => (engine::Accounting::Quota, root.clone()),
+            Backend::Tmpfs => (engine::Accounting::Kernel, root.clone()),
+            // The engine guards the backing tree; processes see it at `root`.
+            Backend::Fuse => (engine::Accounting::Quota, base.join("backing")),
+        };
+        if backend == Backend::Fuse {
+            std::fs::create_dir(&tree)?;
+        }
+        let engine = Arc::new(engine::Engine::new(
             base,
-            root.clone(),
+            tree,
             stash,
             config.quota,
-            backend,
+            accounting,
         ));
+        let fuse = match backend {
+            Backend::Fuse => Some(fuse::FuseMount::new(&root, Arc::clone(&engine))?),
+            Backend::Vfs | Backend::Tmpfs => None,
+        };
+        // On fuse the daemon admits every call: the in-process door stays open.
+        let fs = Arc::new(FaultyFs::new(Arc::clone(&engine), backend == Backend::Fuse));
         Ok(Sandbox {
+            engine,
             fs,
             root,
             backend,
             mount,
+            fuse: Mutex::new(fuse),
             dir,
             _owner: owner,
         })
@@ -202,15 +235,38 @@ impl Sandbox {
     /// deterministic order (empty if nothing was lost). Call it once the
     /// connector's tasks are gone; the state after it is the new durable
     /// baseline, and after a [`Strike::Halt`] a new connector may use the disk
-    /// (the halted one's operations stay parked). On `tmpfs` it changes nothing (the kernel's page cache
-    /// survives a process crash) and says so in the one line it returns.
+    /// (the halted one's operations stay parked). On `tmpfs` it changes nothing
+    /// (the kernel's page cache survives a process crash) and says so in the one
+    /// line it returns. On `fuse` it unmounts, drops from the backing tree what
+    /// `vfs` would, and mounts again, so that no page cache survives either (a
+    /// failed remount is told in a last line).
     pub fn crash(&self) -> Vec<String> {
-        self.fs.crash()
+        if self.backend != Backend::Fuse {
+            return self.engine.crash();
+        }
+        let mut fuse = self.fuse.lock().unwrap_or_else(PoisonError::into_inner);
+        // The daemon's threads parked by a halt must be free for the unmount.
+        self.engine.drain_parked();
+        drop(fuse.take());
+        let mut lines = self.engine.crash();
+        match fuse::FuseMount::new(&self.root, Arc::clone(&self.engine)) {
+            Ok(mount) => *fuse = Some(mount),
+            Err(e) => lines.push(format!("could not mount the volume again: {e}")),
+        }
+        lines
     }
 
     /// The connector's root directory (absolute).
     pub fn root(&self) -> &Path {
         &self.root
+    }
+
+    /// Where the volume's files can be inspected without making an operation
+    /// on it: the root on `vfs` and `tmpfs`; on `fuse` the backing directory
+    /// (reading through the mount would be logged and counted by the rules,
+    /// as anything the daemon serves is).
+    pub fn tree(&self) -> &Path {
+        self.engine.root()
     }
 
     /// The sandbox's temporary directory, which holds `root/` and `stash/`.
@@ -234,7 +290,7 @@ impl Sandbox {
     /// root-relative paths (it goes into the run history, which must not depend
     /// on where the sandbox happens to live).
     pub fn apply(&self, fault: &Fault) -> Result<String, SandboxError> {
-        self.fs.apply(fault)
+        self.engine.apply(fault)
     }
 
     /// The latest fault on the tree (`Remove`, `Rename`, `Replace`, made by a
@@ -243,13 +299,13 @@ impl Sandbox {
     /// is left, undoes any sequence of faults in reverse order, as a backup job
     /// putting everything back would.
     pub fn next_restore(&self) -> Option<Displacement> {
-        self.fs.next_restore()
+        self.engine.next_restore()
     }
 
     /// Drops the latest undo record of `path` without touching the disk, after
     /// a `Restore` of it failed, so the faults made before it can still be undone.
     pub fn forget_restore(&self, path: &str) {
-        self.fs.forget_restore(path)
+        self.engine.forget_restore(path)
     }
 
     /// Arms `fault` to be applied right before the `nth` operation matching
@@ -257,7 +313,7 @@ impl Sandbox {
     /// the changed disk. The fault's paths and rule are checked now. What the
     /// fault did is collected by [`Sandbox::take_fired`].
     pub fn arm(&self, trigger: OpTrigger, fault: Fault) -> Result<(), SandboxError> {
-        self.fs.arm(&trigger, fault)
+        self.engine.arm(&trigger, fault)
     }
 
     /// Arms a trigger on the `nth` operation matching `trigger` (counted from
@@ -270,25 +326,26 @@ impl Sandbox {
         at: At,
         strike: Strike,
     ) -> Result<usize, SandboxError> {
-        self.fs.arm_at(&trigger, at, strike)
+        self.engine.arm_at(&trigger, at, strike)
     }
 
     /// Fires the [`At::After`] triggers whose operation has completed with no
     /// operation since (call it once the connector is idle).
     pub fn settle_triggers(&self) {
-        self.fs.settle_triggers()
+        self.engine.settle_triggers()
     }
 
     /// Disarms every trigger that has not fired and returns their ids.
     pub fn disarm(&self) -> Vec<usize> {
-        self.fs.disarm()
+        self.engine.disarm()
     }
 
     /// Sets the callback told of each strike of an armed trigger, on the
     /// connector's thread, right before it is carried out (to hear of a halt at
     /// once, or to read what a `remove` is about to take away).
     pub fn on_strike(&self, f: impl Fn(&Strike) + Send + Sync + 'static) {
-        self.fs.on_strike(rule::OnStrike(std::sync::Arc::new(f)))
+        self.engine
+            .on_strike(rule::OnStrike(std::sync::Arc::new(f)))
     }
 
     /// [`Sandbox::take_fired`], each description followed by where it fired
@@ -296,46 +353,46 @@ impl Sandbox {
     /// imcdata/in (#1)`; a halt reads `crash before ...`) and paired with its
     /// trigger's id (as [`Sandbox::arm_at`] returned it).
     pub fn take_fired_by_id(&self) -> Vec<(usize, String)> {
-        self.fs.take_fired_by_id()
+        self.engine.take_fired_by_id()
     }
 
     /// True from a [`Strike::Halt`] until [`Sandbox::crash`].
     pub fn halted(&self) -> bool {
-        self.fs.halted()
+        self.engine.halted()
     }
 
     /// Descriptions of the armed faults that fired since the last call, in
     /// firing order (a fault that could not be applied is described as such).
     pub fn take_fired(&self) -> Vec<String> {
-        self.fs.take_fired()
+        self.engine.take_fired()
     }
 
     /// A copy of the log of every operation made through [`Sandbox::fs`].
     pub fn ops(&self) -> Vec<OpRecord> {
-        self.fs.ops()
+        self.engine.ops()
     }
 
     /// The number of operations made through [`Sandbox::fs`] so far.
     pub fn op_count(&self) -> usize {
-        self.fs.op_count()
+        self.engine.op_count()
     }
 
     /// The operations refused for naming a path outside the root
     /// (`create <sandbox>/stash/x`), in order.
     pub fn violations(&self) -> Vec<String> {
-        self.fs.violations()
+        self.engine.violations()
     }
 
     /// The volume's size in bytes: the configured quota rounded down to whole
     /// [`BLOCK`]s.
     pub fn quota(&self) -> u64 {
-        self.fs.quota()
+        self.engine.quota()
     }
 
     /// The free space the connector would be told, read without logging an
     /// operation (so checks do not shift op counts).
     pub fn available_space(&self) -> u64 {
-        self.fs.available()
+        self.engine.available()
     }
 }
 

@@ -171,7 +171,7 @@ impl TmpfsMount {
     /// Refused unless the process is in its private mount namespace.
     pub(crate) fn new(path: &Path, size: u64) -> io::Result<TmpfsMount> {
         namespace_entered().map_err(|e| io::Error::other(format!("tmpfs backend: {e}")))?;
-        if size == 0 || size % BLOCK != 0 {
+        if size == 0 || !size.is_multiple_of(BLOCK) {
             return Err(io::Error::new(
                 io::ErrorKind::InvalidInput,
                 format!(
@@ -252,7 +252,7 @@ fn mount_tmpfs(_path: &Path, _size: u64) -> io::Result<()> {
 }
 
 #[cfg(target_os = "linux")]
-fn umount_detach(path: &Path) -> io::Result<()> {
+pub(crate) fn umount_detach(path: &Path) -> io::Result<()> {
     let target = cstring(path)?;
     // SAFETY: a NUL-terminated string that outlives the call.
     if unsafe { libc::umount2(target.as_ptr(), libc::MNT_DETACH) } != 0 {
@@ -262,8 +262,34 @@ fn umount_detach(path: &Path) -> io::Result<()> {
 }
 
 #[cfg(not(target_os = "linux"))]
-fn umount_detach(_path: &Path) -> io::Result<()> {
+pub(crate) fn umount_detach(_path: &Path) -> io::Result<()> {
     Ok(())
+}
+
+/// Mounts the FUSE control filesystem on `path` (to abort connections).
+#[cfg(target_os = "linux")]
+pub(crate) fn mount_fusectl(path: &Path) -> io::Result<()> {
+    namespace_entered().map_err(io::Error::other)?;
+    let target = cstring(path)?;
+    // SAFETY: NUL-terminated strings that outlive the call.
+    let rc = unsafe {
+        libc::mount(
+            c"fusectl".as_ptr(),
+            target.as_ptr(),
+            c"fusectl".as_ptr(),
+            libc::MS_NOSUID | libc::MS_NODEV | libc::MS_NOEXEC,
+            std::ptr::null(),
+        )
+    };
+    if rc != 0 {
+        return Err(io::Error::last_os_error());
+    }
+    Ok(())
+}
+
+#[cfg(not(target_os = "linux"))]
+pub(crate) fn mount_fusectl(_path: &Path) -> io::Result<()> {
+    Err(io::Error::other("Linux only"))
 }
 
 /// `statvfs(path)`.
@@ -283,7 +309,7 @@ pub(crate) fn statvfs(path: &Path) -> io::Result<StatVfs> {
 }
 
 /// `EPERM (Operation not permitted)`: the errno's name and the OS's message.
-fn os_error(err: &io::Error) -> String {
+pub(crate) fn os_error(err: &io::Error) -> String {
     let name = crate::errno::error_name(err);
     let text = err.to_string();
     let text = text.split(" (os error").next().unwrap_or(&text);

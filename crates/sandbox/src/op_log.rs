@@ -19,6 +19,19 @@ pub struct OpRecord {
     pub to: Option<String>,
     /// How it ended.
     pub outcome: Outcome,
+    /// The process that made it, on the FUSE mount; `None` for the in-process
+    /// connector's calls through [`FaultyFs`](crate::FaultyFs). Not shown by
+    /// `Display`, so op logs read the same on every backend.
+    pub caller: Option<Caller>,
+}
+
+/// The process behind an operation on the FUSE mount, as the kernel names it.
+#[derive(Clone, Debug, PartialEq, Eq, Hash)]
+pub struct Caller {
+    /// Its process id (in the sandbox's pid namespace, which is the harness's).
+    pub pid: u32,
+    /// Its name: `/proc/<pid>/comm` (at most 15 bytes, as the kernel keeps it).
+    pub process: String,
 }
 
 impl OpRecord {
@@ -88,6 +101,7 @@ mod tests {
             path: path.into(),
             to: to.map(Into::into),
             outcome,
+            caller: None,
         }
         .to_string()
     }

@@ -26,6 +26,11 @@ pub struct ErrnoRule {
     pub errno: Errno,
     /// Whether every matching operation after the `nth` fails too.
     pub persistent: bool,
+    /// Only operations made by the process of this name count (its
+    /// `/proc/<pid>/comm`, on the `fuse` backend, where the daemon knows the
+    /// caller); `None`: every caller. The in-process connector has no name,
+    /// so a rule with one never strikes on `vfs` or `tmpfs`.
+    pub process: Option<String>,
 }
 
 impl fmt::Display for ErrnoRule {
@@ -36,19 +41,24 @@ impl fmt::Display for ErrnoRule {
             nth,
             errno,
             persistent,
+            process,
         } = self;
         if *persistent {
             write!(
                 f,
                 "every {op} matching `{path}` from the {} on fails with {errno}",
                 Ordinal(*nth)
-            )
+            )?;
         } else {
             write!(
                 f,
                 "the {} {op} matching `{path}` fails with {errno}",
                 Ordinal(*nth)
-            )
+            )?;
+        }
+        match process {
+            Some(name) => write!(f, " (process `{name}` only)"),
+            None => Ok(()),
         }
     }
 }
@@ -141,6 +151,7 @@ impl Counter {
 pub(crate) struct ArmedRule {
     errno: Errno,
     persistent: bool,
+    process: Option<String>,
     counter: Counter,
 }
 
@@ -150,12 +161,23 @@ impl ArmedRule {
         Ok(ArmedRule {
             errno: rule.errno,
             persistent: rule.persistent,
+            process: rule.process.clone(),
             counter: Counter::new(rule.op, &rule.path, rule.nth)?,
         })
     }
 
-    /// Counts the operation and returns the error it must fail with, if any.
-    pub(crate) fn strike(&mut self, op: OpKind, paths: &[&str]) -> Option<Errno> {
+    /// Counts the operation, made by the process named `process` (`None`:
+    /// the in-process connector), and returns the error it must fail with,
+    /// if any. Another process's operations are not counted.
+    pub(crate) fn strike(
+        &mut self,
+        op: OpKind,
+        paths: &[&str],
+        process: Option<&str>,
+    ) -> Option<Errno> {
+        if self.process.is_some() && self.process.as_deref() != process {
+            return None;
+        }
         match self.counter.count(op, paths) {
             Count::Nth => Some(self.errno),
             Count::After if self.persistent => Some(self.errno),
@@ -312,6 +334,8 @@ struct HaltState {
     /// A halt happened at some point: the halted process's calls may still come.
     ever_halted: bool,
     released: bool,
+    /// Bumped by [`Halt::drain`]: operations parked before it return.
+    epoch: u64,
 }
 
 impl fmt::Debug for Halt {
@@ -357,14 +381,24 @@ impl Halt {
         self.released.notify_all();
     }
 
+    /// Makes the operations parked so far return an error (without reaching
+    /// the disk), while later ones of the halted process still park: for a
+    /// FUSE daemon, whose threads must be free before its mount can go.
+    pub(crate) fn drain(&self) {
+        self.lock().epoch += 1;
+        self.released.notify_all();
+    }
+
     /// Lets an operation through, or parks it while the process is halted (a
-    /// dead process's call never returns) until the sandbox is released.
+    /// dead process's call never returns) until the sandbox is released or
+    /// the parked operations are drained.
     pub(crate) fn gate(&self) -> std::io::Result<()> {
         let mut s = self.lock();
         if !(s.halted || s.released && s.ever_halted) {
             return Ok(());
         }
-        while !s.released {
+        let epoch = s.epoch;
+        while !s.released && s.epoch == epoch {
             s = self
                 .released
                 .wait(s)
@@ -444,6 +478,7 @@ mod tests {
             nth: 2,
             errno: Errno::Eio,
             persistent: false,
+            process: None,
         };
         assert_eq!(
             rule.to_string(),

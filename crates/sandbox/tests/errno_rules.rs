@@ -27,6 +27,7 @@ fn rule(op: OpKind, path: &str, nth: u32, errno: Errno, persistent: bool) -> Fau
         nth,
         errno,
         persistent,
+        process: None,
     })
 }
 
@@ -260,4 +261,26 @@ fn invalid_rules_are_refused() {
     );
     // Nothing was installed.
     assert_eq!(create(&sb, "a"), None);
+}
+
+/// A rule for a named process counts only that process's operations; the
+/// in-process connector has no name, so on vfs it never strikes.
+#[test]
+fn a_rule_for_a_process_leaves_the_in_process_connector_alone() {
+    let sb = sandbox();
+    let only_sh = ErrnoRule {
+        op: OpKind::Create,
+        path: "**".into(),
+        nth: 1,
+        errno: Errno::Eio,
+        persistent: true,
+        process: Some("sh".into()),
+    };
+    assert_eq!(
+        sb.apply(&Fault::Errno(only_sh)).unwrap(),
+        "installed errno rule: every create matching `**` from the 1st on fails with EIO \
+         (process `sh` only)"
+    );
+    assert_eq!(create(&sb, "imcdata/in/1"), None);
+    assert_eq!(create(&sb, "imcdata/in/2"), None);
 }

@@ -195,6 +195,27 @@ fn sandboxes_do_not_share_state() {
     assert_eq!(b.op_count(), 0);
 }
 
+/// The same for fuse: refused outside the namespace, and the reason is what
+/// an ignored test reports.
+#[test]
+fn fuse_needs_the_private_mount_namespace() {
+    let fuse = || Sandbox::with_backend(SandboxConfig::default(), Backend::Fuse);
+    match sandbox::enter_private_mount_namespace() {
+        Err(_) => {
+            let err = fuse().unwrap_err().to_string();
+            assert!(err.contains("fuse backend"), "{err}");
+            assert!(err.contains("private mount namespace"), "{err}");
+            let unavailable = sandbox::fuse_available().unwrap_err();
+            assert!(unavailable.contains("threads"), "{unavailable}");
+        }
+        Ok(()) => {
+            if sandbox::fuse_available().is_ok() {
+                assert_eq!(fuse().unwrap().backend(), Backend::Fuse);
+            }
+        }
+    }
+}
+
 /// libtest runs tests on threads, so this process cannot enter a mount
 /// namespace, and a tmpfs sandbox is refused rather than mounted where the
 /// host could see it.
@@ -222,7 +243,7 @@ fn tmpfs_needs_the_private_mount_namespace() {
 
 #[test]
 fn backend_names() {
-    for backend in [Backend::Vfs, Backend::Tmpfs] {
+    for backend in [Backend::Vfs, Backend::Tmpfs, Backend::Fuse] {
         assert_eq!(backend.name().parse::<Backend>(), Ok(backend));
         assert_eq!(backend.to_string(), backend.name());
     }
@@ -231,6 +252,6 @@ fn backend_names() {
         "ext4"
             .parse::<Backend>()
             .unwrap_err()
-            .contains("vfs or tmpfs")
+            .contains("vfs, tmpfs or fuse")
     );
 }

@@ -336,6 +336,7 @@ fn rules_triggers_and_containment_still_work() {
         nth: 1,
         errno: Errno::Eio,
         persistent: false,
+        process: None,
     }))
     .unwrap();
     fs.create_dir(&p(&sb, "in")).unwrap();

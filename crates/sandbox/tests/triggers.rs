@@ -76,6 +76,7 @@ fn the_op_sees_an_errno_rule_installed_by_the_trigger() {
             nth: 1,
             errno: Errno::Eio,
             persistent: false,
+            process: None,
         }),
     )
     .unwrap();
@@ -198,6 +199,7 @@ fn malformed_triggers_and_faults_are_refused_when_armed() {
             nth: 0,
             errno: Errno::Eio,
             persistent: false,
+            process: None,
         }),
     );
     assert!(
@@ -219,6 +221,7 @@ fn triggers_fire_once_under_concurrency() {
         nth: 1,
         errno: Errno::Eio,
         persistent: false,
+        process: None,
     });
     sb.arm(trigger(OpKind::Metadata, "**", 30), never).unwrap();
     sb.arm(trigger(OpKind::Metadata, "**", 50), Fault::ClearErrno)
@@ -249,4 +252,47 @@ fn triggers_fire_once_under_concurrency() {
     assert!(fired[2].starts_with("installed errno rule"), "{fired:?}");
     assert_eq!(sb.op_count(), 100);
     assert_eq!(sb.available_space(), 0);
+}
+
+/// Faults applied at the same moment from several threads (triggers of
+/// concurrent sessions) each change the tree and recount the quota; a count
+/// taken before another fault's change must never be the one that is kept.
+/// Bounded: 200 rounds of a disk fill racing a rename and an errno fault.
+#[test]
+fn concurrent_faults_keep_the_quota_true() {
+    for round in 0..200 {
+        // A small volume: the fill is cheap, the race the same.
+        let sb = Sandbox::new(SandboxConfig { quota: 1 << 20 }).unwrap();
+        std::fs::create_dir_all(p(&sb, "imcdata/in")).unwrap();
+        let sb = std::sync::Arc::new(sb);
+        std::fs::create_dir(p(&sb, "spare")).unwrap();
+        // Enough files that a recount's walk overlaps another fault's change.
+        for i in 0..40 {
+            std::fs::write(p(&sb, &format!("imcdata/in/{i}")), "x").unwrap();
+        }
+        let faults = [
+            Fault::FillDisk { leave: 0 },
+            Fault::Rename {
+                from: "spare".into(),
+                to: "spare.old".into(),
+            },
+            Fault::ClearErrno,
+            Fault::ClearErrno,
+        ];
+        let start = std::sync::Arc::new(std::sync::Barrier::new(faults.len()));
+        let threads: Vec<_> = faults
+            .into_iter()
+            .map(|fault| {
+                let (sb, start) = (std::sync::Arc::clone(&sb), std::sync::Arc::clone(&start));
+                std::thread::spawn(move || {
+                    start.wait();
+                    sb.apply(&fault).unwrap();
+                })
+            })
+            .collect();
+        for t in threads {
+            t.join().unwrap();
+        }
+        assert_eq!(sb.available_space(), 0, "round {round}");
+    }
 }

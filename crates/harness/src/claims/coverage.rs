@@ -178,6 +178,11 @@ impl fmt::Display for Coverage {
             .map(|r| r.claim.id.len())
             .max()
             .unwrap_or(0);
+        writeln!(
+            f,
+            "Each claim (what it says, its source), then the scenarios citing it and \
+             their verdicts; !! marks a claim no passing scenario checks.\n"
+        )?;
         for row in &self.rows {
             let flag = if row.covered() { "  " } else { "!!" };
             writeln!(

@@ -9,8 +9,8 @@
 //! an operation ([`TimedFault`], `when: { before_op | after_op }`). The model's preconditions keep a schedule
 //! meaningful: session commands only on open sessions in command mode, `data` and
 //! the dot only after a DATA, a restore only after a remove, rename or replace, a
-//! start only while stopped. A schedule becomes an ordinary [`Scenario`] with no
-//! `expect` ([`to_scenario`]) and is played by [`runner::run`]: a case fails when an
+//! start only while stopped. A schedule becomes an ordinary [`Scenario`](crate::scenario::Scenario) with no
+//! `expect` ([`to_scenario`]) and is played by [`runner::run`](crate::runner::run): a case fails when an
 //! invariant is violated (the runner checks them after every step and in the final
 //! recovery) or the run cannot be made at all.
 //!

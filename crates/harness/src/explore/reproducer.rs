@@ -27,10 +27,10 @@ pub fn claims_for(kind: Kind) -> Vec<String> {
 /// defect is there), left out for a real bug (the scenario fails until it is
 /// fixed). `header` becomes comment lines at the top.
 pub fn reproducer(mut scenario: Scenario, kind: Kind, header: &str) -> Result<String, String> {
-    if scenario.connector.mutant.is_some() {
-        if let Kind::Invariant(i) = kind {
-            scenario.expect_violation = Some(i.name().to_string());
-        }
+    if scenario.connector.mutant.is_some()
+        && let Kind::Invariant(i) = kind
+    {
+        scenario.expect_violation = Some(i.name().to_string());
     }
     let full = scenario.clone();
     // A session action's `session` is left out where it is inherited.
@@ -60,11 +60,11 @@ pub fn reproducer(mut scenario: Scenario, kind: Kind, header: &str) -> Result<St
         if Some(line) == expect_line.as_deref() {
             continue;
         }
-        if line.starts_with("steps:") {
-            if let Some(e) = &expect_line {
-                text.push_str(e);
-                text.push('\n');
-            }
+        if line.starts_with("steps:")
+            && let Some(e) = &expect_line
+        {
+            text.push_str(e);
+            text.push('\n');
         }
         text.push_str(line);
         text.push('\n');

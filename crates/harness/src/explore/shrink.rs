@@ -311,11 +311,11 @@ impl<P: FnMut(usize, usize)> Shrinker<'_, P> {
         let mut map = [usize::MAX; 3];
         let mut next = 0;
         for a in &self.best {
-            if let Some(s) = a.session() {
-                if map[s] == usize::MAX {
-                    map[s] = next;
-                    next += 1;
-                }
+            if let Some(s) = a.session()
+                && map[s] == usize::MAX
+            {
+                map[s] = next;
+                next += 1;
             }
         }
         for m in map.iter_mut() {

@@ -111,7 +111,7 @@ fn at_most(size: Size, max: u64, what: &str, at: Vec<Seg>) -> Result<(), Problem
 /// `1GiB`, `64MiB`: the bounds are whole binary units.
 fn human(n: u64) -> String {
     for (unit, scale) in [("GiB", 1u64 << 30), ("MiB", 1 << 20), ("KiB", 1 << 10)] {
-        if n >= scale && n % scale == 0 {
+        if n >= scale && n.is_multiple_of(scale) {
             return format!("{}{unit}", n / scale);
         }
     }

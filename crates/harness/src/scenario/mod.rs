@@ -85,7 +85,7 @@
 //! | key | default | meaning |
 //! | --- | --- | --- |
 //! | `quota` | `64MiB` | Size of the volume. |
-//! | `backend` | `vfs` | `vfs`: real files in a temporary folder behind the fault-injecting filesystem layer. `tmpfs`: a size-limited tmpfs mount (Linux, needs root or a user namespace). |
+//! | `backend` | `vfs` | `vfs`: real files in a temporary folder behind the fault-injecting filesystem layer. `tmpfs`: a size-limited tmpfs mount (Linux, needs root or a user namespace). `fuse`: a FUSE mount over a temporary folder, faulted by the same layer for every process (Linux, root, /dev/fuse). |
 //!
 //! ```yaml
 //! sandbox: { quota: 8MiB, backend: vfs }
@@ -93,6 +93,10 @@
 //!
 //! ```yaml
 //! sandbox: { quota: 16MiB, backend: tmpfs }   # where tmpfs cannot be mounted, the run is skipped
+//! ```
+//!
+//! ```yaml
+//! sandbox: { quota: 16MiB, backend: fuse }    # where FUSE cannot be mounted, the run is skipped
 //! ```
 //!
 //! ## `connector`

@@ -67,6 +67,9 @@ pub enum Backend {
     Vfs,
     /// A size-limited tmpfs mount (Linux, needs root or a user namespace).
     Tmpfs,
+    /// A FUSE mount passing through to a temp dir, faulted by the same rule
+    /// engine as `vfs` for every process using it (Linux, root, /dev/fuse).
+    Fuse,
 }
 
 /// Connector settings; each `None` keeps the connector's default.
@@ -238,7 +241,7 @@ impl Serialize for Size {
     fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
         let n = self.0;
         for (unit, scale) in [("GiB", 1u64 << 30), ("MiB", 1 << 20), ("KiB", 1 << 10)] {
-            if n >= scale && n % scale == 0 {
+            if n >= scale && n.is_multiple_of(scale) {
                 return serializer.serialize_str(&format!("{}{unit}", n / scale));
             }
         }

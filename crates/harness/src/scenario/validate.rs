@@ -454,15 +454,15 @@ fn check_step(
         )
         .label("no command"));
     }
-    if let Some(send) = &step.send {
-        if send.to.is_empty() {
-            return Err(Problem::new(
-                at!["steps", i, "send", "to"],
-                Target::Value,
-                "`send.to` is empty: give at least one recipient",
-            )
-            .label("no recipient"));
-        }
+    if let Some(send) = &step.send
+        && send.to.is_empty()
+    {
+        return Err(Problem::new(
+            at!["steps", i, "send", "to"],
+            Target::Value,
+            "`send.to` is empty: give at least one recipient",
+        )
+        .label("no recipient"));
     }
     if let Some(fault) = &step.fault {
         check_fault(fault, at!["steps", i, "fault"])?;
@@ -702,9 +702,10 @@ fn check_expect(expect: &Expect, path: Vec<Seg>) -> Result<(), Problem> {
     if let Some(code) = expect.code {
         check_reply_code(code, with(&path, "code"))?;
     }
-    if let Some(enhanced) = &expect.enhanced {
-        if !is_enhanced_code(enhanced) {
-            return Err(Problem::new(
+    if let Some(enhanced) = &expect.enhanced
+        && !is_enhanced_code(enhanced)
+    {
+        return Err(Problem::new(
                 with(&path, "enhanced"),
                 Target::Value,
                 format!(
@@ -712,7 +713,6 @@ fn check_expect(expect: &Expect, path: Vec<Seg>) -> Result<(), Problem> {
                 ),
             )
             .label("expected d.d.d"));
-        }
     }
     if let Some(re) = &expect.text_matches {
         check_regex(re, with(&path, "text_matches"))?;

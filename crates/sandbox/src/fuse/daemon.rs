@@ -1,0 +1,831 @@
+//! The FUSE request handlers: a passthrough to the backing directory in which
+//! every request that stands for one of the connector-visible operations goes
+//! through the rule engine.
+//!
+//! Which request is which operation (the op log's kinds are the `Fs` trait's):
+//!
+//! | request | operation |
+//! | --- | --- |
+//! | `create`, `open` with `O_TRUNC` for writing | `create` |
+//! | `write` | `write` |
+//! | `fsync` | `sync` |
+//! | `fsyncdir` | `sync_dir` |
+//! | `rename` (any flags) | `rename` |
+//! | `unlink`, `rmdir` | `remove` |
+//! | `mkdir` | `create_dir` |
+//! | `getattr` by path (`stat`, not `fstat`) | `metadata` |
+//! | first `readdir` of an open directory | `read_dir` |
+//! | `statfs` | `available_space` |
+//!
+//! The rest (`lookup`, `open` without truncation, `read`, `fstat`, `flush`,
+//! `release`, `setattr`, `readlink`, `symlink`, `link`, `mknod`) pass
+//! through unlogged: they are the kernel's path resolution and plumbing, not
+//! operations a scenario counts. Hence two differences from the in-process
+//! door: a `metadata` of a missing path fails in the kernel's `lookup`, so it
+//! is not logged; and glibc's `opendir` fstats the directory, which shows as
+//! a `metadata` of it before its `read_dir`. Every handler works on the backing tree only;
+//! none touches the mount (that would send a request to this very daemon).
+
+use std::collections::HashMap;
+use std::ffi::OsStr;
+use std::fs::{self, File, Metadata, OpenOptions};
+use std::io;
+use std::os::unix::fs::{DirBuilderExt, FileExt, MetadataExt, OpenOptionsExt, PermissionsExt};
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use fuser::{
+    Errno, FileAttr, FileHandle, FileType, Filesystem, FopenFlags, Generation, INodeNo, InitFlags,
+    KernelConfig, LockOwner, OpenFlags, RenameFlags, ReplyAttr, ReplyCreate, ReplyData,
+    ReplyDirectory, ReplyEmpty, ReplyEntry, ReplyOpen, ReplyStatfs, ReplyWrite, Request, TimeOrNow,
+    WriteFlags,
+};
+use imc::fs::OpKind;
+
+use super::nodes::Nodes;
+use crate::Caller;
+use crate::engine::{Engine, OpenFile};
+use crate::quota::BLOCK;
+
+/// Entries and attributes are never cached by the kernel (LazyFS's choice):
+/// a fault applied to the backing tree is seen by the next request.
+const NO_CACHE: Duration = Duration::ZERO;
+
+/// How files are opened: direct I/O, so the kernel's page cache holds
+/// nothing and each write(2) is one request of exactly its bytes, as a call
+/// through the in-process door is (a buffered write is cut at page
+/// boundaries); reads always come from the backing file.
+const FILE_OPEN: FopenFlags = FopenFlags::FOPEN_DIRECT_IO;
+
+/// The daemon serving one mount.
+#[derive(Debug)]
+pub(crate) struct Daemon {
+    engine: Arc<Engine>,
+    nodes: Mutex<Nodes>,
+    files: Mutex<HashMap<u64, Arc<Handle>>>,
+    dirs: Mutex<HashMap<u64, DirHandle>>,
+    next_handle: AtomicU64,
+    /// Callers by thread id, read once from `/proc`.
+    callers: Mutex<HashMap<u32, Caller>>,
+}
+
+/// An open file.
+#[derive(Debug)]
+struct Handle {
+    file: File,
+    open: OpenFile,
+}
+
+/// An open directory; its entries are read at the first `readdir`.
+#[derive(Debug)]
+struct DirHandle {
+    path: PathBuf,
+    entries: Option<Vec<(u64, FileType, std::ffi::OsString)>>,
+}
+
+fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(PoisonError::into_inner)
+}
+
+fn errno(e: &io::Error) -> Errno {
+    Errno::from_i32(e.raw_os_error().unwrap_or(libc::EIO))
+}
+
+/// The attributes the kernel is given for a backing file: its own inode
+/// number (the node id), mode, owner, size and times.
+fn attr(id: u64, meta: &Metadata) -> FileAttr {
+    let time = |secs: i64, nsecs: i64| {
+        if secs >= 0 {
+            UNIX_EPOCH + Duration::new(secs as u64, nsecs as u32)
+        } else {
+            UNIX_EPOCH
+        }
+    };
+    FileAttr {
+        ino: INodeNo(id),
+        size: meta.size(),
+        blocks: meta.blocks(),
+        atime: time(meta.atime(), meta.atime_nsec()),
+        mtime: time(meta.mtime(), meta.mtime_nsec()),
+        ctime: time(meta.ctime(), meta.ctime_nsec()),
+        crtime: time(meta.ctime(), meta.ctime_nsec()),
+        kind: FileType::from_std(meta.file_type()).unwrap_or(FileType::RegularFile),
+        perm: (meta.mode() & 0o7777) as u16,
+        nlink: meta.nlink() as u32,
+        uid: meta.uid(),
+        gid: meta.gid(),
+        rdev: meta.rdev() as u32,
+        blksize: BLOCK as u32,
+        flags: 0,
+    }
+}
+
+/// Opens `path` on the backing tree with the kernel's open flags.
+fn open_backing(path: &Path, flags: i32, mode: Option<u32>) -> io::Result<File> {
+    let access = flags & libc::O_ACCMODE;
+    let mut options = OpenOptions::new();
+    options
+        .read(access == libc::O_RDONLY || access == libc::O_RDWR)
+        .write(access == libc::O_WRONLY || access == libc::O_RDWR)
+        .truncate(flags & libc::O_TRUNC != 0)
+        // The kernel gives every write its offset; an O_APPEND backing file
+        // would ignore it.
+        .custom_flags(
+            flags
+                & !(libc::O_ACCMODE
+                    | libc::O_CREAT
+                    | libc::O_EXCL
+                    | libc::O_TRUNC
+                    | libc::O_APPEND
+                    | libc::O_NOCTTY),
+        );
+    if let Some(mode) = mode {
+        options.mode(mode);
+        if flags & libc::O_EXCL != 0 {
+            options.create_new(true);
+        } else {
+            options.create(true);
+        }
+    }
+    options.open(path)
+}
+
+/// Gives a new node to the calling user, as a kernel filesystem would (the
+/// daemon runs as root; daemons under test may not).
+fn own(path: &Path, req: &Request) -> io::Result<()> {
+    std::os::unix::fs::lchown(path, Some(req.uid()), Some(req.gid()))
+}
+
+impl Daemon {
+    /// A daemon passing through to `engine`'s tree.
+    pub(crate) fn new(engine: Arc<Engine>) -> io::Result<Daemon> {
+        let root = engine.root().to_owned();
+        let root_ino = fs::symlink_metadata(&root)?.ino();
+        Ok(Daemon {
+            engine,
+            nodes: Mutex::new(Nodes::new(root, root_ino)),
+            files: Mutex::new(HashMap::new()),
+            dirs: Mutex::new(HashMap::new()),
+            next_handle: AtomicU64::new(1),
+            callers: Mutex::new(HashMap::new()),
+        })
+    }
+
+    /// The process behind a request. The kernel sends the calling thread's
+    /// id; the caller is its process (thread group) and that process's name.
+    fn caller(&self, req: &Request) -> Caller {
+        let tid = req.pid();
+        let mut names = lock(&self.callers);
+        if names.len() > 4096 {
+            // Ids get reused; a bounded cache is refreshed now and then.
+            names.clear();
+        }
+        names
+            .entry(tid)
+            .or_insert_with(|| {
+                let status = fs::read_to_string(format!("/proc/{tid}/status")).unwrap_or_default();
+                let pid = status
+                    .lines()
+                    .find_map(|l| l.strip_prefix("Tgid:"))
+                    .and_then(|v| v.trim().parse().ok())
+                    .unwrap_or(tid);
+                let process = fs::read_to_string(format!("/proc/{pid}/comm"))
+                    .map(|s| s.trim_end().to_owned())
+                    .unwrap_or_default();
+                Caller { pid, process }
+            })
+            .clone()
+    }
+
+    /// The backing path of node `id`, if it still names the node's inode.
+    fn path(&self, id: INodeNo) -> Result<PathBuf, Errno> {
+        let (path, ino) = lock(&self.nodes).path(id.0).ok_or(Errno::ESTALE)?;
+        match fs::symlink_metadata(&path) {
+            Ok(meta) if meta.ino() == ino => Ok(path),
+            // A fault moved or replaced it behind the kernel's back.
+            Ok(_) => Err(Errno::ENOENT),
+            Err(e) => Err(errno(&e)),
+        }
+    }
+
+    fn child(&self, parent: INodeNo, name: &OsStr) -> Result<PathBuf, Errno> {
+        lock(&self.nodes).child(parent.0, name).ok_or(Errno::EINVAL)
+    }
+
+    /// Replies with the entry now at `path`, counting the kernel's reference.
+    fn entry(&self, path: &Path, reply: ReplyEntry) {
+        match fs::symlink_metadata(path) {
+            Ok(meta) => {
+                let id = lock(&self.nodes).remember(path, &meta);
+                reply.entry(&NO_CACHE, &attr(id, &meta), Generation(0));
+            }
+            Err(e) => reply.error(errno(&e)),
+        }
+    }
+
+    fn add_file(&self, file: File, open: OpenFile) -> FileHandle {
+        let fh = self.next_handle.fetch_add(1, Ordering::Relaxed);
+        lock(&self.files).insert(fh, Arc::new(Handle { file, open }));
+        FileHandle(fh)
+    }
+
+    fn file(&self, fh: FileHandle) -> Result<Arc<Handle>, Errno> {
+        lock(&self.files).get(&fh.0).cloned().ok_or(Errno::EBADF)
+    }
+}
+
+impl Filesystem for Daemon {
+    fn init(&mut self, _req: &Request, config: &mut KernelConfig) -> io::Result<()> {
+        // An open with O_TRUNC arrives as one request (the connector's
+        // `create`), not an open and a separate truncation.
+        let _ = config.add_capabilities(InitFlags::FUSE_ATOMIC_O_TRUNC);
+        Ok(())
+    }
+
+    fn lookup(&self, _req: &Request, parent: INodeNo, name: &OsStr, reply: ReplyEntry) {
+        match self.child(parent, name) {
+            Ok(path) => self.entry(&path, reply),
+            Err(e) => reply.error(e),
+        }
+    }
+
+    fn forget(&self, _req: &Request, ino: INodeNo, nlookup: u64) {
+        lock(&self.nodes).forget(ino.0, nlookup);
+    }
+
+    fn getattr(&self, req: &Request, ino: INodeNo, fh: Option<FileHandle>, reply: ReplyAttr) {
+        let caller = self.caller(req);
+        let result = match fh.map(|fh| self.file(fh)) {
+            // fstat of an open file: its own inode, wherever its name went;
+            // plumbing, like the in-process door's open files, so unlogged.
+            Some(Ok(handle)) => handle.file.metadata(),
+            _ => match self.path(ino) {
+                Ok(path) => self
+                    .engine
+                    .look(OpKind::Metadata, &path, Some(&caller), || {
+                        fs::symlink_metadata(&path)
+                    }),
+                Err(e) => return reply.error(e),
+            },
+        };
+        match result {
+            Ok(meta) => {
+                let id = lock(&self.nodes).id_of(&meta);
+                reply.attr(&NO_CACHE, &attr(id, &meta));
+            }
+            Err(e) => reply.error(errno(&e)),
+        }
+    }
+
+    fn setattr(
+        &self,
+        _req: &Request,
+        ino: INodeNo,
+        mode: Option<u32>,
+        uid: Option<u32>,
+        gid: Option<u32>,
+        size: Option<u64>,
+        atime: Option<TimeOrNow>,
+        mtime: Option<TimeOrNow>,
+        _ctime: Option<SystemTime>,
+        fh: Option<FileHandle>,
+        _crtime: Option<SystemTime>,
+        _chgtime: Option<SystemTime>,
+        _bkuptime: Option<SystemTime>,
+        _flags: Option<fuser::BsdFileFlags>,
+        reply: ReplyAttr,
+    ) {
+        let path = match self.path(ino) {
+            Ok(path) => path,
+            Err(e) => return reply.error(e),
+        };
+        let result = (|| {
+            if let Some(mode) = mode {
+                fs::set_permissions(&path, fs::Permissions::from_mode(mode & 0o7777))?;
+            }
+            if uid.is_some() || gid.is_some() {
+                std::os::unix::fs::lchown(&path, uid, gid)?;
+            }
+            if let Some(size) = size {
+                let old = fs::symlink_metadata(&path)?.len();
+                match fh.map(|fh| self.file(fh)) {
+                    Some(Ok(handle)) => handle.file.set_len(size)?,
+                    _ => OpenOptions::new().write(true).open(&path)?.set_len(size)?,
+                }
+                self.engine.truncated(old, size);
+            }
+            if atime.is_some() || mtime.is_some() {
+                let file = File::open(&path)?;
+                let mut times = fs::FileTimes::new();
+                let at = |t: TimeOrNow| match t {
+                    TimeOrNow::SpecificTime(t) => t,
+                    TimeOrNow::Now => SystemTime::now(),
+                };
+                if let Some(t) = atime {
+                    times = times.set_accessed(at(t));
+                }
+                if let Some(t) = mtime {
+                    times = times.set_modified(at(t));
+                }
+                file.set_times(times)?;
+            }
+            fs::symlink_metadata(&path)
+        })();
+        match result {
+            Ok(meta) => reply.attr(&NO_CACHE, &attr(ino.0, &meta)),
+            Err(e) => reply.error(errno(&e)),
+        }
+    }
+
+    fn readlink(&self, _req: &Request, ino: INodeNo, reply: ReplyData) {
+        use std::os::unix::ffi::OsStrExt;
+        match self
+            .path(ino)
+            .and_then(|p| fs::read_link(p).map_err(|e| errno(&e)))
+        {
+            Ok(target) => reply.data(target.as_os_str().as_bytes()),
+            Err(e) => reply.error(e),
+        }
+    }
+
+    fn mknod(
+        &self,
+        req: &Request,
+        parent: INodeNo,
+        name: &OsStr,
+        mode: u32,
+        umask: u32,
+        rdev: u32,
+        reply: ReplyEntry,
+    ) {
+        use std::os::unix::ffi::OsStrExt;
+        let path = match self.child(parent, name) {
+            Ok(path) => path,
+            Err(e) => return reply.error(e),
+        };
+        let Ok(c) = std::ffi::CString::new(path.as_os_str().as_bytes()) else {
+            return reply.error(Errno::EINVAL);
+        };
+        // SAFETY: a NUL-terminated path that outlives the call.
+        let rc = unsafe { libc::mknod(c.as_ptr(), mode & !umask, libc::dev_t::from(rdev)) };
+        if rc != 0 {
+            return reply.error(errno(&io::Error::last_os_error()));
+        }
+        let _ = own(&path, req);
+        self.entry(&path, reply);
+    }
+
+    fn mkdir(
+        &self,
+        req: &Request,
+        parent: INodeNo,
+        name: &OsStr,
+        mode: u32,
+        umask: u32,
+        reply: ReplyEntry,
+    ) {
+        let path = match self.child(parent, name) {
+            Ok(path) => path,
+            Err(e) => return reply.error(e),
+        };
+        let caller = self.caller(req);
+        let made = self.engine.create_dir(&path, Some(&caller), || {
+            fs::DirBuilder::new()
+                .mode(mode & !umask & 0o7777)
+                .create(&path)?;
+            own(&path, req)
+        });
+        match made {
+            Ok(()) => self.entry(&path, reply),
+            Err(e) => reply.error(errno(&e)),
+        }
+    }
+
+    fn unlink(&self, req: &Request, parent: INodeNo, name: &OsStr, reply: ReplyEmpty) {
+        let path = match self.child(parent, name) {
+            Ok(path) => path,
+            Err(e) => return reply.error(e),
+        };
+        let caller = self.caller(req);
+        match self
+            .engine
+            .remove(&path, Some(&caller), || fs::remove_file(&path))
+        {
+            Ok(()) => reply.ok(),
+            Err(e) => reply.error(errno(&e)),
+        }
+    }
+
+    fn rmdir(&self, req: &Request, parent: INodeNo, name: &OsStr, reply: ReplyEmpty) {
+        let path = match self.child(parent, name) {
+            Ok(path) => path,
+            Err(e) => return reply.error(e),
+        };
+        let caller = self.caller(req);
+        match self
+            .engine
+            .remove(&path, Some(&caller), || fs::remove_dir(&path))
+        {
+            Ok(()) => reply.ok(),
+            Err(e) => reply.error(errno(&e)),
+        }
+    }
+
+    fn symlink(
+        &self,
+        req: &Request,
+        parent: INodeNo,
+        link_name: &OsStr,
+        target: &Path,
+        reply: ReplyEntry,
+    ) {
+        let path = match self.child(parent, link_name) {
+            Ok(path) => path,
+            Err(e) => return reply.error(e),
+        };
+        match std::os::unix::fs::symlink(target, &path).and_then(|()| own(&path, req)) {
+            Ok(()) => self.entry(&path, reply),
+            Err(e) => reply.error(errno(&e)),
+        }
+    }
+
+    fn rename(
+        &self,
+        req: &Request,
+        parent: INodeNo,
+        name: &OsStr,
+        newparent: INodeNo,
+        newname: &OsStr,
+        flags: RenameFlags,
+        reply: ReplyEmpty,
+    ) {
+        let (from, to) = match (self.child(parent, name), self.child(newparent, newname)) {
+            (Ok(from), Ok(to)) => (from, to),
+            (Err(e), _) | (_, Err(e)) => return reply.error(e),
+        };
+        let caller = self.caller(req);
+        let exchange = flags.contains(RenameFlags::RENAME_EXCHANGE);
+        let result = self.engine.rename(&from, &to, exchange, Some(&caller), || {
+            renameat2(&from, &to, flags.bits())
+        });
+        match result {
+            Ok(()) => {
+                let mut nodes = lock(&self.nodes);
+                if exchange {
+                    nodes.exchanged(&from, &to);
+                } else {
+                    nodes.renamed(&from, &to);
+                }
+                reply.ok();
+            }
+            Err(e) => reply.error(errno(&e)),
+        }
+    }
+
+    fn link(
+        &self,
+        _req: &Request,
+        ino: INodeNo,
+        newparent: INodeNo,
+        newname: &OsStr,
+        reply: ReplyEntry,
+    ) {
+        let (from, to) = match (self.path(ino), self.child(newparent, newname)) {
+            (Ok(from), Ok(to)) => (from, to),
+            (Err(e), _) | (_, Err(e)) => return reply.error(e),
+        };
+        match fs::hard_link(&from, &to) {
+            Ok(()) => self.entry(&to, reply),
+            Err(e) => reply.error(errno(&e)),
+        }
+    }
+
+    fn open(&self, req: &Request, ino: INodeNo, flags: OpenFlags, reply: ReplyOpen) {
+        let path = match self.path(ino) {
+            Ok(path) => path,
+            Err(e) => return reply.error(e),
+        };
+        let flags = flags.0;
+        let writing = flags & libc::O_ACCMODE != libc::O_RDONLY;
+        let opened = if writing && flags & libc::O_TRUNC != 0 {
+            let caller = self.caller(req);
+            self.engine
+                .create(&path, Some(&caller), || open_backing(&path, flags, None))
+        } else {
+            open_backing(&path, flags, None).map(|file| (file, OpenFile::opened(path.clone())))
+        };
+        match opened {
+            Ok((file, open)) => reply.opened(self.add_file(file, open), FILE_OPEN),
+            Err(e) => reply.error(errno(&e)),
+        }
+    }
+
+    fn read(
+        &self,
+        _req: &Request,
+        _ino: INodeNo,
+        fh: FileHandle,
+        offset: u64,
+        size: u32,
+        _flags: OpenFlags,
+        _lock_owner: Option<LockOwner>,
+        reply: ReplyData,
+    ) {
+        let handle = match self.file(fh) {
+            Ok(handle) => handle,
+            Err(e) => return reply.error(e),
+        };
+        let mut buf = vec![0; size as usize];
+        let mut filled = 0;
+        while filled < buf.len() {
+            match handle
+                .file
+                .read_at(&mut buf[filled..], offset + filled as u64)
+            {
+                Ok(0) => break,
+                Ok(n) => filled += n,
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+                Err(e) => return reply.error(errno(&e)),
+            }
+        }
+        reply.data(&buf[..filled]);
+    }
+
+    fn write(
+        &self,
+        req: &Request,
+        _ino: INodeNo,
+        fh: FileHandle,
+        offset: u64,
+        data: &[u8],
+        _write_flags: WriteFlags,
+        _flags: OpenFlags,
+        _lock_owner: Option<LockOwner>,
+        reply: ReplyWrite,
+    ) {
+        let handle = match self.file(fh) {
+            Ok(handle) => handle,
+            Err(e) => return reply.error(e),
+        };
+        let caller = self.caller(req);
+        match self.engine.write(
+            &handle.open,
+            &handle.file,
+            Some(offset),
+            data,
+            Some(&caller),
+        ) {
+            Ok(n) => reply.written(n as u32),
+            Err(e) => reply.error(errno(&e)),
+        }
+    }
+
+    /// `close`: nothing is buffered here, so nothing to do (but not ENOSYS,
+    /// so that the kernel keeps sending it).
+    fn flush(
+        &self,
+        _req: &Request,
+        _ino: INodeNo,
+        fh: FileHandle,
+        _lock_owner: LockOwner,
+        reply: ReplyEmpty,
+    ) {
+        match self.file(fh) {
+            Ok(_) => reply.ok(),
+            Err(e) => reply.error(e),
+        }
+    }
+
+    fn release(
+        &self,
+        _req: &Request,
+        _ino: INodeNo,
+        fh: FileHandle,
+        _flags: OpenFlags,
+        _lock_owner: Option<LockOwner>,
+        _flush: bool,
+        reply: ReplyEmpty,
+    ) {
+        if let Some(handle) = lock(&self.files).remove(&fh.0) {
+            self.engine.closed(&handle.open);
+        }
+        reply.ok();
+    }
+
+    fn fsync(
+        &self,
+        req: &Request,
+        _ino: INodeNo,
+        fh: FileHandle,
+        _datasync: bool,
+        reply: ReplyEmpty,
+    ) {
+        let handle = match self.file(fh) {
+            Ok(handle) => handle,
+            Err(e) => return reply.error(e),
+        };
+        let caller = self.caller(req);
+        match self.engine.sync(&handle.open, &handle.file, Some(&caller)) {
+            Ok(()) => reply.ok(),
+            Err(e) => reply.error(errno(&e)),
+        }
+    }
+
+    fn opendir(&self, _req: &Request, ino: INodeNo, _flags: OpenFlags, reply: ReplyOpen) {
+        let path = match self.path(ino) {
+            Ok(path) => path,
+            Err(e) => return reply.error(e),
+        };
+        if let Err(e) = fs::read_dir(&path) {
+            return reply.error(errno(&e));
+        }
+        let fh = self.next_handle.fetch_add(1, Ordering::Relaxed);
+        lock(&self.dirs).insert(
+            fh,
+            DirHandle {
+                path,
+                entries: None,
+            },
+        );
+        reply.opened(FileHandle(fh), FopenFlags::empty());
+    }
+
+    fn readdir(
+        &self,
+        req: &Request,
+        _ino: INodeNo,
+        fh: FileHandle,
+        offset: u64,
+        mut reply: ReplyDirectory,
+    ) {
+        let Some(path) = lock(&self.dirs).get(&fh.0).map(|d| d.path.clone()) else {
+            return reply.error(Errno::EBADF);
+        };
+        let read = lock(&self.dirs)
+            .get(&fh.0)
+            .is_some_and(|d| d.entries.is_some());
+        if offset == 0 || !read {
+            let caller = self.caller(req);
+            let listed = self.engine.look(OpKind::ReadDir, &path, Some(&caller), || {
+                let nodes = lock(&self.nodes);
+                let mut entries = Vec::new();
+                for entry in fs::read_dir(&path)? {
+                    let entry = entry?;
+                    let meta = entry.metadata()?;
+                    let kind =
+                        FileType::from_std(meta.file_type()).unwrap_or(FileType::RegularFile);
+                    entries.push((nodes.id_of(&meta), kind, entry.file_name()));
+                }
+                Ok(entries)
+            });
+            match listed {
+                Ok(entries) => {
+                    if let Some(d) = lock(&self.dirs).get_mut(&fh.0) {
+                        d.entries = Some(entries);
+                    }
+                }
+                Err(e) => return reply.error(errno(&e)),
+            }
+        }
+        let dirs = lock(&self.dirs);
+        let entries = dirs
+            .get(&fh.0)
+            .and_then(|d| d.entries.as_deref())
+            .unwrap_or_default();
+        for (i, (id, kind, name)) in entries.iter().enumerate().skip(offset as usize) {
+            if reply.add(INodeNo(*id), i as u64 + 1, *kind, name) {
+                break;
+            }
+        }
+        reply.ok();
+    }
+
+    fn releasedir(
+        &self,
+        _req: &Request,
+        _ino: INodeNo,
+        fh: FileHandle,
+        _flags: OpenFlags,
+        reply: ReplyEmpty,
+    ) {
+        lock(&self.dirs).remove(&fh.0);
+        reply.ok();
+    }
+
+    fn fsyncdir(
+        &self,
+        req: &Request,
+        _ino: INodeNo,
+        fh: FileHandle,
+        _datasync: bool,
+        reply: ReplyEmpty,
+    ) {
+        let Some(path) = lock(&self.dirs).get(&fh.0).map(|d| d.path.clone()) else {
+            return reply.error(Errno::EBADF);
+        };
+        let caller = self.caller(req);
+        let synced = self.engine.sync_dir(&path, Some(&caller), |journaled| {
+            if journaled {
+                File::open(&path).map(drop)
+            } else {
+                File::open(&path)?.sync_all()
+            }
+        });
+        match synced {
+            Ok(()) => reply.ok(),
+            Err(e) => reply.error(errno(&e)),
+        }
+    }
+
+    fn statfs(&self, req: &Request, ino: INodeNo, reply: ReplyStatfs) {
+        let path = match self.path(ino) {
+            Ok(path) => path,
+            Err(e) => return reply.error(e),
+        };
+        let caller = self.caller(req);
+        match self.engine.available_space(&path, Some(&caller)) {
+            Ok(free) => {
+                let blocks = self.engine.quota() / BLOCK;
+                let free = free / BLOCK;
+                // Inodes are not limited; say so with a large, fixed count.
+                let files = 1 << 20;
+                reply.statfs(
+                    blocks,
+                    free,
+                    free,
+                    files,
+                    files,
+                    BLOCK as u32,
+                    255,
+                    BLOCK as u32,
+                );
+            }
+            Err(e) => reply.error(errno(&e)),
+        }
+    }
+
+    fn access(&self, _req: &Request, ino: INodeNo, _mask: fuser::AccessFlags, reply: ReplyEmpty) {
+        // The kernel checks permissions itself (`default_permissions`).
+        match self.path(ino) {
+            Ok(_) => reply.ok(),
+            Err(e) => reply.error(e),
+        }
+    }
+
+    fn create(
+        &self,
+        req: &Request,
+        parent: INodeNo,
+        name: &OsStr,
+        mode: u32,
+        umask: u32,
+        flags: i32,
+        reply: ReplyCreate,
+    ) {
+        let path = match self.child(parent, name) {
+            Ok(path) => path,
+            Err(e) => return reply.error(e),
+        };
+        let caller = self.caller(req);
+        let created = self.engine.create(&path, Some(&caller), || {
+            let file = open_backing(&path, flags, Some(mode & !umask & 0o7777))?;
+            std::os::unix::fs::fchown(&file, Some(req.uid()), Some(req.gid()))?;
+            Ok(file)
+        });
+        match created.and_then(|(file, open)| Ok((file.metadata()?, file, open))) {
+            Ok((meta, file, open)) => {
+                let id = lock(&self.nodes).remember(&path, &meta);
+                let fh = self.add_file(file, open);
+                reply.created(&NO_CACHE, &attr(id, &meta), Generation(0), fh, FILE_OPEN);
+            }
+            Err(e) => reply.error(errno(&e)),
+        }
+    }
+}
+
+/// `renameat2(from, to, flags)` (`RENAME_NOREPLACE`, `RENAME_EXCHANGE`).
+fn renameat2(from: &Path, to: &Path, flags: u32) -> io::Result<()> {
+    use std::os::unix::ffi::OsStrExt;
+    let c = |p: &Path| {
+        std::ffi::CString::new(p.as_os_str().as_bytes())
+            .map_err(|_| io::Error::from_raw_os_error(libc::EINVAL))
+    };
+    let (from, to) = (c(from)?, c(to)?);
+    // SAFETY: NUL-terminated paths that outlive the call.
+    let rc = unsafe {
+        libc::renameat2(
+            libc::AT_FDCWD,
+            from.as_ptr(),
+            libc::AT_FDCWD,
+            to.as_ptr(),
+            flags,
+        )
+    };
+    if rc == 0 {
+        Ok(())
+    } else {
+        Err(io::Error::last_os_error())
+    }
+}
