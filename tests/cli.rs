@@ -405,3 +405,26 @@ fn every_long_command_stops_on_sigint_without_leaving_a_sandbox() {
         );
     }
 }
+
+#[test]
+fn a_dangling_link_in_a_folder_is_skipped_and_the_rest_runs() {
+    let dir = tempfile::tempdir().unwrap();
+    let folder = dir.path();
+    std::fs::copy(
+        Path::new(env!("CARGO_MANIFEST_DIR")).join("scenarios/smtp/happy-path.yaml"),
+        folder.join("happy-path.yaml"),
+    )
+    .unwrap();
+    std::os::unix::fs::symlink(folder.join("nowhere.yaml"), folder.join("broken.yaml")).unwrap();
+    let o = harness(&["run", "-q", "--no-snapshots", folder.to_str().unwrap()]);
+    assert!(o.status.success(), "{}", text(&o));
+    let out = text(&o);
+    assert!(out.contains("1 scenarios: 1 passed, 0 failed"), "{out}");
+    assert!(
+        out.contains(&format!(
+            "warning: skipping `{}`: a dangling symbolic link",
+            folder.join("broken.yaml").display()
+        )),
+        "{out}"
+    );
+}

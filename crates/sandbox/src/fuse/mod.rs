@@ -196,14 +196,17 @@ fn refuse_overlap(mount: &Path, backing: &Path) -> io::Result<()> {
 
 impl Drop for FuseMount {
     fn drop(&mut self) {
-        // Lazy, never a plain umount: a busy mount must not fail the drop,
-        // and nothing here may wait on the daemon being served.
-        let _ = umount_detach(&self.path);
-        // A process still holding a file on the volume would keep the
-        // detached connection, and the daemon, alive: cut it.
+        // A process still holding a file on the volume would keep a detached
+        // connection, and the daemon, alive: cut it. First, while the mount
+        // still holds the connection's device number: once detached, the
+        // number is free and another mount (another thread's sandbox) may get
+        // it, and that connection would be the one cut.
         if let Some(id) = self.connection {
             abort(id);
         }
+        // Lazy, never a plain umount: a busy mount must not fail the drop,
+        // and nothing here may wait on the daemon being served.
+        let _ = umount_detach(&self.path);
         if self.ended.recv_timeout(UNMOUNT_WAIT).is_ok()
             && let Some(thread) = self.thread.take()
         {
