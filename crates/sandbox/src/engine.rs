@@ -242,6 +242,23 @@ impl Engine {
         self.halt.is_halted()
     }
 
+    /// See [`Sandbox::parked`](crate::Sandbox::parked).
+    pub(crate) fn parked(&self) -> usize {
+        self.halt.parked()
+    }
+
+    /// The generation of the process that may use the disk now: handles of
+    /// the in-process door are stamped with it.
+    pub(crate) fn generation(&self) -> u64 {
+        self.halt.generation()
+    }
+
+    /// Lets a call through a handle of process `generation` go on, or parks
+    /// it for good if that process has crashed since (see [`Halt::gate_for`](crate::rule::Halt::gate_for)).
+    pub(crate) fn live(&self, generation: u64) -> io::Result<()> {
+        self.halt.gate_for(generation)
+    }
+
     /// Unparks a halted process's operations for good (the sandbox is going away).
     pub(crate) fn release(&self) {
         self.halt.release();
@@ -306,6 +323,8 @@ impl Engine {
     /// See [`Sandbox::crash`](crate::Sandbox::crash): drops from the tree what
     /// the crash model says is not durable.
     pub(crate) fn crash(&self) -> Vec<String> {
+        // First of all: no call of the dead process reaches the disk from now on.
+        self.halt.end_generation();
         let faults = self.lock_faults();
         let Some(mut journal) = self.journal() else {
             self.halt.resume();

@@ -28,17 +28,32 @@ pub struct FaultyFs {
     engine: Arc<Engine>,
     /// `fuse`: the daemon admits every operation; this door stays open.
     direct: bool,
+    /// The process generation this handle belongs to: after a crash its calls
+    /// park for good, as a killed process's never return.
+    generation: u64,
 }
 
 impl FaultyFs {
-    /// The engine's in-process door; `direct` on the `fuse` backend.
+    /// The engine's in-process door for the process using the disk now;
+    /// `direct` on the `fuse` backend.
     pub(crate) fn new(engine: Arc<Engine>, direct: bool) -> FaultyFs {
-        FaultyFs { engine, direct }
+        let generation = engine.generation();
+        FaultyFs {
+            engine,
+            direct,
+            generation,
+        }
+    }
+
+    /// Parks the call for good if this handle's process has crashed.
+    fn live(&self) -> io::Result<()> {
+        self.engine.live(self.generation)
     }
 }
 
 impl Fs for FaultyFs {
     fn create(&self, path: &Path) -> io::Result<Box<dyn FsFile>> {
+        self.live()?;
         if self.direct {
             return RealFs.create(path);
         }
@@ -47,10 +62,12 @@ impl Fs for FaultyFs {
             file,
             open,
             engine: Arc::clone(&self.engine),
+            generation: self.generation,
         }))
     }
 
     fn rename(&self, from: &Path, to: &Path) -> io::Result<()> {
+        self.live()?;
         if self.direct {
             return RealFs.rename(from, to);
         }
@@ -59,6 +76,7 @@ impl Fs for FaultyFs {
     }
 
     fn remove_file(&self, path: &Path) -> io::Result<()> {
+        self.live()?;
         if self.direct {
             return RealFs.remove_file(path);
         }
@@ -67,6 +85,7 @@ impl Fs for FaultyFs {
     }
 
     fn create_dir(&self, path: &Path) -> io::Result<()> {
+        self.live()?;
         if self.direct {
             return RealFs.create_dir(path);
         }
@@ -75,6 +94,7 @@ impl Fs for FaultyFs {
     }
 
     fn sync_dir(&self, path: &Path) -> io::Result<()> {
+        self.live()?;
         if self.direct {
             return RealFs.sync_dir(path);
         }
@@ -88,6 +108,7 @@ impl Fs for FaultyFs {
     }
 
     fn open_dir(&self, path: &Path) -> io::Result<Box<dyn FsDir>> {
+        self.live()?;
         if self.direct {
             return RealFs.open_dir(path);
         }
@@ -99,10 +120,12 @@ impl Fs for FaultyFs {
             dir: RealDir::open(path)?,
             path: path.to_owned(),
             engine: Arc::clone(&self.engine),
+            generation: self.generation,
         }))
     }
 
     fn metadata(&self, path: &Path) -> io::Result<Metadata> {
+        self.live()?;
         if self.direct {
             return RealFs.metadata(path);
         }
@@ -111,6 +134,7 @@ impl Fs for FaultyFs {
     }
 
     fn read_dir(&self, path: &Path) -> io::Result<Vec<PathBuf>> {
+        self.live()?;
         if self.direct {
             return RealFs.read_dir(path);
         }
@@ -119,6 +143,7 @@ impl Fs for FaultyFs {
     }
 
     fn available_space(&self, path: &Path) -> io::Result<u64> {
+        self.live()?;
         if self.direct {
             return RealFs.available_space(path);
         }
@@ -134,6 +159,7 @@ pub struct FaultyFile {
     file: File,
     open: OpenFile,
     engine: Arc<Engine>,
+    generation: u64,
 }
 
 impl Write for FaultyFile {
@@ -141,6 +167,7 @@ impl Write for FaultyFile {
     /// or nothing and `ENOSPC`. The file is written sequentially from its end,
     /// as the connector does.
     fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
+        self.engine.live(self.generation)?;
         self.engine.write(&self.open, &self.file, None, buf, None)
     }
 
@@ -152,6 +179,7 @@ impl Write for FaultyFile {
 
 impl FsFile for FaultyFile {
     fn sync_all(&mut self) -> io::Result<()> {
+        self.engine.live(self.generation)?;
         self.engine.sync(&self.open, &self.file, None)
     }
 }
@@ -172,6 +200,7 @@ pub struct FaultyDir {
     dir: RealDir,
     path: PathBuf,
     engine: Arc<Engine>,
+    generation: u64,
 }
 
 impl FaultyDir {
@@ -185,6 +214,7 @@ impl FaultyDir {
 
 impl FsDir for FaultyDir {
     fn rename_in(&self, from: &Path, name: &str) -> io::Result<()> {
+        self.engine.live(self.generation)?;
         let (shown, real) = (self.path.join(name), self.here(name));
         self.engine
             .rename_at((from, &shown), (from, &real), false, None, || {
@@ -193,6 +223,7 @@ impl FsDir for FaultyDir {
     }
 
     fn rename_out(&self, name: &str, to: &Path) -> io::Result<()> {
+        self.engine.live(self.generation)?;
         let (shown, real) = (self.path.join(name), self.here(name));
         self.engine
             .rename_at((&shown, to), (&real, to), false, None, || {
@@ -201,12 +232,14 @@ impl FsDir for FaultyDir {
     }
 
     fn remove_file(&self, name: &str) -> io::Result<()> {
+        self.engine.live(self.generation)?;
         let (shown, real) = (self.path.join(name), self.here(name));
         self.engine
             .remove_at(&shown, &real, None, || self.dir.remove_file(name))
     }
 
     fn sync_all(&self) -> io::Result<()> {
+        self.engine.live(self.generation)?;
         // The entries of the directory's inode become durable, wherever it is
         // now; on vfs the journal records it and the disk is spared.
         self.engine
