@@ -63,6 +63,16 @@ fn main() {
             true,
             a_full_disk_during_data_gives_451,
         ),
+        (
+            "incoming_renamed_away_hangs_rcpt_until_it_is_back",
+            false,
+            incoming_renamed_away_hangs_rcpt_until_it_is_back,
+        ),
+        (
+            "two_runs_give_the_same_lines",
+            false,
+            two_runs_give_the_same_lines,
+        ),
         ("figures", false, figures),
     ];
     let trials = tests
@@ -562,6 +572,106 @@ fn a_full_disk_during_data_gives_451() -> Result<(), Failed> {
         }
         drop(s);
         t.stop().await.ok_or("was running")?;
+        Ok(())
+    })
+}
+
+fn incoming_renamed_away_hangs_rcpt_until_it_is_back() -> Result<(), Failed> {
+    runtime().block_on(async {
+        let mut r = run_on(Backend::Vfs, 64 << 20);
+        let t = &mut r.target;
+        t.start().await.map_err(|e| e.to_string())?;
+        let mut events = t.poll_events();
+        let mut s = session(t).await?;
+        let mail = command(&mut s, "MAIL FROM:<alice@example.org>").await?;
+        check(mail.code == 250, || format!("{mail:?}"))?;
+        r.sandbox.apply(&Fault::Rename {
+            from: "incoming".into(),
+            to: "incoming.away".into(),
+        })?;
+        // smtpd opens the queue file at the first valid RCPT: cleanup cannot
+        // create it, logs, and tries again every 10 s; the RCPT gets no reply.
+        s.send(b"RCPT TO:<bob@example.net>
+").await?;
+        let warning = wait_event(t, &mut events, |e| e.source == "postfix/cleanup").await?;
+        check(
+            warning.level == "warning"
+                && warning.message
+                    == "mail_queue_enter: create file incoming/<n>.<pid>: No such file or directory",
+            || format!("{warning:?}; all: {:#?}", lines(&events)),
+        )?;
+        let early = s.read_reply(Duration::ZERO).await;
+        check(matches!(early, ReadOutcome::Timeout), || {
+            format!("a reply while incoming/ is away: {early:?}")
+        })?;
+        eprintln!("events while incoming/ is away:\n{}", lines(&events).join("\n"));
+        // Back: the next try creates the file and the RCPT is answered.
+        r.sandbox.apply(&Fault::Restore {
+            path: "incoming".into(),
+        })?;
+        let rcpt = reply(&mut s).await?;
+        check(rcpt.lines == ["250 2.1.5 Ok"], || format!("{rcpt:?}"))?;
+        let data = command(&mut s, "DATA").await?;
+        check(data.code == 354, || format!("{data:?}"))?;
+        s.send(&harness::client::encode_data("Subject: late\r\n\r\nx\r\n")).await?;
+        s.send(b".\r\n").await?;
+        let dot = reply(&mut s).await?;
+        check(
+            t.redact(&dot.lines.join("\n")) == "250 2.0.0 Ok: queued as <qid>",
+            || format!("{dot:?}"),
+        )?;
+        drop(s);
+        let after = t.poll_events();
+        eprintln!("then:\n{}", lines(&after).join("\n"));
+        t.stop().await.ok_or("was running")?;
+        Ok(())
+    })
+}
+
+/// What one run shows a history: replies and events, redacted, the sandbox
+/// path written `<root>`.
+async fn one_run() -> Result<(Vec<String>, String), Failed> {
+    let mut r = run_on(Backend::Vfs, 64 << 20);
+    let root = r.sandbox.root().display().to_string();
+    let t = &mut r.target;
+    t.start().await.map_err(|e| e.to_string())?;
+    let mut lines = lines(&t.poll_events());
+    let mut s = session(t).await?;
+    for c in [
+        "MAIL FROM:<alice@example.org>",
+        "RCPT TO:<bob@example.net>",
+        "DATA",
+    ] {
+        lines.push(t.redact(&command(&mut s, c).await?.lines.join("\n")));
+    }
+    s.send(b"Subject: s\r\n\r\nbody\r\n.\r\n").await?;
+    let raw = reply(&mut s).await?.lines.join("\n");
+    lines.push(t.redact(&raw));
+    lines.push(t.redact(&command(&mut s, "QUIT").await?.lines.join("\n")));
+    let mut events = t.poll_events();
+    wait_event(t, &mut events, |e| e.message.starts_with("disconnect from")).await?;
+    lines.extend(self::lines(&events));
+    let stopped = t.stop().await.ok_or("was running")?;
+    lines.push(format!("{} {:?}", stopped.exit, stopped.errors));
+    lines.extend(self::lines(&t.poll_events()));
+    Ok((
+        lines
+            .into_iter()
+            .map(|l| l.replace(&root, "<root>"))
+            .collect(),
+        raw,
+    ))
+}
+
+fn two_runs_give_the_same_lines() -> Result<(), Failed> {
+    runtime().block_on(async {
+        let (a, raw_a) = one_run().await?;
+        let (b, raw_b) = one_run().await?;
+        check(raw_a != raw_b, || {
+            format!("the queue ids differ before redaction: {raw_a}")
+        })?;
+        check(a == b, || format!("{a:#?}\n!=\n{b:#?}"))?;
+        eprintln!("{}", a.join("\n"));
         Ok(())
     })
 }
