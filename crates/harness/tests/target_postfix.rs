@@ -33,58 +33,66 @@ fn main() {
     let namespace = sandbox::enter_private_mount_namespace();
     let _ = sandbox::remove_stale_sandboxes(None);
     let postfix = postfix_available();
-    let tmpfs = namespace.and_then(|()| sandbox::tmpfs_available());
+    let tmpfs = namespace.clone().and_then(|()| sandbox::tmpfs_available());
+    let fuse = namespace.and_then(|()| sandbox::fuse_available());
     let args = Arguments::from_args();
     type Test = fn() -> Result<(), Failed>;
-    let tests: &[(&str, bool, Test)] = &[
-        (
-            "start_message_events_stop",
-            false,
-            start_message_events_stop,
-        ),
-        ("crash_leaves_no_process", false, crash_leaves_no_process),
+    // Each test, and the backend it needs beyond a plain directory.
+    let tests: &[(&str, Option<Backend>, Test)] = &[
+        ("start_message_events_stop", None, start_message_events_stop),
+        ("crash_leaves_no_process", None, crash_leaves_no_process),
         (
             "a_killed_harness_leaves_no_postfix",
-            false,
+            None,
             a_killed_harness_leaves_no_postfix,
         ),
         (
             "a_missing_queue_directory_is_recreated_at_start",
-            false,
+            None,
             a_missing_queue_directory_is_recreated_at_start,
         ),
         (
             "low_space_gives_452_at_mail_from",
-            true,
+            Some(Backend::Tmpfs),
             low_space_gives_452_at_mail_from,
         ),
         (
             "a_full_disk_during_data_gives_451",
-            true,
+            Some(Backend::Tmpfs),
             a_full_disk_during_data_gives_451,
         ),
         (
             "incoming_renamed_away_hangs_rcpt_until_it_is_back",
-            false,
+            None,
             incoming_renamed_away_hangs_rcpt_until_it_is_back,
         ),
         (
             "two_runs_give_the_same_lines",
-            false,
+            None,
             two_runs_give_the_same_lines,
         ),
-        ("figures", false, figures),
+        (
+            "eio_on_the_fsync_of_the_queue_file_gives_451",
+            Some(Backend::Fuse),
+            eio_on_the_fsync_of_the_queue_file_gives_451,
+        ),
+        ("figures", None, figures),
     ];
     let trials = tests
         .iter()
-        .map(|&(name, needs_tmpfs, test)| {
-            let (postfix, tmpfs) = (postfix.clone(), tmpfs.clone());
+        .map(|&(name, needs, test)| {
+            let (postfix, tmpfs, fuse) = (postfix.clone(), tmpfs.clone(), fuse.clone());
             Trial::ignorable_test(name, move || {
                 if let Err(why) = postfix {
                     return Ok(Completion::ignored_with(why));
                 }
-                if needs_tmpfs && let Err(why) = tmpfs {
-                    return Ok(Completion::ignored_with(format!("tmpfs: {why}")));
+                let backend = match needs {
+                    Some(Backend::Tmpfs) => tmpfs.map_err(|why| format!("tmpfs: {why}")),
+                    Some(Backend::Fuse) => fuse.map_err(|why| format!("fuse: {why}")),
+                    _ => Ok(()),
+                };
+                if let Err(why) = backend {
+                    return Ok(Completion::ignored_with(why));
                 }
                 test().map(|()| Completion::Completed)
             })
@@ -623,6 +631,74 @@ fn incoming_renamed_away_hangs_rcpt_until_it_is_back() -> Result<(), Failed> {
         drop(s);
         let after = t.poll_events();
         eprintln!("then:\n{}", lines(&after).join("\n"));
+        t.stop().await.ok_or("was running")?;
+        Ok(())
+    })
+}
+
+fn eio_on_the_fsync_of_the_queue_file_gives_451() -> Result<(), Failed> {
+    runtime().block_on(async {
+        let mut r = run_on(Backend::Fuse, 64 << 20);
+        let t = &mut r.target;
+        t.start().await.map_err(|e| e.to_string())?;
+        let mut events = t.poll_events();
+        // cleanup's first fsync of a queue file fails with EIO.
+        r.sandbox.apply(&Fault::Errno(sandbox::ErrnoRule {
+            op: imc::fs::OpKind::Sync,
+            path: "incoming/*".into(),
+            nth: 1,
+            errno: sandbox::Errno::Eio,
+            persistent: false,
+            process: Some("cleanup".into()),
+        }))?;
+        let mut s = session(t).await?;
+        command(&mut s, "MAIL FROM:<alice@example.org>").await?;
+        command(&mut s, "RCPT TO:<bob@example.net>").await?;
+        let data = command(&mut s, "DATA").await?;
+        check(data.code == 354, || format!("{data:?}"))?;
+        s.send(b"Subject: not synced\r\n\r\nx\r\n.\r\n").await?;
+        let dot = reply(&mut s).await?;
+        check(
+            dot.lines == ["451 4.3.0 Error: queue file write error"],
+            || format!("dot: {dot:?}"),
+        )?;
+        // The fsync was cleanup's, on the file it had opened in incoming/
+        // (already renamed into hold/: the HOLD action moves it before the
+        // fsync), and it failed.
+        let syncs: Vec<String> = r
+            .sandbox
+            .ops()
+            .iter()
+            .filter(|op| op.op == imc::fs::OpKind::Sync)
+            .map(|op| op.to_string())
+            .collect();
+        check(syncs.iter().any(|l| l.ends_with("EIO (injected)")), || {
+            format!("{syncs:?}")
+        })?;
+        // Unlike a failed write, a failed fsync is not logged
+        // (mail_stream_finish_file returns CLEANUP_STAT_WRITE silently).
+        check(t.settle(BUDGET).await == Settle::Quiet, || {
+            "never quiet".into()
+        })?;
+        events.extend(t.poll_events());
+        check(!events.iter().any(|e| e.level == "warning"), || {
+            format!("{:#?}", lines(&events))
+        })?;
+        eprintln!(
+            "reply: {}\nevents:\n{}\nsyncs: {syncs:?}",
+            dot.lines[0],
+            lines(&events).join("\n")
+        );
+        for dir in ["incoming", "hold", "active", "deferred"] {
+            let files = harness::invariants::read_files(&r.sandbox.root().join(dir));
+            check(files.is_empty(), || {
+                format!("{dir}/: {} files", files.len())
+            })?;
+        }
+        // The rule struck once: the next message is taken.
+        drop(s);
+        let answer = send_message(t, "Subject: again\r\n\r\ny\r\n").await?;
+        check(answer == "250 2.0.0 Ok: queued as <qid>", || answer.clone())?;
         t.stop().await.ok_or("was running")?;
         Ok(())
     })
