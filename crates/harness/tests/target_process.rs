@@ -570,7 +570,7 @@ command:
     - |
       cp "{run}/etc/conf" "{run}/seen"
       trap 'echo leader-saw-term >&2' TERM
-      sh -c 'trap "exit 0" TERM; echo "ready on $0" >> "$1"; while :; do sleep 1 & wait $!; done' "{port}" "{run}/log" &
+      sh -c 'trap "exit 0" TERM; echo "ready on $0" >> "$1"; while :; do sleep 1 & wait $! 2>/dev/null; done' "{port}" "{run}/log" &
       child=$!
       while kill -0 "$child" 2>/dev/null; do wait "$child"; done
       exit 7
@@ -602,9 +602,8 @@ events:
     assert_eq!(stopped.exit, Exit::Code(7), "{stopped:?}");
     assert!(stopped.expected, "{stopped:?}");
     // The leader saw the signal too, and lived on until its child ended.
-    assert_eq!(
-        stopped.errors.first().map(String::as_str),
-        Some("leader-saw-term"),
+    assert!(
+        stopped.errors.iter().any(|l| l == "leader-saw-term"),
         "{stopped:?}"
     );
     // Written afresh at every start.
