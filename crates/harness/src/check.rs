@@ -2,6 +2,7 @@
 
 use crate::client::Reply;
 use crate::scenario::{EventSpec, Expect};
+use crate::target::Event;
 use std::path::Path;
 
 /// What one step produced, for the checks.
@@ -14,7 +15,7 @@ pub struct StepResult {
     /// A connection attempt failed.
     pub connect_failed: bool,
     /// Events logged during the step (messages with `<root>`).
-    pub events: Vec<imc::Event>,
+    pub events: Vec<crate::target::Event>,
     /// Errors reported by service actions (`Some` for service steps).
     pub service_errors: Option<Vec<String>>,
     /// Whether the real client's send failed (`Some` for send steps).
@@ -62,7 +63,11 @@ pub fn check(expect: &Expect, result: &StepResult, root: &Path) -> Vec<String> {
         check_events(specs, &result.events, &mut out);
     }
     if expect.no_events == Some(true) && !result.events.is_empty() {
-        let ids: Vec<String> = result.events.iter().map(|e| e.id.to_string()).collect();
+        let ids: Vec<String> = result
+            .events
+            .iter()
+            .map(|e| e.id.map_or("-".to_string(), |id| id.to_string()))
+            .collect();
         out.push(format!("expected no events, got {}", ids.join(", ")));
     }
     if let Some(files) = &expect.files {
@@ -157,7 +162,7 @@ fn check_reply(expect: &Expect, reply: &Reply, label: &str, out: &mut Vec<String
 }
 
 /// Each spec must match a distinct event, in order (other events may come between).
-fn check_events(specs: &[EventSpec], events: &[imc::Event], out: &mut Vec<String>) {
+fn check_events(specs: &[EventSpec], events: &[Event], out: &mut Vec<String>) {
     let mut next = 0;
     for spec in specs {
         match events[next..].iter().position(|e| event_matches(spec, e)) {
@@ -165,7 +170,10 @@ fn check_events(specs: &[EventSpec], events: &[imc::Event], out: &mut Vec<String
             None => {
                 let got: Vec<String> = events
                     .iter()
-                    .map(|e| format!("{} {} [{}] {}", e.id, e.level, e.category, e.message))
+                    .map(|e| {
+                        let id = e.id.map_or("-".to_string(), |id| id.to_string());
+                        format!("{id} {} [{}] {}", e.level, e.category, e.message)
+                    })
                     .collect();
                 out.push(format!(
                     "expected an event {}; events of this step: {}",
@@ -181,13 +189,10 @@ fn check_events(specs: &[EventSpec], events: &[imc::Event], out: &mut Vec<String
     }
 }
 
-fn event_matches(spec: &EventSpec, e: &imc::Event) -> bool {
-    spec.id.is_none_or(|id| id == e.id)
+fn event_matches(spec: &EventSpec, e: &Event) -> bool {
+    spec.id.is_none_or(|id| Some(id) == e.id)
         && spec.source.as_ref().is_none_or(|s| *s == e.source)
-        && spec
-            .level
-            .as_ref()
-            .is_none_or(|l| *l == e.level.to_string())
+        && spec.level.as_ref().is_none_or(|l| *l == e.level)
         && spec.category.as_ref().is_none_or(|c| *c == e.category)
         && spec.message.as_ref().is_none_or(|m| *m == e.message)
         && spec

@@ -19,7 +19,7 @@
 use crate::explore::{self, Kind, Outcome, Progress};
 use crate::runner::RunOptions;
 use crate::scenario::{self, ErrnoSpec, Fault, OpMatch, Scenario, ServiceAction, Size, Step, When};
-use imc::fs::OpKind;
+use sandbox::OpKind;
 use sandbox::{Errno, OpRecord};
 use std::collections::BTreeMap;
 use std::fmt;

@@ -11,7 +11,8 @@ use crate::client::{ClientSession, ReadOutcome, Reply, encode_data};
 use crate::history::{Entry, History, Listing};
 use crate::invariants::{self, Invariant, Ledger, Violation};
 use crate::scenario::{self, Backend, Fault, OpMatch, Scenario, ServiceAction, Step, When};
-use imc::{Clock, Connector, EventLog};
+use crate::target::imc::ImcTarget;
+use crate::target::{Settle, SpoolLayout, Target};
 use sandbox::{Sandbox, SandboxConfig};
 use std::collections::{BTreeMap, BTreeSet};
 use std::fmt;
@@ -19,10 +20,6 @@ use std::net::SocketAddr;
 use std::path::Path;
 use std::sync::Arc;
 use std::time::Duration;
-use tokio::sync::mpsc::UnboundedReceiver;
-
-/// The directories listed at the end of every run.
-pub const LISTED_DIRS: [&str; 2] = ["imcdata/in", "imcdata/work"];
 
 /// Run settings. `Default` gives the documented defaults.
 #[derive(Clone, Debug)]
@@ -100,11 +97,6 @@ pub struct Run {
     pub harness_failures: Vec<String>,
 }
 
-/// The fixed instant of the connector's clock in runs.
-pub fn fixed_clock() -> Clock {
-    Clock::Fixed(chrono::DateTime::from_timestamp(1_767_225_600, 0).expect("valid instant")) // 2026-01-01T00:00:00Z
-}
-
 /// Runs a scenario to its end.
 pub async fn run(scenario: &Scenario, options: &RunOptions) -> Result<Run, RunError> {
     let backend = match options.backend.unwrap_or(scenario.sandbox.backend) {
@@ -123,69 +115,40 @@ pub async fn run(scenario: &Scenario, options: &RunOptions) -> Result<Run, RunEr
         }
     };
     let profile_name = options.profile.as_deref().unwrap_or(&scenario.profile);
-    let profile = imc::profile::by_name(profile_name).map_err(RunError::Unsupported)?;
-    let mutant = match &scenario.connector.mutant {
-        Some(name) => Some(name.parse::<imc::Mutant>().map_err(RunError::Unsupported)?),
-        None => None,
-    };
     let quota = scenario.sandbox.quota.map_or(64 << 20, |s| s.0);
     let sandbox =
         Sandbox::with_backend(SandboxConfig { quota }, backend).map_err(RunError::Sandbox)?;
-
-    let c = &scenario.connector;
-    let mut config = imc::Config::new(sandbox.root());
-    config.disk_check_interval = Duration::ZERO;
-    config.clock = fixed_clock();
-    if let Some(h) = &c.hostname {
-        config.hostname = h.clone();
-    }
-    if let Some(s) = c.low_water_mark {
-        config.low_water_mark = s.0;
-    }
-    if let Some(s) = c.max_message_size {
-        config.max_message_size = s.0;
-    }
-    if let Some(n) = c.max_recipients {
-        config.max_recipients = n as usize;
-    }
-    if let Some(d) = c.command_timeout {
-        config.command_timeout = d.0;
-    }
-    config.mutant = mutant;
-    config.listen = loopback_listen();
-    let events = EventLog::new(None);
-    let subscription = events.subscribe();
-    let connector = Connector::new(
-        config,
-        profile,
-        sandbox.fs(),
-        events,
-        Arc::new(imc::spool::CounterIds::default()),
+    let target: Box<dyn Target> = Box::new(
+        ImcTarget::new(
+            sandbox.root(),
+            sandbox.fs(),
+            profile_name,
+            &scenario.connector,
+            loopback_listen(),
+        )
+        .map_err(RunError::Unsupported)?,
     );
+    let spool = target.spool().clone();
     let root = sandbox.root().display().to_string();
-    // A crash armed on an operation stops the connector's disk calls on its
-    // thread; the runner hears of it here and crashes the connector.
+    // A crash armed on an operation stops the target's disk calls where they
+    // are; the runner hears of it here and crashes the target.
     let halt = Arc::new(HaltSignal::default());
     let told = Arc::clone(&halt);
-    let in_dir = sandbox.tree().join("imcdata/in");
+    let tree = sandbox.tree().to_path_buf();
+    let accepted = spool.accepted.clone();
     sandbox.on_strike(move |strike| match strike {
         sandbox::Strike::Halt => {
             told.halted.store(true, std::sync::atomic::Ordering::SeqCst);
             told.notify.notify_one();
         }
-        // What a timed `remove` takes out of IN is the scenario's deletion, not
-        // the connector's loss: read it while it is still there.
+        // What a timed `remove` takes out of an accepted directory is the
+        // scenario's deletion, not the target's loss: read it while it is still there.
         sandbox::Strike::Fault(sandbox::Fault::Remove { path }) => {
-            let files = invariants::read_files(&in_dir);
-            let gone: Vec<Vec<u8>> = if matches!(path.as_str(), "imcdata" | "imcdata/in") {
-                files.into_iter().map(|(_, c)| c).collect()
-            } else {
-                files
-                    .into_iter()
-                    .filter(|(n, _)| path.strip_prefix("imcdata/in/") == Some(n.as_str()))
-                    .map(|(_, c)| c)
-                    .collect()
-            };
+            let gone: Vec<Vec<u8>> = invariants::read_spool(&tree, &accepted)
+                .into_iter()
+                .filter(|(n, _)| invariants::is_under(n, path))
+                .map(|(_, c)| c)
+                .collect();
             told.removed
                 .lock()
                 .unwrap_or_else(|e| e.into_inner())
@@ -195,13 +158,15 @@ pub async fn run(scenario: &Scenario, options: &RunOptions) -> Result<Run, RunEr
     });
     let mut runner = Runner {
         options: options.clone(),
+        // The root as a target may write it: as it is, and with backslashes
+        // (the IMC writes Windows paths in its events).
         redactions: vec![
-            (imc::win32::path(sandbox.root()), "<root>".into()),
+            (root.replace('/', "\\"), "<root>".into()),
             (root, "<root>".into()),
         ],
+        target,
+        spool,
         sandbox,
-        connector,
-        events: subscription,
         addr: None,
         sessions: BTreeMap::new(),
         armed: Vec::new(),
@@ -228,7 +193,7 @@ pub async fn run(scenario: &Scenario, options: &RunOptions) -> Result<Run, RunEr
     let ops = runner.sandbox.ops();
     runner.recover().await;
     // Tear down without a trace: a crash closes everything and logs nothing.
-    runner.connector.crash().await;
+    runner.target.crash().await;
     Ok(Run {
         history: runner.history,
         mismatches: runner.mismatches,
@@ -293,9 +258,12 @@ struct HaltSignal {
 struct Runner {
     options: RunOptions,
     redactions: Vec<(String, String)>,
+    /// The system under test; dropped before the sandbox (a process is
+    /// killed before its volume goes).
+    target: Box<dyn Target>,
+    /// The target's spool layout: where the invariants look.
+    spool: SpoolLayout,
     sandbox: Sandbox,
-    connector: Connector,
-    events: UnboundedReceiver<imc::Event>,
     addr: Option<SocketAddr>,
     sessions: BTreeMap<String, ClientSession>,
     armed: Vec<Armed>,
@@ -341,10 +309,7 @@ impl Runner {
     /// step's events and disk changes are all in before the next step.
     async fn settle(&mut self) {
         let timeout = self.options.reply_timeout;
-        if tokio::time::timeout(timeout, self.connector.settled())
-            .await
-            .is_err()
-        {
+        if self.target.settle(timeout).await == Settle::Busy {
             self.violate(
                 Invariant::Liveness,
                 format!(
@@ -355,13 +320,21 @@ impl Runner {
         }
     }
 
+    /// The messages in the target's accepted directories ("IN"): each file's
+    /// path under the root and its body, as the target's format reads it.
+    fn accepted(&self) -> Vec<(String, Vec<u8>)> {
+        invariants::read_spool(self.sandbox.tree(), &self.spool.accepted)
+            .into_iter()
+            .map(|(name, content)| (name, self.target.read_message(&content).body))
+            .collect()
+    }
+
     /// `no-phantom` and `no-partial` after every step.
     fn check_spool(&mut self) {
-        let files = invariants::read_files(&self.sandbox.tree().join("imcdata/in"));
-        for (_, content) in &files {
-            let body = invariants::body_of(content);
+        let files = self.accepted();
+        for (_, body) in &files {
             if !self.seen_in_in.contains(body) {
-                self.seen_in_in.insert(body.to_vec());
+                self.seen_in_in.insert(body.clone());
             }
         }
         for (invariant, message) in self.ledger.check_in(&files) {
@@ -371,9 +344,12 @@ impl Runner {
         // in place exposes a partial message to whoever reads IN.
         let ops = self.sandbox.ops();
         for op in ops.iter().skip(self.ops_seen) {
-            if matches!(op.op, imc::fs::OpKind::Create | imc::fs::OpKind::Write)
-                && op.path.starts_with("imcdata/in/")
-            {
+            let in_accepted = self
+                .spool
+                .accepted
+                .iter()
+                .any(|dir| invariants::is_under(&op.path, dir) && op.path != *dir);
+            if matches!(op.op, sandbox::OpKind::Create | sandbox::OpKind::Write) && in_accepted {
                 self.violate(
                     Invariant::NoPartial,
                     format!(
@@ -481,14 +457,14 @@ impl Runner {
         }
         // Put back as a backup job would: what a displaced IN still held is
         // delivered now, so a refused message left in it is a phantom.
-        let files = invariants::read_files(&self.sandbox.tree().join("imcdata/in"));
+        let files = self.accepted();
         for (invariant, message) in self.ledger.check_in(&files) {
             if invariant == Invariant::NoPhantom {
                 self.violate(invariant, format!("after IN was put back: {message}"));
             }
         }
         self.start(false, &mut result).await;
-        let files = invariants::read_files(&self.sandbox.tree().join("imcdata/in"));
+        let files = self.accepted();
         for (invariant, message) in self.ledger.check_no_loss(&files) {
             self.violate(invariant, message);
         }
@@ -532,11 +508,8 @@ impl Runner {
                 format!("a new message after recovery got `{got}`, not 250"),
             );
         } else {
-            let files = invariants::read_files(&self.sandbox.tree().join("imcdata/in"));
-            if !files
-                .iter()
-                .any(|(_, c)| invariants::body_of(c) == body.as_bytes())
-            {
+            let files = self.accepted();
+            if !files.iter().any(|(_, b)| b.as_slice() == body.as_bytes()) {
                 self.violate(
                     Invariant::Recovery,
                     "the message accepted after recovery is not in IN".into(),
@@ -584,6 +557,7 @@ impl Runner {
             self.crash(&mut result).await;
         }
         self.drain_events(&mut result);
+        self.exited();
         if let Some(expect) = &step.expect {
             for message in check::check(expect, &result, self.sandbox.tree()) {
                 self.mismatches.push(Mismatch {
@@ -692,13 +666,25 @@ impl Runner {
             }
             ServiceAction::Crash => self.crash(result).await,
             ServiceAction::CheckDisk => {
-                let flush = self.connector.check_disk().await;
+                let flush = self.target.check_disk().await;
                 self.drain_events(result);
+                let text = match flush {
+                    Some(flush) => {
+                        format!(
+                            "disk check: flush mode {}",
+                            if flush { "on" } else { "off" }
+                        )
+                    }
+                    None => {
+                        result.problems.push(format!(
+                            "check_disk: the target `{}` cannot be asked to check its disk",
+                            self.target.name()
+                        ));
+                        "disk check: not supported by the target".to_string()
+                    }
+                };
                 self.record(Entry::Service {
-                    text: format!(
-                        "disk check: flush mode {}",
-                        if flush { "on" } else { "off" }
-                    ),
+                    text,
                     errors: vec![],
                 });
             }
@@ -709,7 +695,7 @@ impl Runner {
     /// tasks are gone, the crash model drops what was not durable, and each
     /// session reads what it got before the crash, up to the close.
     async fn crash(&mut self, result: &mut StepResult) {
-        let text = if self.connector.crash().await {
+        let text = if self.target.crash().await {
             "crashed"
         } else {
             "crash: not running"
@@ -739,7 +725,7 @@ impl Runner {
 
     /// Arms the step's fault (or crash) on the connector's filesystem operation.
     fn arm_op(&mut self, step: &Step, m: &OpMatch, after: bool, result: &mut StepResult) {
-        let op = match m.op.parse::<imc::fs::OpKind>() {
+        let op = match m.op.parse::<sandbox::OpKind>() {
             Ok(op) => op,
             Err(e) => {
                 result.problems.push(e);
@@ -797,7 +783,7 @@ impl Runner {
         if !gone.is_empty() {
             let bodies = gone
                 .iter()
-                .map(|c| invariants::body_of(c).to_vec())
+                .map(|c| self.target.read_message(c).body)
                 .collect();
             self.ledger.removed_by_fault(bodies);
         }
@@ -828,7 +814,7 @@ impl Runner {
     }
 
     async fn start(&mut self, expects_error: bool, result: &mut StepResult) {
-        match self.connector.start().await {
+        match self.target.start().await {
             Ok(addr) => {
                 self.addr = Some(addr);
                 self.drain_events(result);
@@ -839,44 +825,64 @@ impl Runner {
                 result.service_errors.get_or_insert_with(Vec::new);
             }
             Err(e) => {
-                let error = self.redact(&e.to_string());
+                // A process's errors are its stderr; an in-process one's, its error.
+                let errors: Vec<String> = if e.stderr.is_empty() {
+                    vec![self.redact(&e.message)]
+                } else {
+                    e.stderr.iter().map(|l| self.redact(l)).collect()
+                };
+                let shown = self.redact(&e.to_string());
                 self.drain_events(result);
                 self.record(Entry::Service {
-                    text: "start failed".into(),
-                    errors: vec![error.clone()],
+                    text: match e.exit {
+                        Some(exit) => format!("start failed ({exit})"),
+                        None => "start failed".into(),
+                    },
+                    errors: errors.clone(),
                 });
                 if !expects_error {
                     result
                         .problems
-                        .push(format!("the service did not start: {error}"));
+                        .push(format!("the service did not start: {shown}"));
                 }
                 result
                     .service_errors
                     .get_or_insert_with(Vec::new)
-                    .push(error);
+                    .extend(errors);
             }
         }
     }
 
     async fn stop(&mut self, result: &mut StepResult) {
-        let report = self.connector.stop().await;
+        let report = self.target.stop().await;
         self.addr = None;
         self.drain_sessions(result).await;
         self.drain_events(result);
         match report {
             Some(report) => {
+                let errors: Vec<String> = report.errors.iter().map(|l| self.redact(l)).collect();
+                let text = if !errors.is_empty() {
+                    format!("stopped with errors ({})", report.exit)
+                } else if self.target.exit_statuses() || !report.expected {
+                    format!("stopped ({})", report.exit)
+                } else {
+                    "stopped".into()
+                };
                 self.record(Entry::Service {
-                    text: if report.errors.is_empty() {
-                        "stopped".into()
-                    } else {
-                        format!("stopped with errors (status {})", report.status)
-                    },
-                    errors: report.errors.clone(),
+                    text,
+                    errors: errors.clone(),
                 });
+                if !report.expected {
+                    result.problems.push(format!(
+                        "the stop ended with {}, not as the target `{}` expects a stop to end",
+                        report.exit,
+                        self.target.name()
+                    ));
+                }
                 result
                     .service_errors
                     .get_or_insert_with(Vec::new)
-                    .extend(report.errors);
+                    .extend(errors);
             }
             None => {
                 self.record(Entry::Service {
@@ -887,6 +893,18 @@ impl Runner {
                     .problems
                     .push("stop: the service was not running".into());
             }
+        }
+    }
+
+    /// A target that ended by itself (a process that exited or died) since the
+    /// last look: recorded with its status, and no longer running.
+    fn exited(&mut self) {
+        if let Some(exit) = self.target.exited() {
+            self.addr = None;
+            self.record(Entry::Service {
+                text: format!("exited by itself ({exit})"),
+                errors: vec![],
+            });
         }
     }
 
@@ -1168,6 +1186,7 @@ impl Runner {
         let root = self.sandbox.tree().to_path_buf();
         let before = matches!(fault, Fault::Remove(_))
             .then(|| invariants::read_tree(&root, &[sandbox::BALLAST]));
+        let receiving = self.spool.receiving.clone();
         let text = match to_sandbox_fault(fault) {
             Ok(f) => match self.sandbox.apply(&f) {
                 Ok(done) => {
@@ -1176,9 +1195,11 @@ impl Runner {
                         let gone = before
                             .into_iter()
                             .filter(|(n, _)| !after.iter().any(|(m, _)| m == n))
-                            .map(|(n, c)| (n, invariants::body_of(&c).to_vec()))
+                            .map(|(n, c)| (n, self.target.read_message(&c).body))
                             .filter(|(n, body)| {
-                                !n.starts_with("imcdata/work/") || self.seen_in_in.contains(body)
+                                let being_received =
+                                    receiving.iter().any(|dir| invariants::is_under(n, dir));
+                                !being_received || self.seen_in_in.contains(body)
                             })
                             .map(|(_, body)| body)
                             .collect();
@@ -1205,8 +1226,8 @@ impl Runner {
         // A fault timed by an operation fired before the events and replies the
         // connector produced after that operation (as far as one can tell).
         self.fired_by_ops();
-        while let Ok(event) = self.events.try_recv() {
-            let event = imc::Event {
+        for event in self.target.poll_events() {
+            let event = crate::target::Event {
                 message: self.redact(&event.message),
                 ..event
             };
@@ -1221,8 +1242,9 @@ impl Runner {
         }
     }
 
+    /// The target's own redactions, then the sandbox's path written `<root>`.
     fn redact(&self, text: &str) -> String {
-        let mut out = text.to_string();
+        let mut out = self.target.redact(text);
         for (from, to) in &self.redactions {
             out = out.replace(from.as_str(), to);
         }
@@ -1230,7 +1252,8 @@ impl Runner {
     }
 
     fn listing(&self) -> Vec<Listing> {
-        LISTED_DIRS
+        self.spool
+            .dirs()
             .iter()
             .map(|dir| Listing {
                 dir: dir.to_string(),

@@ -52,6 +52,10 @@ pub use crate::op_log::{Caller, OpRecord, Outcome};
 pub use crate::owner::{PREFIX, remove_own_sandboxes, remove_stale_sandboxes};
 pub use crate::quota::BLOCK;
 pub use crate::rule::{At, ErrnoRule, OpTrigger, Strike};
+/// The kinds of filesystem operation the op log, errno rules and triggers
+/// name (the connector's `Fs` vocabulary), so that users of the sandbox need
+/// not import the connector for them.
+pub use imc::fs::OpKind;
 
 /// How a [`Sandbox`] is set up. The backend is chosen by
 /// [`Sandbox::with_backend`] ([`Sandbox::new`] is `vfs`).
@@ -375,6 +379,13 @@ impl Sandbox {
     /// The number of operations made through [`Sandbox::fs`] so far.
     pub fn op_count(&self) -> usize {
         self.engine.op_count()
+    }
+
+    /// [`Sandbox::op_count`] as a function that outlives a borrow of the
+    /// sandbox: what a process target's quiet window watches.
+    pub fn op_counter(&self) -> impl Fn() -> usize + Send + Sync + 'static {
+        let engine = Arc::clone(&self.engine);
+        move || engine.op_count()
     }
 
     /// The operations refused for naming a path outside the root

@@ -19,9 +19,9 @@ pub struct Target {
 impl Target {
     /// An error naming what is wrong if the profile or the mutant is unknown.
     pub fn check(&self) -> Result<(), String> {
-        imc::profile::by_name(&self.profile)?;
+        crate::target::imc::check_profile(&self.profile)?;
         if let Some(m) = &self.mutant {
-            m.parse::<imc::Mutant>()?;
+            crate::target::imc::check_mutant(m)?;
         }
         Ok(())
     }

@@ -199,7 +199,9 @@ impl<'de> Deserialize<'de> for Size {
                 })
             }
             fn visit_str<E: serde::de::Error>(self, v: &str) -> Result<Size, E> {
-                imc::units::parse_size(v).map(Size).map_err(E::custom)
+                crate::target::imc::parse_size(v)
+                    .map(Size)
+                    .map_err(E::custom)
             }
         }
         deserializer.deserialize_any(SizeVisitor)
@@ -227,7 +229,7 @@ impl<'de> Deserialize<'de> for Duration {
                     })
             }
             fn visit_str<E: serde::de::Error>(self, v: &str) -> Result<Duration, E> {
-                imc::units::parse_duration(v)
+                crate::target::imc::parse_duration(v)
                     .map(Duration)
                     .map_err(E::custom)
             }

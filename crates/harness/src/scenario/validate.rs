@@ -142,7 +142,7 @@ pub(crate) fn check(scenario: &mut Scenario, tree: &Tree) -> Result<(), Problem>
         }
     }
     if let Some(name) = &scenario.connector.mutant {
-        let names: Vec<&str> = imc::Mutant::ALL.iter().map(|m| m.name()).collect();
+        let names = crate::target::imc::mutant_names();
         if !names.contains(&name.as_str()) {
             let mut p = Problem::new(
                 at!["connector", "mutant"],
@@ -550,8 +550,8 @@ fn check_errno(spec: &ErrnoSpec, path: Vec<Seg>) -> Result<(), Problem> {
 
 /// An operation kind's name.
 fn check_op(op: &str, path: Vec<Seg>) -> Result<(), Problem> {
-    if op.parse::<imc::fs::OpKind>().is_err() {
-        let names: Vec<&str> = imc::fs::OpKind::ALL.iter().map(|k| k.name()).collect();
+    if op.parse::<sandbox::OpKind>().is_err() {
+        let names: Vec<&str> = sandbox::OpKind::ALL.iter().map(|k| k.name()).collect();
         let mut p = Problem::new(
             path,
             Target::Value,

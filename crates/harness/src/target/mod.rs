@@ -90,6 +90,7 @@
 mod diagnostic;
 mod event;
 pub mod file;
+pub mod imc;
 pub mod process;
 pub mod program;
 mod redact;
@@ -148,6 +149,14 @@ pub trait Target: Send {
     /// never (an in-process service does not end by itself).
     fn exited(&mut self) -> Option<Exit> {
         None
+    }
+
+    /// Whether the exit status of every stop is the service's own (a process's)
+    /// and so goes into the history (`stopped (status 0)`). The default, false:
+    /// an in-process service reports the status its binary would use, which
+    /// the history shows only with a faulted stop's errors.
+    fn exit_statuses(&self) -> bool {
+        false
     }
 
     /// Runs the service's free-space check now, where it has one it can be asked

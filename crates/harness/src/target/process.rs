@@ -620,6 +620,10 @@ impl Target for ProcessTarget {
     fn redact(&self, text: &str) -> String {
         self.redactor.apply(text)
     }
+
+    fn exit_statuses(&self) -> bool {
+        true
+    }
 }
 
 impl Drop for ProcessTarget {
