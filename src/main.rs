@@ -77,6 +77,11 @@ enum Command {
         /// Longest schedule, in steps.
         #[arg(long, default_value_t = 30)]
         max_steps: usize,
+        /// Run against this target: `imc` (in process, the default), or a
+        /// target file's name (`imc-serve`) or path; a process target runs on
+        /// `fuse` unless `--backend` says otherwise.
+        #[arg(long)]
+        target: Option<String>,
         /// Run on this backend (`vfs`, `tmpfs` or `fuse`).
         #[arg(long, value_parser = parse_backend)]
         backend: Option<Backend>,
@@ -130,6 +135,11 @@ enum Command {
         /// Path glob of each errno fault: `exact` (the operation's own path) or `any` (`**`).
         #[arg(long, default_value = "exact")]
         glob: harness::enumerate::GlobMode,
+        /// Run against this target: `imc` (in process, the default), or a
+        /// target file's name (`imc-serve`) or path; a process target runs on
+        /// `fuse` unless `--backend` says otherwise.
+        #[arg(long)]
+        target: Option<String>,
         /// Run on this backend (`vfs`, `tmpfs` or `fuse`).
         #[arg(long, value_parser = parse_backend)]
         backend: Option<Backend>,
@@ -184,6 +194,17 @@ enum Command {
     },
 }
 
+/// The backend of a run: `--backend`, else `fuse` for a process target
+/// (`--target` other than `imc`), which no other backend can fault fully,
+/// else each scenario's own.
+pub(crate) fn backend_for(target: Option<&str>, backend: Option<Backend>) -> Option<Backend> {
+    backend.or_else(|| {
+        target
+            .is_some_and(|t| t != harness::target::choice::IN_PROCESS)
+            .then_some(Backend::Fuse)
+    })
+}
+
 /// Parses a backend name for `--backend`.
 pub(crate) fn parse_backend(name: &str) -> Result<Backend, String> {
     match name {
@@ -234,6 +255,7 @@ fn main() -> ExitCode {
             cases,
             seed,
             max_steps,
+            target: target_name,
             backend,
             time_budget,
             shard,
@@ -245,10 +267,12 @@ fn main() -> ExitCode {
         } => {
             let seed = seed.unwrap_or_else(harness::explore::random_seed);
             println!("explore: seed {seed} (replay with --seed {seed})");
+            let backend = backend_for(target_name.as_deref(), backend);
             let target = harness::explore::Target {
                 profile,
                 mutant,
                 backend,
+                target: target_name.clone(),
             };
             if let Err(e) = target.check() {
                 eprintln!("{e}");
@@ -281,6 +305,7 @@ fn main() -> ExitCode {
             errnos,
             faults,
             glob,
+            target,
             backend,
             out_dir,
             no_write,
@@ -299,7 +324,8 @@ fn main() -> ExitCode {
             options.out_dir = (!no_write).then_some(out_dir);
             options.threads = threads;
             options.progress = true;
-            options.run.backend = backend;
+            options.run.backend = backend_for(target.as_deref(), backend);
+            options.run.target = target;
             options.run.reply_timeout = Duration::from_secs(reply_timeout);
             match harness::enumerate::enumerate(&options) {
                 Ok(report) => {

@@ -25,8 +25,15 @@ pub struct StepResult {
     pub problems: Vec<String>,
 }
 
-/// Every way `result` departs from `expect`; empty when it holds.
-pub fn check(expect: &Expect, result: &StepResult, root: &Path) -> Vec<String> {
+/// Every way `result` departs from `expect`; empty when it holds. `names`
+/// redacts a file name as the history shows it (a process target's clock ids
+/// numbered), so `exists`/`absent` name files as the history does.
+pub fn check(
+    expect: &Expect,
+    result: &StepResult,
+    root: &Path,
+    names: &dyn Fn(&str) -> String,
+) -> Vec<String> {
     let mut out = Vec::new();
     let wants_reply = expect.code.is_some()
         || expect.enhanced.is_some()
@@ -86,12 +93,12 @@ pub fn check(expect: &Expect, result: &StepResult, root: &Path) -> Vec<String> {
         }
     }
     for path in expect.exists.iter().flatten() {
-        if std::fs::symlink_metadata(root.join(path)).is_err() {
+        if !present(root, path, names) {
             out.push(format!("expected {path} to exist; it does not"));
         }
     }
     for path in expect.absent.iter().flatten() {
-        if std::fs::symlink_metadata(root.join(path)).is_ok() {
+        if present(root, path, names) {
             out.push(format!("expected {path} to be absent; it exists"));
         }
     }
@@ -222,6 +229,20 @@ fn describe_event(spec: &EventSpec) -> String {
         parts.push(format!("message matching /{m}/"));
     }
     format!("with {}", parts.join(", "))
+}
+
+/// Whether `path` (relative to `root`) exists, its last part compared with
+/// the directory's entries as `names` redacts them.
+fn present(root: &Path, path: &str, names: &dyn Fn(&str) -> String) -> bool {
+    if std::fs::symlink_metadata(root.join(path)).is_ok() {
+        return true;
+    }
+    let p = Path::new(path);
+    let (Some(dir), Some(name)) = (p.parent(), p.file_name()) else {
+        return false;
+    };
+    let name = name.to_string_lossy();
+    list_dir(&root.join(dir)).is_some_and(|entries| entries.iter().any(|e| names(e) == name))
 }
 
 /// The sorted file names in a directory, `None` if it is missing or not a directory.

@@ -11,7 +11,9 @@ use crate::client::{ClientSession, ReadOutcome, Reply, encode_data};
 use crate::history::{Entry, History, Listing};
 use crate::invariants::{self, Invariant, Ledger, Violation};
 use crate::scenario::{self, Backend, Fault, OpMatch, Scenario, ServiceAction, Step, When};
+use crate::target::choice::{self, Choice};
 use crate::target::imc::ImcTarget;
+use crate::target::process::ProcessTarget;
 use crate::target::{Settle, SpoolLayout, Target};
 use sandbox::{Sandbox, SandboxConfig};
 use std::collections::{BTreeMap, BTreeSet};
@@ -31,6 +33,12 @@ pub struct RunOptions {
     /// Run every scenario with this connector profile instead of its own.
     /// Default none.
     pub profile: Option<String>,
+    /// Run every scenario against this target (`imc`, a target file's name or
+    /// path) instead of its own. Default none: the scenario's, else `imc`.
+    pub target: Option<String>,
+    /// Where target names are looked up. Default none: the scenario's
+    /// `targets` folder, else the nearest above the working directory.
+    pub targets_dir: Option<std::path::PathBuf>,
 }
 
 impl Default for RunOptions {
@@ -39,6 +47,8 @@ impl Default for RunOptions {
             reply_timeout: Duration::from_secs(10),
             backend: None,
             profile: None,
+            target: None,
+            targets_dir: None,
         }
     }
 }
@@ -115,19 +125,38 @@ pub async fn run(scenario: &Scenario, options: &RunOptions) -> Result<Run, RunEr
         }
     };
     let profile_name = options.profile.as_deref().unwrap_or(&scenario.profile);
+    let choice = choose_target(scenario, options).map_err(RunError::Unsupported)?;
+    if let Choice::Process(loaded) = &choice {
+        process_fits(scenario, backend, &loaded.name).map_err(RunError::Unsupported)?;
+    }
     let quota = scenario.sandbox.quota.map_or(64 << 20, |s| s.0);
     let sandbox =
         Sandbox::with_backend(SandboxConfig { quota }, backend).map_err(RunError::Sandbox)?;
-    let target: Box<dyn Target> = Box::new(
-        ImcTarget::new(
-            sandbox.root(),
-            sandbox.fs(),
-            profile_name,
-            &scenario.connector,
-            loopback_listen(),
-        )
-        .map_err(RunError::Unsupported)?,
-    );
+    let process = matches!(choice, Choice::Process(_));
+    let target: Box<dyn Target> = match choice {
+        Choice::InProcess => Box::new(
+            ImcTarget::new(
+                sandbox.root(),
+                sandbox.fs(),
+                profile_name,
+                &scenario.connector,
+                loopback_listen(),
+            )
+            .map_err(RunError::Unsupported)?,
+        ),
+        Choice::Process(loaded) => {
+            // Its own files (event log) beside the root, off the faulted volume.
+            let mut t = ProcessTarget::new(&loaded, sandbox.root(), &sandbox.dir().join("run"))
+                .map_err(RunError::Unsupported)?;
+            t.configure(Some(profile_name), &scenario.connector)
+                .map_err(RunError::Unsupported)?;
+            let mut watch = sandbox.op_watcher();
+            t.set_op_paths(Box::new(move || {
+                watch().into_iter().map(|op| op.path).collect()
+            }));
+            Box::new(t)
+        }
+    };
     let spool = target.spool().clone();
     let root = sandbox.root().display().to_string();
     // A crash armed on an operation stops the target's disk calls where they
@@ -166,6 +195,7 @@ pub async fn run(scenario: &Scenario, options: &RunOptions) -> Result<Run, RunEr
         ],
         target,
         spool,
+        process,
         sandbox,
         addr: None,
         sessions: BTreeMap::new(),
@@ -201,6 +231,74 @@ pub async fn run(scenario: &Scenario, options: &RunOptions) -> Result<Run, RunEr
         ops,
         harness_failures: runner.harness_failures,
     })
+}
+
+/// The target a run plays against: `--target`, else the scenario's, else `imc`.
+fn choose_target(scenario: &Scenario, options: &RunOptions) -> Result<Choice, String> {
+    let name = options
+        .target
+        .as_deref()
+        .or(scenario.target.as_deref())
+        .unwrap_or(choice::IN_PROCESS);
+    let dir = match &options.targets_dir {
+        Some(d) => Some(d.clone()),
+        None => scenario
+            .targets_dir
+            .clone()
+            .or_else(|| choice::default_dir(None)),
+    };
+    choice::resolve(name, dir.as_deref())
+}
+
+/// Whether `target`'s chosen target runs as a process (not `imc`).
+pub fn runs_a_process(scenario: &Scenario, options: &RunOptions) -> bool {
+    options
+        .target
+        .as_deref()
+        .or(scenario.target.as_deref())
+        .is_some_and(|n| n != choice::IN_PROCESS)
+}
+
+/// Why a process target cannot play `scenario` on `backend`: vfs faults only
+/// the in-process connector's own calls; tmpfs makes the tree faults real but
+/// has no errno rules, no operation-timed triggers and no crash model, which
+/// only the fuse daemon gives a process.
+pub fn process_fits(
+    scenario: &Scenario,
+    backend: sandbox::Backend,
+    name: &str,
+) -> Result<(), String> {
+    match backend {
+        sandbox::Backend::Vfs => Err(format!(
+            "target `{name}` runs as a process, and backend `vfs` can fault only the \
+             in-process connector's own calls: use backend `fuse` (every fault) or \
+             `tmpfs` (tree faults only)"
+        )),
+        sandbox::Backend::Tmpfs => match needs_fuse(scenario) {
+            Some(why) => Err(format!(
+                "{why}, which a process target gets only on backend `fuse` \
+                 (tmpfs makes tree faults only)"
+            )),
+            None => Ok(()),
+        },
+        sandbox::Backend::Fuse => Ok(()),
+    }
+}
+
+/// What in `scenario` needs the fuse daemon when the target is a process.
+pub fn needs_fuse(scenario: &Scenario) -> Option<&'static str> {
+    for step in &scenario.steps {
+        if matches!(step.fault, Some(Fault::Errno(_)) | Some(Fault::ClearErrno)) {
+            return Some("injects an errno");
+        }
+        if step.when.as_ref().is_some_and(|w| w.op_stage().is_some()) {
+            return Some("times a fault by a filesystem operation");
+        }
+        if step.service == Some(ServiceAction::Crash) {
+            return Some("crashes the service (the crash model)");
+        }
+    }
+    None
 }
 
 /// A listening address on a loopback address of its own (127.x.y.z, port 0).
@@ -263,6 +361,8 @@ struct Runner {
     target: Box<dyn Target>,
     /// The target's spool layout: where the invariants look.
     spool: SpoolLayout,
+    /// Whether the target is a process (not in-process).
+    process: bool,
     sandbox: Sandbox,
     addr: Option<SocketAddr>,
     sessions: BTreeMap<String, ClientSession>,
@@ -559,7 +659,8 @@ impl Runner {
         self.drain_events(&mut result);
         self.exited();
         if let Some(expect) = &step.expect {
-            for message in check::check(expect, &result, self.sandbox.tree()) {
+            let names = |n: &str| self.redact(n);
+            for message in check::check(expect, &result, self.sandbox.tree(), &names) {
                 self.mismatches.push(Mismatch {
                     step: index,
                     action: action.clone(),
@@ -695,7 +796,27 @@ impl Runner {
     /// tasks are gone, the crash model drops what was not durable, and each
     /// session reads what it got before the crash, up to the close.
     async fn crash(&mut self, result: &mut StepResult) {
-        let text = if self.target.crash().await {
+        let (crashed, lost) = if self.process && self.halted() {
+            // A killed process whose calls the halt parked in the FUSE daemon
+            // cannot finish dying until they are answered: send the kill (the
+            // target's first poll), apply the crash model (which answers them,
+            // none reaching the disk), then wait for the process to be gone.
+            let sandbox = &self.sandbox;
+            let crash = self.target.crash();
+            tokio::pin!(crash);
+            tokio::select! {
+                biased;
+                crashed = &mut crash => (crashed, sandbox.crash()),
+                () = std::future::ready(()) => {
+                    let lost = sandbox.crash();
+                    (crash.await, lost)
+                }
+            }
+        } else {
+            let crashed = self.target.crash().await;
+            (crashed, self.sandbox.crash())
+        };
+        let text = if crashed {
             "crashed"
         } else {
             "crash: not running"
@@ -706,7 +827,7 @@ impl Runner {
             errors: vec![],
         });
         // What the disk had not made durable is gone (the vfs crash model).
-        for lost in self.sandbox.crash() {
+        for lost in lost {
             let text = format!("crash lost: {}", self.redact(&lost));
             self.record(Entry::Fault { text });
         }
@@ -1257,7 +1378,12 @@ impl Runner {
             .iter()
             .map(|dir| Listing {
                 dir: dir.to_string(),
-                files: check::list_dir(&self.sandbox.tree().join(dir)),
+                // Names redacted as the target's ids are (`imc serve`'s clock ids).
+                files: check::list_dir(&self.sandbox.tree().join(dir)).map(|names| {
+                    let mut names: Vec<String> = names.iter().map(|n| self.redact(n)).collect();
+                    names.sort();
+                    names
+                }),
             })
             .collect()
     }

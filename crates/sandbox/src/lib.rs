@@ -381,11 +381,20 @@ impl Sandbox {
         self.engine.op_count()
     }
 
-    /// [`Sandbox::op_count`] as a function that outlives a borrow of the
-    /// sandbox: what a process target's quiet window watches.
-    pub fn op_counter(&self) -> impl Fn() -> usize + Send + Sync + 'static {
+    /// The operations logged since the last call, as a function that outlives
+    /// a borrow of the sandbox: what a process target's quiet window watches.
+    pub fn op_watcher(&self) -> impl FnMut() -> Vec<OpRecord> + Send + 'static {
         let engine = Arc::clone(&self.engine);
-        move || engine.op_count()
+        let mut seen = 0;
+        move || {
+            if engine.op_count() <= seen {
+                return Vec::new();
+            }
+            let mut new = engine.ops();
+            let new = new.split_off(seen.min(new.len()));
+            seen += new.len();
+            new
+        }
     }
 
     /// The operations refused for naming a path outside the root

@@ -27,6 +27,17 @@ pub struct Scenario {
     /// The connector profile (`exchange-4.0`, `hardened`).
     #[schemars(extend("enum" = ["exchange-4.0", "hardened"]))]
     pub profile: String,
+    /// The system under test: `imc` (the in-process connector, the default) or
+    /// the name of a target file, `targets/<name>.yaml` (`imc-serve`: the
+    /// `imc serve` binary as a process, which needs `sandbox.backend: fuse`, or
+    /// `tmpfs` for tree faults only). `--target` overrides it for a run.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub target: Option<String>,
+    /// The `targets` folder found for the file when it was loaded (the nearest
+    /// above it), where `target` is looked up; not part of the file.
+    #[serde(skip)]
+    #[schemars(skip)]
+    pub targets_dir: Option<std::path::PathBuf>,
     /// The sandboxed volume.
     #[serde(default, skip_serializing_if = "SandboxSpec::is_default")]
     pub sandbox: SandboxSpec,

@@ -432,7 +432,9 @@ pub struct Redaction {
     #[schemars(with = "String")]
     pub pattern: Spanned<String>,
     /// The fixed text (`<id>`); `$name` refers to a named group, as in the
-    /// regex crate's replacement syntax.
+    /// regex crate's replacement syntax; `{seq}` (`{seq:8}`, `{seq:8X}`:
+    /// zero-padded to 8 decimal or upper-case hex digits) numbers the distinct
+    /// matches of the run in the order they were first seen.
     pub replace: String,
 }
 
@@ -742,6 +744,9 @@ fn check(file: &TargetFile, source: &str, path: &Path) -> Result<(), Box<Located
     }
     for r in &file.redactions {
         regex(&r.pattern, "a redaction's `pattern`")?;
+        if let Err(e) = super::redact::Redactor::new(std::slice::from_ref(r)) {
+            return Err(at(&r.pattern, format!("a redaction's `replace`: {e}")));
+        }
     }
     if file.spool.accepted.is_empty() {
         return Err(Located::new(

@@ -87,6 +87,7 @@
 //! JSON-lines file or a text log mapped by a regex, redactions of what varies
 //! from run to run (ids, times, pids).
 
+pub mod choice;
 mod diagnostic;
 mod event;
 pub mod file;

@@ -47,6 +47,11 @@ const TICK: Duration = Duration::from_millis(2);
 /// log); `settle` waits until it stops moving too.
 pub type Activity = Box<dyn Fn() -> u64 + Send + Sync>;
 
+/// The paths of the filesystem operations made since the last call (a FUSE
+/// volume's op log): activity for `settle`, and shown to the redactions before
+/// any event, so that `{seq}` numbers ids in the order their files were made.
+pub type OpPaths = Box<dyn FnMut() -> Vec<String> + Send>;
+
 /// A target file's process, started and stopped as the runner says.
 pub struct ProcessTarget {
     name: String,
@@ -62,6 +67,7 @@ pub struct ProcessTarget {
     pending: VecDeque<Event>,
     running: Option<Running>,
     activity: Option<Activity>,
+    op_paths: Option<OpPaths>,
     ready_after: Option<Duration>,
     /// Scenario settings to pass, by name, with their values.
     settings: Vec<(&'static str, String)>,
@@ -107,6 +113,7 @@ impl ProcessTarget {
             pending: VecDeque::new(),
             running: None,
             activity: None,
+            op_paths: None,
             ready_after: None,
             settings: Vec::new(),
         })
@@ -160,6 +167,12 @@ impl ProcessTarget {
         self.activity = Some(count);
     }
 
+    /// Makes [`settle`](Target::settle) also wait until `paths` gives nothing
+    /// new, and shows each path to the redactions before the events are read.
+    pub fn set_op_paths(&mut self, paths: OpPaths) {
+        self.op_paths = Some(paths);
+    }
+
     /// The process group of the running process (its pid), if any.
     pub fn process_group(&self) -> Option<i32> {
         self.running.as_ref().map(|r| r.pid)
@@ -206,7 +219,21 @@ impl ProcessTarget {
         }
     }
 
+    /// Shows the new operations' paths to the redactions; whether there were any.
+    fn observe_ops(&mut self) -> bool {
+        let Some(paths) = self.op_paths.as_mut() else {
+            return false;
+        };
+        let new = paths();
+        for p in &new {
+            self.redactor.apply(p);
+        }
+        !new.is_empty()
+    }
+
     fn read_events(&mut self) {
+        // The files' operations come before the events that name them.
+        self.observe_ops();
         if let Some(r) = self.reader.as_mut() {
             self.pending.extend(r.poll());
         }
@@ -384,7 +411,7 @@ impl Target for ProcessTarget {
             .process_group(0)
             .kill_on_drop(true);
         // SAFETY: getpid before the fork; in the child only async-signal-safe
-        // calls (prctl, getppid) run before exec.
+        // calls (prctl, getppid, sigemptyset, pthread_sigmask) run before exec.
         let parent = unsafe { libc::getpid() };
         unsafe {
             command.pre_exec(move || {
@@ -396,6 +423,14 @@ impl Target for ProcessTarget {
                 // allocation here: another thread may hold the allocator's lock.)
                 if libc::getppid() != parent {
                     return Err(std::io::Error::from_raw_os_error(libc::ESRCH));
+                }
+                // A signal mask survives exec: the CLI blocks SIGTERM and SIGINT
+                // in every thread (one thread takes them), and a target that
+                // inherited that would never see its stop signal.
+                let mut none: libc::sigset_t = std::mem::zeroed();
+                libc::sigemptyset(&mut none);
+                if libc::pthread_sigmask(libc::SIG_SETMASK, &none, std::ptr::null_mut()) != 0 {
+                    return Err(std::io::Error::last_os_error());
                 }
                 Ok(())
             });
@@ -595,9 +630,10 @@ impl Target for ProcessTarget {
         let mut ops = self.activity.as_ref().map(|a| a());
         loop {
             let before = self.pending.len();
+            let moved = self.observe_ops();
             self.read_events();
             let now = Instant::now();
-            if self.pending.len() != before {
+            if moved || self.pending.len() != before {
                 last = now;
             }
             if let Some(a) = &self.activity {
