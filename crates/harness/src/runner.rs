@@ -107,8 +107,54 @@ pub struct Run {
     pub harness_failures: Vec<String>,
 }
 
-/// Runs a scenario to its end.
+/// Runs a scenario to its end, against the target it names (or
+/// [`RunOptions::target`]; by default the in-process `imc`).
 pub async fn run(scenario: &Scenario, options: &RunOptions) -> Result<Run, RunError> {
+    let choice = choose_target(scenario, options).map_err(RunError::Unsupported)?;
+    let process = matches!(choice, Choice::Process(_));
+    let profile = options
+        .profile
+        .clone()
+        .unwrap_or_else(|| scenario.profile.clone());
+    let connector = scenario.connector.clone();
+    run_with(scenario, options, process, move |sandbox: &Sandbox| {
+        Ok(match choice {
+            Choice::InProcess => Box::new(ImcTarget::new(
+                sandbox.root(),
+                sandbox.fs(),
+                &profile,
+                &connector,
+                loopback_listen(),
+            )?) as Box<dyn Target>,
+            Choice::Process(loaded) => {
+                process_fits(scenario, sandbox.backend(), &loaded.name)?;
+                // Its own files (event log) beside the root, off the faulted volume.
+                let mut t =
+                    ProcessTarget::new(&loaded, sandbox.root(), &sandbox.dir().join("run"))?;
+                t.configure(Some(&profile), &connector)?;
+                let mut watch = sandbox.op_watcher();
+                t.set_op_paths(Box::new(move || {
+                    watch().into_iter().map(|op| op.path).collect()
+                }));
+                Box::new(t)
+            }
+        })
+    })
+    .await
+}
+
+/// Runs a scenario against the target `make` builds on the run's sandbox (its
+/// spool on [`Sandbox::root`]): how a crate tests its own connector in-process
+/// (README, "Testing your own connector"). `process` says that the target is a
+/// separate process (a crash on a halted disk is then sequenced for it). The
+/// scenario's `target`, `profile` and `connector:` settings are `make`'s to
+/// honour; an `Err` from it is [`RunError::Unsupported`].
+pub async fn run_with(
+    scenario: &Scenario,
+    options: &RunOptions,
+    process: bool,
+    make: impl FnOnce(&Sandbox) -> Result<Box<dyn Target>, String>,
+) -> Result<Run, RunError> {
     let backend = match options.backend.unwrap_or(scenario.sandbox.backend) {
         Backend::Vfs => sandbox::Backend::Vfs,
         Backend::Tmpfs => {
@@ -124,39 +170,19 @@ pub async fn run(scenario: &Scenario, options: &RunOptions) -> Result<Run, RunEr
             sandbox::Backend::Fuse
         }
     };
-    let profile_name = options.profile.as_deref().unwrap_or(&scenario.profile);
-    let choice = choose_target(scenario, options).map_err(RunError::Unsupported)?;
-    if let Choice::Process(loaded) = &choice {
-        process_fits(scenario, backend, &loaded.name).map_err(RunError::Unsupported)?;
+    if process && backend == sandbox::Backend::Vfs {
+        // Refused before any sandbox is made (a target file's name is in the error).
+        let name = options
+            .target
+            .as_deref()
+            .or(scenario.target.as_deref())
+            .unwrap_or("?");
+        process_fits(scenario, backend, name).map_err(RunError::Unsupported)?;
     }
     let quota = scenario.sandbox.quota.map_or(64 << 20, |s| s.0);
     let sandbox =
         Sandbox::with_backend(SandboxConfig { quota }, backend).map_err(RunError::Sandbox)?;
-    let process = matches!(choice, Choice::Process(_));
-    let target: Box<dyn Target> = match choice {
-        Choice::InProcess => Box::new(
-            ImcTarget::new(
-                sandbox.root(),
-                sandbox.fs(),
-                profile_name,
-                &scenario.connector,
-                loopback_listen(),
-            )
-            .map_err(RunError::Unsupported)?,
-        ),
-        Choice::Process(loaded) => {
-            // Its own files (event log) beside the root, off the faulted volume.
-            let mut t = ProcessTarget::new(&loaded, sandbox.root(), &sandbox.dir().join("run"))
-                .map_err(RunError::Unsupported)?;
-            t.configure(Some(profile_name), &scenario.connector)
-                .map_err(RunError::Unsupported)?;
-            let mut watch = sandbox.op_watcher();
-            t.set_op_paths(Box::new(move || {
-                watch().into_iter().map(|op| op.path).collect()
-            }));
-            Box::new(t)
-        }
-    };
+    let target = make(&sandbox).map_err(RunError::Unsupported)?;
     let spool = target.spool().clone();
     let root = sandbox.root().display().to_string();
     // A crash armed on an operation stops the target's disk calls where they
@@ -1211,7 +1237,13 @@ impl Runner {
     }
 
     fn record_reply(&mut self, name: &str, reply: Reply, result: &mut StepResult) {
-        let lines = reply.lines.iter().map(|l| self.redact(l)).collect();
+        // The expectations see the reply as the history shows it.
+        let lines: Vec<String> = reply.lines.iter().map(|l| self.redact(l)).collect();
+        let reply = Reply {
+            text: self.redact(&reply.text),
+            lines: lines.clone(),
+            ..reply
+        };
         self.record(Entry::Reply {
             session: name.to_string(),
             lines,
@@ -1287,7 +1319,7 @@ impl Runner {
         let text = match outcome {
             Ok(reply) => {
                 self.ledger.answer_complete("send", Some(250));
-                reply
+                self.redact(&reply)
             }
             Err((code, error)) => {
                 self.ledger.answer_complete("send", code);

@@ -352,6 +352,18 @@ pub fn skip_reason(scenario: &scenario::Scenario, options: &RunOptions) -> Optio
     {
         return Some(format!("backend `fuse` unavailable: {why}"));
     }
+    // `service: check_disk` asks an in-process connector; a process cannot be asked.
+    if runner::runs_a_process(scenario, options)
+        && scenario
+            .steps
+            .iter()
+            .any(|s| s.service == Some(scenario::ServiceAction::CheckDisk))
+    {
+        return Some(
+            "uses `service: check_disk`, and a process target cannot be asked to run its disk check"
+                .into(),
+        );
+    }
     // A process on tmpfs gets the tree faults only.
     if backend == scenario::Backend::Tmpfs
         && runner::runs_a_process(scenario, options)

@@ -152,7 +152,9 @@ pub(crate) fn check(scenario: &mut Scenario, tree: &Tree) -> Result<(), Problem>
                 ),
             )
             .label("needs a backend that faults a process")
-            .help("add `sandbox: { backend: fuse }` (every fault), or `tmpfs` (tree faults only)"));
+            .help(
+                "add `sandbox: { backend: fuse }` (every fault), or `tmpfs` (tree faults only)",
+            ));
         }
     }
     if let Some(name) = &scenario.expect_violation {

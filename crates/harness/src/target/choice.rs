@@ -126,7 +126,10 @@ mod tests {
             Ok(Choice::Process(l)) if l.name == "imc-serve"
         ));
         let e = resolve("imc-serv", Some(&dir)).unwrap_err();
-        assert!(e.contains("unknown target `imc-serv`") && e.contains("`imc-serve`"), "{e}");
+        assert!(
+            e.contains("unknown target `imc-serv`") && e.contains("`imc-serve`"),
+            "{e}"
+        );
         assert!(targets_dir(&dir.join("imc-serve.yaml")).is_some());
     }
 }

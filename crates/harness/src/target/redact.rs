@@ -47,9 +47,9 @@ fn seq_of(replace: &str) -> Result<Option<(String, usize, bool)>, String> {
                 Some(d) => (d, true),
                 None => (w, false),
             };
-            let width = digits
-                .parse::<usize>()
-                .map_err(|_| format!("`{token}`: expected `{{seq}}`, `{{seq:8}}` or `{{seq:8X}}`"))?;
+            let width = digits.parse::<usize>().map_err(|_| {
+                format!("`{token}`: expected `{{seq}}`, `{{seq:8}}` or `{{seq:8X}}`")
+            })?;
             (width, hex)
         }
         None => {
@@ -127,10 +127,7 @@ mod tests {
     use crate::target::file::Redaction;
 
     fn redaction(pattern: &str, replace: &str) -> Redaction {
-        serde_saphyr::from_str(&format!(
-            "{{pattern: '{pattern}', replace: '{replace}'}}"
-        ))
-        .unwrap()
+        serde_saphyr::from_str(&format!("{{pattern: '{pattern}', replace: '{replace}'}}")).unwrap()
     }
 
     #[test]
@@ -145,7 +142,10 @@ mod tests {
         );
         let many = Redactor::new(&[redaction("m[0-9]+", "<{seq:2X}>")]).unwrap();
         let text: Vec<String> = (0..11).map(|i| format!("m{i}")).collect();
-        assert_eq!(many.apply(&text.join(" ")).split(' ').last(), Some("<0B>"));
+        assert_eq!(
+            many.apply(&text.join(" ")).split(' ').next_back(),
+            Some("<0B>")
+        );
         let plain = Redactor::new(&[redaction("id=([0-9]+)", "id=$1/{seq}")]).unwrap();
         assert_eq!(plain.apply("id=77 id=78 id=77"), "id=77/1 id=78/2 id=77/1");
     }
