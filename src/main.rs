@@ -191,6 +191,11 @@ enum Command {
         /// by run, and compare them.
         #[arg(long = "backend", value_parser = parse_backend)]
         backends: Vec<Backend>,
+        /// Run against this target instead of each scenario's own; repeat it
+        /// (`--target imc --target imc-serve`) to interleave the targets (each
+        /// with each `--backend`; a process target on `fuse` by default).
+        #[arg(long = "target")]
+        targets: Vec<String>,
     },
 }
 
@@ -248,7 +253,8 @@ fn main() -> ExitCode {
             runs,
             scenarios,
             backends,
-        } => bench(&paths, scenarios.as_deref(), runs, &backends),
+            targets,
+        } => bench(&paths, scenarios.as_deref(), runs, &backends, &targets),
         Command::Explore {
             profile,
             mutant,
@@ -425,6 +431,7 @@ fn bench(
     base: Option<&std::path::Path>,
     runs: usize,
     backends: &[Backend],
+    targets: &[String],
 ) -> ExitCode {
     let cases = match suite::cases(paths, base) {
         Ok(c) => c,
@@ -434,13 +441,29 @@ fn bench(
         }
     };
     let runs = runs.max(1);
-    // `None`: each scenario's own backend.
+    // `None`: each scenario's own backend, or target.
     let backends: Vec<Option<Backend>> = if backends.is_empty() {
         vec![None]
     } else {
         backends.iter().copied().map(Some).collect()
     };
-    let name = |b: Option<Backend>| b.map_or("own", |b| backend_name(b));
+    let targets: Vec<Option<&str>> = if targets.is_empty() {
+        vec![None]
+    } else {
+        targets.iter().map(|t| Some(t.as_str())).collect()
+    };
+    let configs: Vec<(Option<&str>, Option<Backend>)> = targets
+        .iter()
+        .flat_map(|&t| backends.iter().map(move |&b| (t, backend_for(t, b))))
+        .collect();
+    let name = |(t, b): (Option<&str>, Option<Backend>)| {
+        let b = b.map_or("own", backend_name);
+        match t {
+            Some(t) => format!("{t} on {b}"),
+            None => b.to_string(),
+        }
+    };
+    let backends = configs;
     println!(
         "{} scenarios x {runs} runs on {} (snapshots not compared; each run boots a sandbox and a connector)",
         cases.len(),
@@ -457,9 +480,10 @@ fn bench(
         // Interleaved, run by run, so that load on the machine hits every
         // backend alike.
         for _ in 0..runs {
-            for (i, &backend) in backends.iter().enumerate() {
+            for (i, &(target, backend)) in backends.iter().enumerate() {
                 let options = RunOptions {
                     backend,
+                    target: target.map(str::to_string),
                     ..RunOptions::default()
                 };
                 let started = Instant::now();
@@ -469,7 +493,7 @@ fn bench(
                     eprintln!(
                         "{} failed during the benchmark on {}:\n{}",
                         case.id,
-                        name(backend),
+                        name((target, backend)),
                         verdict.report()
                     );
                     return ExitCode::FAILURE;
