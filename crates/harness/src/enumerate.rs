@@ -681,6 +681,10 @@ pub fn enumerate(options: &Options) -> Result<Report, String> {
     if let Some(b) = options.run.backend {
         base.sandbox.backend = b;
     }
+    // The reproducers name the target they were found against.
+    if let Some(t) = &options.run.target {
+        base.target = Some(t.clone());
+    }
     let rt = explore::runtime();
     let baseline = explore::run_on(&rt, &base, &options.run);
     if let Some(e) = &baseline.error {
