@@ -276,7 +276,17 @@ fn choose_target(scenario: &Scenario, options: &RunOptions) -> Result<Choice, St
     choice::resolve(name, dir.as_deref())
 }
 
-/// Whether `target`'s chosen target runs as a process (not `imc`).
+/// Whether the chosen target can be asked to run its disk check
+/// (`service: check_disk`): imc always, a target file with `check_disk`.
+pub fn target_checks_disk(scenario: &Scenario, options: &RunOptions) -> bool {
+    match choose_target(scenario, options) {
+        Ok(Choice::InProcess) => true,
+        Ok(Choice::Process(loaded)) => loaded.file.check_disk.is_some(),
+        Err(_) => true, // the run reports the error
+    }
+}
+
+/// Whether the chosen target runs as a process (not `imc`).
 pub fn runs_a_process(scenario: &Scenario, options: &RunOptions) -> bool {
     options
         .target

@@ -358,6 +358,7 @@ pub fn skip_reason(scenario: &scenario::Scenario, options: &RunOptions) -> Optio
             .steps
             .iter()
             .any(|s| s.service == Some(scenario::ServiceAction::CheckDisk))
+        && !runner::target_checks_disk(scenario, options)
     {
         return Some(
             "uses `service: check_disk`, and a process target cannot be asked to run its disk check"

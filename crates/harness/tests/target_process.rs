@@ -581,3 +581,31 @@ async fn figures() {
         median(&mut stop)
     );
 }
+
+/// `service: check_disk` on a process: the file's signal, answered on stdout;
+/// a low-water mark above the free space turns flush mode on (event 4101).
+#[tokio::test]
+async fn check_disk_asks_the_process_by_its_signal() {
+    let mut loaded = imc_serve();
+    let d = dirs();
+    let mut t = target(&loaded, &d);
+    let huge = harness::scenario::ConnectorSpec {
+        low_water_mark: Some(harness::scenario::Size(1 << 60)),
+        ..Default::default()
+    };
+    t.configure(None, &huge).unwrap();
+    t.start().await.unwrap();
+    t.poll_events();
+    assert_eq!(t.check_disk().await, Some(true));
+    t.stop().await.unwrap();
+    let mut t = target(&loaded, &d);
+    t.start().await.unwrap();
+    assert_eq!(t.check_disk().await, Some(false));
+    t.stop().await.unwrap();
+    // Without `check_disk` in the file, the target cannot be asked.
+    loaded.file.check_disk = None;
+    let mut t = target(&loaded, &d);
+    t.start().await.unwrap();
+    assert_eq!(t.check_disk().await, None);
+    t.stop().await.unwrap();
+}

@@ -67,6 +67,10 @@ pub struct TargetFile {
     /// How the harness waits for the process to finish reacting to a step.
     #[serde(default)]
     pub settle: SettleSpec,
+    /// How to make it run its free-space check now (`service: check_disk`).
+    /// Default none: a scenario with `check_disk` is skipped for this target.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub check_disk: Option<CheckDisk>,
     /// The arguments that set what a scenario may set (its `profile`, its
     /// `connector:` settings), appended after `command.args` for the settings
     /// the scenario gives. A scenario that sets one the file does not map is
@@ -271,6 +275,23 @@ impl Default for Crash {
             signal: Signal::SIGKILL,
         }
     }
+}
+
+/// `service: check_disk` for a process: a signal, and the stdout line that
+/// answers it.
+#[derive(Clone, Debug, Deserialize, Serialize, schemars::JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct CheckDisk {
+    /// The signal that asks for the check (`SIGUSR1` for `imc serve`).
+    pub signal: Signal,
+    /// A regex for the stdout line that reports it, with a group named `flush`
+    /// that reads `on` while the target refuses mail for space
+    /// (`^disk check: flush mode (?P<flush>on|off)$`).
+    #[schemars(with = "String")]
+    pub stdout: Spanned<String>,
+    /// How long to wait for the line. Default 10 s.
+    #[serde(default = "ten_seconds")]
+    pub timeout: Duration,
 }
 
 /// A signal, by name.
@@ -740,6 +761,16 @@ fn check(file: &TargetFile, source: &str, path: &Path) -> Result<(), Box<Located
     for (name, args) in file.settings.all() {
         for arg in args.into_iter().flatten() {
             placeholders_in(arg, &format!("`settings.{name}`"), &with_value)?;
+        }
+    }
+    if let Some(c) = &file.check_disk {
+        let re = regex(&c.stdout, "`check_disk.stdout`")?;
+        if !re.capture_names().any(|n| n == Some("flush")) {
+            return Err(at(
+                &c.stdout,
+                "`check_disk.stdout` has no group named `flush`".into(),
+            )
+            .help("name the flush mode's group: `(?P<flush>on|off)`"));
         }
     }
     for r in &file.redactions {

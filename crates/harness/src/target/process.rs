@@ -80,6 +80,8 @@ struct Running {
     stderr: Arc<Mutex<Vec<String>>>,
     stderr_task: JoinHandle<()>,
     stdout_task: JoinHandle<()>,
+    /// The flush mode each disk check reported on stdout.
+    checks: tokio::sync::mpsc::UnboundedReceiver<bool>,
 }
 
 impl ProcessTarget {
@@ -257,11 +259,14 @@ fn keep_lines(
     })
 }
 
-/// Reads stdout to its end, telling `ready` at the first line `pattern` matches.
+/// Reads stdout to its end, telling `ready` at the first line `pattern` matches,
+/// and `checks` the flush mode of every line `check` (a disk check's report) matches.
 fn watch_stdout(
     from: impl AsyncRead + Unpin + Send + 'static,
     pattern: Option<regex::Regex>,
     ready: tokio::sync::oneshot::Sender<()>,
+    check: Option<regex::Regex>,
+    checks: tokio::sync::mpsc::UnboundedSender<bool>,
 ) -> JoinHandle<()> {
     tokio::spawn(async move {
         let mut ready = Some(ready);
@@ -272,6 +277,9 @@ fn watch_stdout(
                 && let Some(tx) = ready.take()
             {
                 let _ = tx.send(());
+            }
+            if let Some(c) = check.as_ref().and_then(|re| re.captures(&line)) {
+                let _ = checks.send(c.name("flush").is_some_and(|m| m.as_str() == "on"));
             }
         }
     })
@@ -465,10 +473,19 @@ impl Target for ProcessTarget {
         );
         let (ready_tx, ready_rx) = tokio::sync::oneshot::channel();
         let by_port = pattern.is_none();
+        let (checks_tx, checks) = tokio::sync::mpsc::unbounded_channel();
+        // Checked at load, as `ready.stdout` is.
+        let check = self
+            .file
+            .check_disk
+            .as_ref()
+            .and_then(|c| regex::Regex::new(&c.stdout.value).ok());
         let stdout_task = watch_stdout(
             child.stdout.take().expect("stdout is piped"),
             pattern,
             ready_tx,
+            check,
+            checks_tx,
         );
         let mut running = Running {
             child,
@@ -477,6 +494,7 @@ impl Target for ProcessTarget {
             stderr,
             stderr_task,
             stdout_task,
+            checks,
         };
         let timeout = self.file.ready.timeout.get();
         let ready = async {
@@ -659,6 +677,21 @@ impl Target for ProcessTarget {
 
     fn exit_statuses(&self) -> bool {
         true
+    }
+
+    async fn check_disk(&mut self) -> Option<bool> {
+        let spec = self.file.check_disk.clone()?;
+        let running = self.running.as_mut()?;
+        while running.checks.try_recv().is_ok() {} // a report nobody asked for
+        // SAFETY: kill(2) on the process's own pid; no memory involved.
+        unsafe { libc::kill(running.pid, spec.signal.number()) };
+        let flush = tokio::time::timeout(spec.timeout.get(), running.checks.recv())
+            .await
+            .ok()
+            .flatten();
+        // It logs a change of mode (4101, 4102) before it reports.
+        self.read_events();
+        flush
     }
 }
 
