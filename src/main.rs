@@ -77,6 +77,11 @@ enum Command {
         /// Longest schedule, in steps.
         #[arg(long, default_value_t = 30)]
         max_steps: usize,
+        /// Run against this target: `imc` (in process, the default), or a
+        /// target file's name (`imc-serve`) or path; a process target runs on
+        /// `fuse` unless `--backend` says otherwise.
+        #[arg(long)]
+        target: Option<String>,
         /// Run on this backend (`vfs`, `tmpfs` or `fuse`).
         #[arg(long, value_parser = parse_backend)]
         backend: Option<Backend>,
@@ -130,6 +135,11 @@ enum Command {
         /// Path glob of each errno fault: `exact` (the operation's own path) or `any` (`**`).
         #[arg(long, default_value = "exact")]
         glob: harness::enumerate::GlobMode,
+        /// Run against this target: `imc` (in process, the default), or a
+        /// target file's name (`imc-serve`) or path; a process target runs on
+        /// `fuse` unless `--backend` says otherwise.
+        #[arg(long)]
+        target: Option<String>,
         /// Run on this backend (`vfs`, `tmpfs` or `fuse`).
         #[arg(long, value_parser = parse_backend)]
         backend: Option<Backend>,
@@ -181,7 +191,23 @@ enum Command {
         /// by run, and compare them.
         #[arg(long = "backend", value_parser = parse_backend)]
         backends: Vec<Backend>,
+        /// Run against this target instead of each scenario's own; repeat it
+        /// (`--target imc --target imc-serve`) to interleave the targets (each
+        /// with each `--backend`; a process target on `fuse` by default).
+        #[arg(long = "target")]
+        targets: Vec<String>,
     },
+}
+
+/// The backend of a run: `--backend`, else `fuse` for a process target
+/// (`--target` other than `imc`), which no other backend can fault fully,
+/// else each scenario's own.
+pub(crate) fn backend_for(target: Option<&str>, backend: Option<Backend>) -> Option<Backend> {
+    backend.or_else(|| {
+        target
+            .is_some_and(|t| t != harness::target::choice::IN_PROCESS)
+            .then_some(Backend::Fuse)
+    })
 }
 
 /// Parses a backend name for `--backend`.
@@ -227,13 +253,15 @@ fn main() -> ExitCode {
             runs,
             scenarios,
             backends,
-        } => bench(&paths, scenarios.as_deref(), runs, &backends),
+            targets,
+        } => bench(&paths, scenarios.as_deref(), runs, &backends, &targets),
         Command::Explore {
             profile,
             mutant,
             cases,
             seed,
             max_steps,
+            target: target_name,
             backend,
             time_budget,
             shard,
@@ -245,10 +273,12 @@ fn main() -> ExitCode {
         } => {
             let seed = seed.unwrap_or_else(harness::explore::random_seed);
             println!("explore: seed {seed} (replay with --seed {seed})");
+            let backend = backend_for(target_name.as_deref(), backend);
             let target = harness::explore::Target {
                 profile,
                 mutant,
                 backend,
+                target: target_name.clone(),
             };
             if let Err(e) = target.check() {
                 eprintln!("{e}");
@@ -281,6 +311,7 @@ fn main() -> ExitCode {
             errnos,
             faults,
             glob,
+            target,
             backend,
             out_dir,
             no_write,
@@ -299,7 +330,8 @@ fn main() -> ExitCode {
             options.out_dir = (!no_write).then_some(out_dir);
             options.threads = threads;
             options.progress = true;
-            options.run.backend = backend;
+            options.run.backend = backend_for(target.as_deref(), backend);
+            options.run.target = target;
             options.run.reply_timeout = Duration::from_secs(reply_timeout);
             match harness::enumerate::enumerate(&options) {
                 Ok(report) => {
@@ -399,6 +431,7 @@ fn bench(
     base: Option<&std::path::Path>,
     runs: usize,
     backends: &[Backend],
+    targets: &[String],
 ) -> ExitCode {
     let cases = match suite::cases(paths, base) {
         Ok(c) => c,
@@ -408,13 +441,29 @@ fn bench(
         }
     };
     let runs = runs.max(1);
-    // `None`: each scenario's own backend.
+    // `None`: each scenario's own backend, or target.
     let backends: Vec<Option<Backend>> = if backends.is_empty() {
         vec![None]
     } else {
         backends.iter().copied().map(Some).collect()
     };
-    let name = |b: Option<Backend>| b.map_or("own", |b| backend_name(b));
+    let targets: Vec<Option<&str>> = if targets.is_empty() {
+        vec![None]
+    } else {
+        targets.iter().map(|t| Some(t.as_str())).collect()
+    };
+    let configs: Vec<(Option<&str>, Option<Backend>)> = targets
+        .iter()
+        .flat_map(|&t| backends.iter().map(move |&b| (t, backend_for(t, b))))
+        .collect();
+    let name = |(t, b): (Option<&str>, Option<Backend>)| {
+        let b = b.map_or("own", backend_name);
+        match t {
+            Some(t) => format!("{t} on {b}"),
+            None => b.to_string(),
+        }
+    };
+    let backends = configs;
     println!(
         "{} scenarios x {runs} runs on {} (snapshots not compared; each run boots a sandbox and a connector)",
         cases.len(),
@@ -431,9 +480,10 @@ fn bench(
         // Interleaved, run by run, so that load on the machine hits every
         // backend alike.
         for _ in 0..runs {
-            for (i, &backend) in backends.iter().enumerate() {
+            for (i, &(target, backend)) in backends.iter().enumerate() {
                 let options = RunOptions {
                     backend,
+                    target: target.map(str::to_string),
                     ..RunOptions::default()
                 };
                 let started = Instant::now();
@@ -443,7 +493,7 @@ fn bench(
                     eprintln!(
                         "{} failed during the benchmark on {}:\n{}",
                         case.id,
-                        name(backend),
+                        name((target, backend)),
                         verdict.report()
                     );
                     return ExitCode::FAILURE;

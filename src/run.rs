@@ -114,6 +114,11 @@ pub struct RunArgs {
     /// Run every scenario on this backend (`vfs`, `tmpfs` or `fuse`) instead of its own.
     #[arg(long, value_parser = crate::parse_backend)]
     backend: Option<Backend>,
+    /// Run every scenario against this target instead of its own: `imc` (in
+    /// process), or a target file's name (`imc-serve`: `targets/imc-serve.yaml`)
+    /// or path. A process target runs on `fuse` unless `--backend` says otherwise.
+    #[arg(long)]
+    target: Option<String>,
     /// Run every scenario with this profile instead of its own (snapshots are
     /// then not compared: they record each scenario's own profile).
     #[arg(long, value_parser = parse_profile)]
@@ -192,14 +197,17 @@ pub fn run(args: RunArgs) -> ExitCode {
         Snapshots::Compare
     };
     let options = RunOptions {
-        backend: args.backend,
+        backend: crate::backend_for(args.target.as_deref(), args.backend),
         profile: args.profile.clone(),
         reply_timeout: Duration::from_secs(args.reply_timeout.max(1)),
+        target: args.target.clone(),
+        targets_dir: None,
     };
     println!(
-        "{:>9} {} (profile: {}, backend: {})",
+        "{:>9} {} (target: {}, profile: {}, backend: {})",
         "Starting",
         report::plural(cases.len(), "scenario", "scenarios"),
+        options.target.as_deref().unwrap_or("each scenario's own"),
         options.profile.as_deref().unwrap_or("each scenario's own"),
         match options.backend {
             None => "each scenario's own",

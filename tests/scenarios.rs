@@ -13,6 +13,14 @@
 //! Every scenario also runs as `fuse/<path>`: the connector on plain files of
 //! a FUSE mount, faulted by the daemon, must give the same snapshot as on vfs
 //! (ignored with the reason where FUSE is unavailable).
+//!
+//! Targets: each scenario runs against its own target (`imc` in-process by
+//! default), or the one in `IMC_HARNESS_TARGET` (`imc-serve`, on fuse unless
+//! `IMC_HARNESS_BACKEND` says otherwise). Every KB, hardened, smtp and mutant
+//! scenario also runs as `imc-serve/<path>`: the shipped `imc serve` binary
+//! (`targets/imc-serve.yaml`) on fuse must give the in-process snapshot, or its
+//! own in `snapshots/imc-serve/` where the history legitimately differs, and
+//! the same history byte for byte when run again.
 use harness::runner::RunOptions;
 use harness::scenario::Backend;
 use harness::suite::{self, Snapshots};
@@ -37,6 +45,14 @@ fn main() {
             panic!("IMC_HARNESS_BACKEND must be `vfs`, `tmpfs` or `fuse`, not `{other}`")
         }
         Err(_) => {}
+    }
+    let targets = root.join("targets");
+    options.targets_dir = Some(targets.clone());
+    if let Ok(t) = std::env::var("IMC_HARNESS_TARGET") {
+        if t != harness::target::choice::IN_PROCESS {
+            options.backend.get_or_insert(Backend::Fuse);
+        }
+        options.target = Some(t);
     }
     let tmpfs = namespace.clone().and_then(|()| sandbox::tmpfs_available());
     let fuse = namespace.and_then(|()| sandbox::fuse_available());
@@ -63,6 +79,29 @@ fn main() {
             }
             check(&c, &opts, Snapshots::Insta)
         }));
+        let serve = ["kb-q146791/", "hardened/", "smtp/", "mutants/"]
+            .iter()
+            .any(|p| case.id.starts_with(p));
+        if serve {
+            let (c, fuse_state, targets) = (case.clone(), fuse.clone(), targets.clone());
+            trials.push(Trial::ignorable_test(
+                format!("imc-serve/{}", case.id),
+                move || {
+                    if let Err(why) = fuse_state {
+                        return Ok(Completion::ignored_with(why));
+                    }
+                    let opts = RunOptions {
+                        backend: Some(Backend::Fuse),
+                        target: Some("imc-serve".into()),
+                        targets_dir: Some(targets),
+                        ..RunOptions::default()
+                    };
+                    let done = check(&c, &opts, Snapshots::Compare)?;
+                    rerun_identical(&c, &opts)?;
+                    Ok(done)
+                },
+            ));
+        }
         let (c, fuse_state) = (case.clone(), fuse.clone());
         trials.push(Trial::ignorable_test(
             format!("fuse/{}", case.id),
@@ -105,6 +144,25 @@ fn main() {
         ));
     }
     libtest_mimic::run(&args, trials).exit();
+}
+
+/// Runs the case twice more: the two histories must be the same, byte for byte.
+fn rerun_identical(case: &suite::Case, options: &RunOptions) -> Result<(), Failed> {
+    let run = || suite::run_case(case, options, &Snapshots::Off);
+    let (a, b) = (run(), run());
+    if a.skipped.is_some() {
+        return Ok(());
+    }
+    let json = |v: &suite::Verdict| serde_json::to_string(&v.history).unwrap_or_default();
+    if a.history.is_none() || json(&a) != json(&b) {
+        return Err(Failed::from(format!(
+            "{}: two runs gave different histories\n--- first\n{}--- second\n{}",
+            case.path.display(),
+            a.history.map(|h| h.to_string()).unwrap_or_default(),
+            b.history.map(|h| h.to_string()).unwrap_or_default()
+        )));
+    }
+    Ok(())
 }
 
 fn check(

@@ -2,6 +2,7 @@
 
 use crate::client::Reply;
 use crate::scenario::{EventSpec, Expect};
+use crate::target::Event;
 use std::path::Path;
 
 /// What one step produced, for the checks.
@@ -14,7 +15,7 @@ pub struct StepResult {
     /// A connection attempt failed.
     pub connect_failed: bool,
     /// Events logged during the step (messages with `<root>`).
-    pub events: Vec<imc::Event>,
+    pub events: Vec<crate::target::Event>,
     /// Errors reported by service actions (`Some` for service steps).
     pub service_errors: Option<Vec<String>>,
     /// Whether the real client's send failed (`Some` for send steps).
@@ -24,8 +25,15 @@ pub struct StepResult {
     pub problems: Vec<String>,
 }
 
-/// Every way `result` departs from `expect`; empty when it holds.
-pub fn check(expect: &Expect, result: &StepResult, root: &Path) -> Vec<String> {
+/// Every way `result` departs from `expect`; empty when it holds. `names`
+/// redacts a file name as the history shows it (a process target's clock ids
+/// numbered), so `exists`/`absent` name files as the history does.
+pub fn check(
+    expect: &Expect,
+    result: &StepResult,
+    root: &Path,
+    names: &dyn Fn(&str) -> String,
+) -> Vec<String> {
     let mut out = Vec::new();
     let wants_reply = expect.code.is_some()
         || expect.enhanced.is_some()
@@ -62,7 +70,11 @@ pub fn check(expect: &Expect, result: &StepResult, root: &Path) -> Vec<String> {
         check_events(specs, &result.events, &mut out);
     }
     if expect.no_events == Some(true) && !result.events.is_empty() {
-        let ids: Vec<String> = result.events.iter().map(|e| e.id.to_string()).collect();
+        let ids: Vec<String> = result
+            .events
+            .iter()
+            .map(|e| e.id.map_or("-".to_string(), |id| id.to_string()))
+            .collect();
         out.push(format!("expected no events, got {}", ids.join(", ")));
     }
     if let Some(files) = &expect.files {
@@ -81,12 +93,12 @@ pub fn check(expect: &Expect, result: &StepResult, root: &Path) -> Vec<String> {
         }
     }
     for path in expect.exists.iter().flatten() {
-        if std::fs::symlink_metadata(root.join(path)).is_err() {
+        if !present(root, path, names) {
             out.push(format!("expected {path} to exist; it does not"));
         }
     }
     for path in expect.absent.iter().flatten() {
-        if std::fs::symlink_metadata(root.join(path)).is_ok() {
+        if present(root, path, names) {
             out.push(format!("expected {path} to be absent; it exists"));
         }
     }
@@ -157,7 +169,7 @@ fn check_reply(expect: &Expect, reply: &Reply, label: &str, out: &mut Vec<String
 }
 
 /// Each spec must match a distinct event, in order (other events may come between).
-fn check_events(specs: &[EventSpec], events: &[imc::Event], out: &mut Vec<String>) {
+fn check_events(specs: &[EventSpec], events: &[Event], out: &mut Vec<String>) {
     let mut next = 0;
     for spec in specs {
         match events[next..].iter().position(|e| event_matches(spec, e)) {
@@ -165,7 +177,10 @@ fn check_events(specs: &[EventSpec], events: &[imc::Event], out: &mut Vec<String
             None => {
                 let got: Vec<String> = events
                     .iter()
-                    .map(|e| format!("{} {} [{}] {}", e.id, e.level, e.category, e.message))
+                    .map(|e| {
+                        let id = e.id.map_or("-".to_string(), |id| id.to_string());
+                        format!("{id} {} [{}] {}", e.level, e.category, e.message)
+                    })
                     .collect();
                 out.push(format!(
                     "expected an event {}; events of this step: {}",
@@ -181,13 +196,10 @@ fn check_events(specs: &[EventSpec], events: &[imc::Event], out: &mut Vec<String
     }
 }
 
-fn event_matches(spec: &EventSpec, e: &imc::Event) -> bool {
-    spec.id.is_none_or(|id| id == e.id)
+fn event_matches(spec: &EventSpec, e: &Event) -> bool {
+    spec.id.is_none_or(|id| Some(id) == e.id)
         && spec.source.as_ref().is_none_or(|s| *s == e.source)
-        && spec
-            .level
-            .as_ref()
-            .is_none_or(|l| *l == e.level.to_string())
+        && spec.level.as_ref().is_none_or(|l| *l == e.level)
         && spec.category.as_ref().is_none_or(|c| *c == e.category)
         && spec.message.as_ref().is_none_or(|m| *m == e.message)
         && spec
@@ -217,6 +229,20 @@ fn describe_event(spec: &EventSpec) -> String {
         parts.push(format!("message matching /{m}/"));
     }
     format!("with {}", parts.join(", "))
+}
+
+/// Whether `path` (relative to `root`) exists, its last part compared with
+/// the directory's entries as `names` redacts them.
+fn present(root: &Path, path: &str, names: &dyn Fn(&str) -> String) -> bool {
+    if std::fs::symlink_metadata(root.join(path)).is_ok() {
+        return true;
+    }
+    let p = Path::new(path);
+    let (Some(dir), Some(name)) = (p.parent(), p.file_name()) else {
+        return false;
+    };
+    let name = name.to_string_lossy();
+    list_dir(&root.join(dir)).is_some_and(|entries| entries.iter().any(|e| names(e) == name))
 }
 
 /// The sorted file names in a directory, `None` if it is missing or not a directory.

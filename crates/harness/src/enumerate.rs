@@ -19,7 +19,7 @@
 use crate::explore::{self, Kind, Outcome, Progress};
 use crate::runner::RunOptions;
 use crate::scenario::{self, ErrnoSpec, Fault, OpMatch, Scenario, ServiceAction, Size, Step, When};
-use imc::fs::OpKind;
+use sandbox::OpKind;
 use sandbox::{Errno, OpRecord};
 use std::collections::BTreeMap;
 use std::fmt;
@@ -680,6 +680,10 @@ pub fn enumerate(options: &Options) -> Result<Report, String> {
     );
     if let Some(b) = options.run.backend {
         base.sandbox.backend = b;
+    }
+    // The reproducers name the target they were found against.
+    if let Some(t) = &options.run.target {
+        base.target = Some(t.clone());
     }
     let rt = explore::runtime();
     let baseline = explore::run_on(&rt, &base, &options.run);

@@ -66,10 +66,10 @@ pub enum Entry {
         /// Why.
         error: String,
     },
-    /// An event the connector logged.
+    /// An event the target logged.
     Event {
-        /// Event id.
-        id: u32,
+        /// Event id (`-` in the line form where the target's events have none).
+        id: Option<u32>,
         /// Level.
         level: String,
         /// Source.
@@ -141,7 +141,10 @@ impl fmt::Display for Entry {
                 source,
                 category,
                 message,
-            } => write!(f, "event {id} {level} {source} [{category}] {message}"),
+            } => {
+                let id = id.map_or("-".to_string(), |id| id.to_string());
+                write!(f, "event {id} {level} {source} [{category}] {message}")
+            }
             Entry::Fault { text } => write!(f, "fault: {text}"),
             Entry::Service { text, errors } => {
                 write!(f, "service: {text}")?;

@@ -379,11 +379,13 @@ impl Ledger {
         &self.messages
     }
 
-    /// `no-phantom` and `no-partial` over IN's files (name, whole content).
+    /// `no-phantom` and `no-partial` over the files of the target's accepted
+    /// directories ("IN"): each is (its path under the root, the message body
+    /// as the target's format reads it, see [`read_bodies`]).
     pub fn check_in(&self, files: &[(String, Vec<u8>)]) -> Vec<(Invariant, String)> {
         let mut out = Vec::new();
-        for (name, content) in files {
-            let body = body_of(content);
+        for (name, body) in files {
+            let body = body.as_slice();
             let same: Vec<&Message> = self.messages.iter().filter(|m| m.body == body).collect();
             let complete = same.iter().any(|m| {
                 matches!(
@@ -408,7 +410,7 @@ impl Ledger {
                     .unwrap_or_default();
                 out.push((
                     Invariant::NoPhantom,
-                    format!("imcdata/in/{name} holds a message that was {why}"),
+                    format!("{name} holds a message that was {why}"),
                 ));
             } else {
                 let prefix_of = self.messages.iter().find(|m| {
@@ -418,13 +420,13 @@ impl Ledger {
                     Invariant::NoPartial,
                     match prefix_of {
                         Some(m) => format!(
-                            "imcdata/in/{name} holds {} of the {} bytes of a message of `{}`",
+                            "{name} holds {} of the {} bytes of a message of `{}`",
                             body.len(),
                             m.body.len(),
                             m.session
                         ),
                         None => format!(
-                            "imcdata/in/{name} ({} bytes) is not any message the harness sent",
+                            "{name} ({} bytes) is not any message the harness sent",
                             body.len()
                         ),
                     },
@@ -434,7 +436,8 @@ impl Ledger {
         out
     }
 
-    /// `no-loss` over IN's files after recovery: each acknowledged body is there
+    /// `no-loss` over the accepted directories' files (path, body, as for
+    /// [`Ledger::check_in`]) after recovery: each acknowledged body is there
     /// exactly as many times as it was acknowledged (less the scenario's own deletions).
     pub fn check_no_loss(&self, files: &[(String, Vec<u8>)]) -> Vec<(Invariant, String)> {
         let mut acked: BTreeMap<&[u8], (usize, &str)> = BTreeMap::new();
@@ -448,7 +451,7 @@ impl Ledger {
             let want = count.saturating_sub(removed);
             let names: Vec<&str> = files
                 .iter()
-                .filter(|(_, c)| body_of(c) == body)
+                .filter(|(_, b)| b.as_slice() == body)
                 .map(|(n, _)| n.as_str())
                 .collect();
             let summary = summarize(body);
@@ -527,6 +530,26 @@ pub fn read_files(dir: &Path) -> Vec<(String, Vec<u8>)> {
         .collect();
     out.sort();
     out
+}
+
+/// The files of the spool directories `dirs` (relative to `tree`, in that
+/// order), each as its path under the root and its whole content.
+pub fn read_spool(tree: &Path, dirs: &[String]) -> Vec<(String, Vec<u8>)> {
+    let mut out = Vec::new();
+    for dir in dirs {
+        for (name, content) in read_files(&tree.join(dir)) {
+            out.push((format!("{dir}/{name}"), content));
+        }
+    }
+    out
+}
+
+/// Whether the root-relative path `path` is `dir` or lies under it.
+pub fn is_under(path: &str, dir: &str) -> bool {
+    path == dir
+        || path
+            .strip_prefix(dir)
+            .is_some_and(|rest| rest.starts_with('/'))
 }
 
 /// Every regular file under `root`, recursively (root-relative name, whole
@@ -619,12 +642,12 @@ mod tests {
         assert_eq!(l.messages()[0].body, b"hello\r\n.dot\r\n");
         assert_eq!(l.check_no_loss(&[]).len(), 1);
         assert!(
-            l.check_no_loss(&[("1".into(), stored(b"hello\r\n.dot\r\n"))])
+            l.check_no_loss(&[("1".into(), b"hello\r\n.dot\r\n".to_vec())])
                 .is_empty()
         );
         let twice = [
-            ("1".into(), stored(b"hello\r\n.dot\r\n")),
-            ("2".into(), stored(b"hello\r\n.dot\r\n")),
+            ("1".into(), b"hello\r\n.dot\r\n".to_vec()),
+            ("2".into(), b"hello\r\n.dot\r\n".to_vec()),
         ];
         assert_eq!(
             l.check_no_loss(&twice).len(),
@@ -680,9 +703,9 @@ mod tests {
             "b",
             &[(b"DATA\r\n", Some(354)), (b"two\r\nthree\r\n", None)],
         );
-        let v = l.check_in(&[("1".into(), stored(b"one\r\n"))]);
+        let v = l.check_in(&[("1".into(), b"one\r\n".to_vec())]);
         assert_eq!(v[0].0, Invariant::NoPhantom);
-        let v = l.check_in(&[("2".into(), stored(b"two\r\n"))]);
+        let v = l.check_in(&[("2".into(), b"two\r\n".to_vec())]);
         assert_eq!(v[0].0, Invariant::NoPartial);
     }
 
@@ -695,12 +718,12 @@ mod tests {
             &[(b"DATA\r\n", Some(354)), (b"x\r\n.\r\n", None)],
         );
         assert!(
-            l.check_in(&[("1".into(), stored(b"x\r\n"))]).is_empty(),
+            l.check_in(&[("1".into(), b"x\r\n".to_vec())]).is_empty(),
             "pending is fine"
         );
         l.closed("a");
         assert_eq!(
-            l.check_in(&[("1".into(), stored(b"x\r\n"))])[0].0,
+            l.check_in(&[("1".into(), b"x\r\n".to_vec())])[0].0,
             Invariant::NoPhantom
         );
     }

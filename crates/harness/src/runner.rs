@@ -11,7 +11,10 @@ use crate::client::{ClientSession, ReadOutcome, Reply, encode_data};
 use crate::history::{Entry, History, Listing};
 use crate::invariants::{self, Invariant, Ledger, Violation};
 use crate::scenario::{self, Backend, Fault, OpMatch, Scenario, ServiceAction, Step, When};
-use imc::{Clock, Connector, EventLog};
+use crate::target::choice::{self, Choice};
+use crate::target::imc::ImcTarget;
+use crate::target::process::ProcessTarget;
+use crate::target::{Settle, SpoolLayout, Target};
 use sandbox::{Sandbox, SandboxConfig};
 use std::collections::{BTreeMap, BTreeSet};
 use std::fmt;
@@ -19,10 +22,6 @@ use std::net::SocketAddr;
 use std::path::Path;
 use std::sync::Arc;
 use std::time::Duration;
-use tokio::sync::mpsc::UnboundedReceiver;
-
-/// The directories listed at the end of every run.
-pub const LISTED_DIRS: [&str; 2] = ["imcdata/in", "imcdata/work"];
 
 /// Run settings. `Default` gives the documented defaults.
 #[derive(Clone, Debug)]
@@ -34,6 +33,12 @@ pub struct RunOptions {
     /// Run every scenario with this connector profile instead of its own.
     /// Default none.
     pub profile: Option<String>,
+    /// Run every scenario against this target (`imc`, a target file's name or
+    /// path) instead of its own. Default none: the scenario's, else `imc`.
+    pub target: Option<String>,
+    /// Where target names are looked up. Default none: the scenario's
+    /// `targets` folder, else the nearest above the working directory.
+    pub targets_dir: Option<std::path::PathBuf>,
 }
 
 impl Default for RunOptions {
@@ -42,6 +47,8 @@ impl Default for RunOptions {
             reply_timeout: Duration::from_secs(10),
             backend: None,
             profile: None,
+            target: None,
+            targets_dir: None,
         }
     }
 }
@@ -100,13 +107,54 @@ pub struct Run {
     pub harness_failures: Vec<String>,
 }
 
-/// The fixed instant of the connector's clock in runs.
-pub fn fixed_clock() -> Clock {
-    Clock::Fixed(chrono::DateTime::from_timestamp(1_767_225_600, 0).expect("valid instant")) // 2026-01-01T00:00:00Z
+/// Runs a scenario to its end, against the target it names (or
+/// [`RunOptions::target`]; by default the in-process `imc`).
+pub async fn run(scenario: &Scenario, options: &RunOptions) -> Result<Run, RunError> {
+    let choice = choose_target(scenario, options).map_err(RunError::Unsupported)?;
+    let process = matches!(choice, Choice::Process(_));
+    let profile = options
+        .profile
+        .clone()
+        .unwrap_or_else(|| scenario.profile.clone());
+    let connector = scenario.connector.clone();
+    run_with(scenario, options, process, move |sandbox: &Sandbox| {
+        Ok(match choice {
+            Choice::InProcess => Box::new(ImcTarget::new(
+                sandbox.root(),
+                sandbox.fs_source(),
+                &profile,
+                &connector,
+                loopback_listen(),
+            )?) as Box<dyn Target>,
+            Choice::Process(loaded) => {
+                process_fits(scenario, sandbox.backend(), &loaded.name)?;
+                // Its own files (event log) beside the root, off the faulted volume.
+                let mut t =
+                    ProcessTarget::new(&loaded, sandbox.root(), &sandbox.dir().join("run"))?;
+                t.configure(Some(&profile), &connector)?;
+                let mut watch = sandbox.op_watcher();
+                t.set_op_paths(Box::new(move || {
+                    watch().into_iter().map(|op| op.path).collect()
+                }));
+                Box::new(t)
+            }
+        })
+    })
+    .await
 }
 
-/// Runs a scenario to its end.
-pub async fn run(scenario: &Scenario, options: &RunOptions) -> Result<Run, RunError> {
+/// Runs a scenario against the target `make` builds on the run's sandbox (its
+/// spool on [`Sandbox::root`]): how a crate tests its own connector in-process
+/// (README, "Testing your own connector"). `process` says that the target is a
+/// separate process (a crash on a halted disk is then sequenced for it). The
+/// scenario's `target`, `profile` and `connector:` settings are `make`'s to
+/// honour; an `Err` from it is [`RunError::Unsupported`].
+pub async fn run_with(
+    scenario: &Scenario,
+    options: &RunOptions,
+    process: bool,
+    make: impl FnOnce(&Sandbox) -> Result<Box<dyn Target>, String>,
+) -> Result<Run, RunError> {
     let backend = match options.backend.unwrap_or(scenario.sandbox.backend) {
         Backend::Vfs => sandbox::Backend::Vfs,
         Backend::Tmpfs => {
@@ -122,75 +170,39 @@ pub async fn run(scenario: &Scenario, options: &RunOptions) -> Result<Run, RunEr
             sandbox::Backend::Fuse
         }
     };
-    let profile_name = options.profile.as_deref().unwrap_or(&scenario.profile);
-    let profile = imc::profile::by_name(profile_name).map_err(RunError::Unsupported)?;
-    let mutant = match &scenario.connector.mutant {
-        Some(name) => Some(name.parse::<imc::Mutant>().map_err(RunError::Unsupported)?),
-        None => None,
-    };
+    if process && backend == sandbox::Backend::Vfs {
+        // Refused before any sandbox is made (a target file's name is in the error).
+        let name = options
+            .target
+            .as_deref()
+            .or(scenario.target.as_deref())
+            .unwrap_or("?");
+        process_fits(scenario, backend, name).map_err(RunError::Unsupported)?;
+    }
     let quota = scenario.sandbox.quota.map_or(64 << 20, |s| s.0);
     let sandbox =
         Sandbox::with_backend(SandboxConfig { quota }, backend).map_err(RunError::Sandbox)?;
-
-    let c = &scenario.connector;
-    let mut config = imc::Config::new(sandbox.root());
-    config.disk_check_interval = Duration::ZERO;
-    config.clock = fixed_clock();
-    if let Some(h) = &c.hostname {
-        config.hostname = h.clone();
-    }
-    if let Some(s) = c.low_water_mark {
-        config.low_water_mark = s.0;
-    }
-    if let Some(s) = c.max_message_size {
-        config.max_message_size = s.0;
-    }
-    if let Some(n) = c.max_recipients {
-        config.max_recipients = n as usize;
-    }
-    if let Some(d) = c.command_timeout {
-        config.command_timeout = d.0;
-    }
-    config.mutant = mutant;
-    config.listen = loopback_listen();
-    let events = EventLog::new(None);
-    let subscription = events.subscribe();
-    let ids: Arc<dyn imc::spool::IdGenerator> = Arc::new(imc::spool::CounterIds::default());
-    // A crash ends the process: the one started after it is a new connector
-    // on a new handle of the disk (the dead one's calls park for good).
-    let rebirth: Box<dyn Fn(&Sandbox) -> Connector + Send> = Box::new(move |sandbox| {
-        Connector::new(
-            config.clone(),
-            profile.clone(),
-            sandbox.fs(),
-            events.clone(),
-            Arc::clone(&ids),
-        )
-    });
-    let connector = rebirth(&sandbox);
+    let target = make(&sandbox).map_err(RunError::Unsupported)?;
+    let spool = target.spool().clone();
     let root = sandbox.root().display().to_string();
-    // A crash armed on an operation stops the connector's disk calls on its
-    // thread; the runner hears of it here and crashes the connector.
+    // A crash armed on an operation stops the target's disk calls where they
+    // are; the runner hears of it here and crashes the target.
     let halt = Arc::new(HaltSignal::default());
     let told = Arc::clone(&halt);
-    let in_dir = sandbox.tree().join("imcdata/in");
+    let tree = sandbox.tree().to_path_buf();
+    let accepted = spool.accepted.clone();
     sandbox.on_strike(move |strike| match strike {
         // The sandbox itself says whether the disk is halted (one source of
         // truth: a flag of the runner's own could miss a second halt).
         sandbox::Strike::Halt => told.notify.notify_one(),
-        // What a timed `remove` takes out of IN is the scenario's deletion, not
-        // the connector's loss: read it while it is still there.
+        // What a timed `remove` takes out of an accepted directory is the
+        // scenario's deletion, not the target's loss: read it while it is still there.
         sandbox::Strike::Fault(sandbox::Fault::Remove { path }) => {
-            let files = invariants::read_files(&in_dir);
-            let gone: Vec<Vec<u8>> = if matches!(path.as_str(), "imcdata" | "imcdata/in") {
-                files.into_iter().map(|(_, c)| c).collect()
-            } else {
-                files
-                    .into_iter()
-                    .filter(|(n, _)| path.strip_prefix("imcdata/in/") == Some(n.as_str()))
-                    .map(|(_, c)| c)
-                    .collect()
-            };
+            let gone: Vec<Vec<u8>> = invariants::read_spool(&tree, &accepted)
+                .into_iter()
+                .filter(|(n, _)| invariants::is_under(n, path))
+                .map(|(_, c)| c)
+                .collect();
             told.removed
                 .lock()
                 .unwrap_or_else(|e| e.into_inner())
@@ -200,14 +212,16 @@ pub async fn run(scenario: &Scenario, options: &RunOptions) -> Result<Run, RunEr
     });
     let mut runner = Runner {
         options: options.clone(),
+        // The root as a target may write it: as it is, and with backslashes
+        // (the IMC writes Windows paths in its events).
         redactions: vec![
-            (imc::win32::path(sandbox.root()), "<root>".into()),
+            (root.replace('/', "\\"), "<root>".into()),
             (root, "<root>".into()),
         ],
+        target,
+        spool,
+        process,
         sandbox,
-        connector,
-        rebirth,
-        events: subscription,
         addr: None,
         sessions: BTreeMap::new(),
         armed: Vec::new(),
@@ -234,7 +248,7 @@ pub async fn run(scenario: &Scenario, options: &RunOptions) -> Result<Run, RunEr
     let ops = runner.sandbox.ops();
     runner.recover().await;
     // Tear down without a trace: a crash closes everything and logs nothing.
-    runner.connector.crash().await;
+    runner.target.crash().await;
     Ok(Run {
         history: runner.history,
         mismatches: runner.mismatches,
@@ -242,6 +256,84 @@ pub async fn run(scenario: &Scenario, options: &RunOptions) -> Result<Run, RunEr
         ops,
         harness_failures: runner.harness_failures,
     })
+}
+
+/// The target a run plays against: `--target`, else the scenario's, else `imc`.
+fn choose_target(scenario: &Scenario, options: &RunOptions) -> Result<Choice, String> {
+    let name = options
+        .target
+        .as_deref()
+        .or(scenario.target.as_deref())
+        .unwrap_or(choice::IN_PROCESS);
+    let dir = match &options.targets_dir {
+        Some(d) => Some(d.clone()),
+        None => scenario
+            .targets_dir
+            .clone()
+            .or_else(|| choice::default_dir(None)),
+    };
+    choice::resolve(name, dir.as_deref())
+}
+
+/// Whether the chosen target can be asked to run its disk check
+/// (`service: check_disk`): imc always, a target file with `check_disk`.
+pub fn target_checks_disk(scenario: &Scenario, options: &RunOptions) -> bool {
+    match choose_target(scenario, options) {
+        Ok(Choice::InProcess) => true,
+        Ok(Choice::Process(loaded)) => loaded.file.check_disk.is_some(),
+        Err(_) => true, // the run reports the error
+    }
+}
+
+/// Whether the chosen target runs as a process (not `imc`).
+pub fn runs_a_process(scenario: &Scenario, options: &RunOptions) -> bool {
+    options
+        .target
+        .as_deref()
+        .or(scenario.target.as_deref())
+        .is_some_and(|n| n != choice::IN_PROCESS)
+}
+
+/// Why a process target cannot play `scenario` on `backend`: vfs faults only
+/// the in-process connector's own calls; tmpfs makes the tree faults real but
+/// has no errno rules, no operation-timed triggers and no crash model, which
+/// only the fuse daemon gives a process.
+pub fn process_fits(
+    scenario: &Scenario,
+    backend: sandbox::Backend,
+    name: &str,
+) -> Result<(), String> {
+    match backend {
+        sandbox::Backend::Vfs => Err(format!(
+            "target `{name}` runs as a process, and backend `vfs` can fault only the \
+             in-process connector's own calls: use backend `fuse` (every fault) or \
+             `tmpfs` (tree faults only)"
+        )),
+        sandbox::Backend::Tmpfs => match needs_fuse(scenario) {
+            Some(why) => Err(format!(
+                "{why}, which a process target gets only on backend `fuse` \
+                 (tmpfs makes tree faults only)"
+            )),
+            None => Ok(()),
+        },
+        sandbox::Backend::Fuse => Ok(()),
+    }
+}
+
+/// What in `scenario` needs the fuse daemon when the target is a process.
+pub fn needs_fuse(scenario: &Scenario) -> Option<&'static str> {
+    for step in &scenario.steps {
+        if matches!(step.fault, Some(Fault::Errno(_)) | Some(Fault::ClearErrno)) {
+            return Some("injects an errno");
+        }
+        if step.when.as_ref().is_some_and(|w| w.op_stage().is_some()) {
+            return Some("times a fault by a filesystem operation");
+        }
+        if step.service == Some(ServiceAction::Crash) {
+            return Some("crashes the service (the crash model)");
+        }
+    }
+    None
 }
 
 /// A listening address on a loopback address of its own (127.x.y.z, port 0).
@@ -287,7 +379,7 @@ struct OpArmed {
     waits_for: String,
 }
 
-/// Told from the connector's thread when an operation-timed crash fires.
+/// Told from the target's thread when an operation-timed crash fires.
 #[derive(Default)]
 struct HaltSignal {
     notify: tokio::sync::Notify,
@@ -298,11 +390,14 @@ struct HaltSignal {
 struct Runner {
     options: RunOptions,
     redactions: Vec<(String, String)>,
+    /// The system under test; dropped before the sandbox (a process is
+    /// killed before its volume goes).
+    target: Box<dyn Target>,
+    /// The target's spool layout: where the invariants look.
+    spool: SpoolLayout,
+    /// Whether the target is a process (not in-process).
+    process: bool,
     sandbox: Sandbox,
-    connector: Connector,
-    /// A new connector process on the disk as it is now (after a crash).
-    rebirth: Box<dyn Fn(&Sandbox) -> Connector + Send>,
-    events: UnboundedReceiver<imc::Event>,
     addr: Option<SocketAddr>,
     sessions: BTreeMap<String, ClientSession>,
     armed: Vec<Armed>,
@@ -348,10 +443,7 @@ impl Runner {
     /// step's events and disk changes are all in before the next step.
     async fn settle(&mut self) {
         let timeout = self.options.reply_timeout;
-        if tokio::time::timeout(timeout, self.connector.settled())
-            .await
-            .is_err()
-        {
+        if self.target.settle(timeout).await == Settle::Busy {
             self.violate(
                 Invariant::Liveness,
                 format!(
@@ -362,13 +454,21 @@ impl Runner {
         }
     }
 
+    /// The messages in the target's accepted directories ("IN"): each file's
+    /// path under the root and its body, as the target's format reads it.
+    fn accepted(&self) -> Vec<(String, Vec<u8>)> {
+        invariants::read_spool(self.sandbox.tree(), &self.spool.accepted)
+            .into_iter()
+            .map(|(name, content)| (name, self.target.read_message(&content).body))
+            .collect()
+    }
+
     /// `no-phantom` and `no-partial` after every step.
     fn check_spool(&mut self) {
-        let files = invariants::read_files(&self.sandbox.tree().join("imcdata/in"));
-        for (_, content) in &files {
-            let body = invariants::body_of(content);
+        let files = self.accepted();
+        for (_, body) in &files {
             if !self.seen_in_in.contains(body) {
-                self.seen_in_in.insert(body.to_vec());
+                self.seen_in_in.insert(body.clone());
             }
         }
         for (invariant, message) in self.ledger.check_in(&files) {
@@ -378,9 +478,12 @@ impl Runner {
         // in place exposes a partial message to whoever reads IN.
         let ops = self.sandbox.ops();
         for op in ops.iter().skip(self.ops_seen) {
-            if matches!(op.op, imc::fs::OpKind::Create | imc::fs::OpKind::Write)
-                && op.path.starts_with("imcdata/in/")
-            {
+            let in_accepted = self
+                .spool
+                .accepted
+                .iter()
+                .any(|dir| invariants::is_under(&op.path, dir) && op.path != *dir);
+            if matches!(op.op, sandbox::OpKind::Create | sandbox::OpKind::Write) && in_accepted {
                 self.violate(
                     Invariant::NoPartial,
                     format!(
@@ -488,14 +591,14 @@ impl Runner {
         }
         // Put back as a backup job would: what a displaced IN still held is
         // delivered now, so a refused message left in it is a phantom.
-        let files = invariants::read_files(&self.sandbox.tree().join("imcdata/in"));
+        let files = self.accepted();
         for (invariant, message) in self.ledger.check_in(&files) {
             if invariant == Invariant::NoPhantom {
                 self.violate(invariant, format!("after IN was put back: {message}"));
             }
         }
         self.start(false, &mut result).await;
-        let files = invariants::read_files(&self.sandbox.tree().join("imcdata/in"));
+        let files = self.accepted();
         for (invariant, message) in self.ledger.check_no_loss(&files) {
             self.violate(invariant, message);
         }
@@ -539,11 +642,8 @@ impl Runner {
                 format!("a new message after recovery got `{got}`, not 250"),
             );
         } else {
-            let files = invariants::read_files(&self.sandbox.tree().join("imcdata/in"));
-            if !files
-                .iter()
-                .any(|(_, c)| invariants::body_of(c) == body.as_bytes())
-            {
+            let files = self.accepted();
+            if !files.iter().any(|(_, b)| b.as_slice() == body.as_bytes()) {
                 self.violate(
                     Invariant::Recovery,
                     "the message accepted after recovery is not in IN".into(),
@@ -592,8 +692,10 @@ impl Runner {
             self.crash(&mut result).await;
         }
         self.drain_events(&mut result);
+        self.exited();
         if let Some(expect) = &step.expect {
-            for message in check::check(expect, &result, self.sandbox.tree()) {
+            let names = |n: &str| self.redact(n);
+            for message in check::check(expect, &result, self.sandbox.tree(), &names) {
                 self.mismatches.push(Mismatch {
                     step: index,
                     action: action.clone(),
@@ -700,13 +802,25 @@ impl Runner {
             }
             ServiceAction::Crash => self.crash(result).await,
             ServiceAction::CheckDisk => {
-                let flush = self.connector.check_disk().await;
+                let flush = self.target.check_disk().await;
                 self.drain_events(result);
+                let text = match flush {
+                    Some(flush) => {
+                        format!(
+                            "disk check: flush mode {}",
+                            if flush { "on" } else { "off" }
+                        )
+                    }
+                    None => {
+                        result.problems.push(format!(
+                            "check_disk: the target `{}` cannot be asked to check its disk",
+                            self.target.name()
+                        ));
+                        "disk check: not supported by the target".to_string()
+                    }
+                };
                 self.record(Entry::Service {
-                    text: format!(
-                        "disk check: flush mode {}",
-                        if flush { "on" } else { "off" }
-                    ),
+                    text,
                     errors: vec![],
                 });
             }
@@ -717,7 +831,27 @@ impl Runner {
     /// tasks are gone, the crash model drops what was not durable, and each
     /// session reads what it got before the crash, up to the close.
     async fn crash(&mut self, result: &mut StepResult) {
-        let text = if self.connector.crash().await {
+        let (crashed, lost) = if self.process && self.halted() {
+            // A killed process whose calls the halt parked in the FUSE daemon
+            // cannot finish dying until they are answered: send the kill (the
+            // target's first poll), apply the crash model (which answers them,
+            // none reaching the disk), then wait for the process to be gone.
+            let sandbox = &self.sandbox;
+            let crash = self.target.crash();
+            tokio::pin!(crash);
+            tokio::select! {
+                biased;
+                crashed = &mut crash => (crashed, sandbox.crash()),
+                () = std::future::ready(()) => {
+                    let lost = sandbox.crash();
+                    (crash.await, lost)
+                }
+            }
+        } else {
+            let crashed = self.target.crash().await;
+            (crashed, self.sandbox.crash())
+        };
+        let text = if crashed {
             "crashed"
         } else {
             "crash: not running"
@@ -728,11 +862,10 @@ impl Runner {
             errors: vec![],
         });
         // What the disk had not made durable is gone (the vfs crash model).
-        for lost in self.sandbox.crash() {
+        for lost in lost {
             let text = format!("crash lost: {}", self.redact(&lost));
             self.record(Entry::Fault { text });
         }
-        self.connector = (self.rebirth)(&self.sandbox);
         // A dot the crash left unanswered may or may not have made it to IN.
         self.ledger.crash_begins();
         self.drain_sessions(result).await;
@@ -745,7 +878,7 @@ impl Runner {
 
     /// Arms the step's fault (or crash) on the connector's filesystem operation.
     fn arm_op(&mut self, step: &Step, m: &OpMatch, after: bool, result: &mut StepResult) {
-        let op = match m.op.parse::<imc::fs::OpKind>() {
+        let op = match m.op.parse::<sandbox::OpKind>() {
             Ok(op) => op,
             Err(e) => {
                 result.problems.push(e);
@@ -803,7 +936,7 @@ impl Runner {
         if !gone.is_empty() {
             let bodies = gone
                 .iter()
-                .map(|c| invariants::body_of(c).to_vec())
+                .map(|c| self.target.read_message(c).body)
                 .collect();
             self.ledger.removed_by_fault(bodies);
         }
@@ -834,7 +967,7 @@ impl Runner {
     }
 
     async fn start(&mut self, expects_error: bool, result: &mut StepResult) {
-        match self.connector.start().await {
+        match self.target.start().await {
             Ok(addr) => {
                 self.addr = Some(addr);
                 self.drain_events(result);
@@ -845,44 +978,64 @@ impl Runner {
                 result.service_errors.get_or_insert_with(Vec::new);
             }
             Err(e) => {
-                let error = self.redact(&e.to_string());
+                // A process's errors are its stderr; an in-process one's, its error.
+                let errors: Vec<String> = if e.stderr.is_empty() {
+                    vec![self.redact(&e.message)]
+                } else {
+                    e.stderr.iter().map(|l| self.redact(l)).collect()
+                };
+                let shown = self.redact(&e.to_string());
                 self.drain_events(result);
                 self.record(Entry::Service {
-                    text: "start failed".into(),
-                    errors: vec![error.clone()],
+                    text: match e.exit {
+                        Some(exit) => format!("start failed ({exit})"),
+                        None => "start failed".into(),
+                    },
+                    errors: errors.clone(),
                 });
                 if !expects_error {
                     result
                         .problems
-                        .push(format!("the service did not start: {error}"));
+                        .push(format!("the service did not start: {shown}"));
                 }
                 result
                     .service_errors
                     .get_or_insert_with(Vec::new)
-                    .push(error);
+                    .extend(errors);
             }
         }
     }
 
     async fn stop(&mut self, result: &mut StepResult) {
-        let report = self.connector.stop().await;
+        let report = self.target.stop().await;
         self.addr = None;
         self.drain_sessions(result).await;
         self.drain_events(result);
         match report {
             Some(report) => {
+                let errors: Vec<String> = report.errors.iter().map(|l| self.redact(l)).collect();
+                let text = if !errors.is_empty() {
+                    format!("stopped with errors ({})", report.exit)
+                } else if self.target.exit_statuses() || !report.expected {
+                    format!("stopped ({})", report.exit)
+                } else {
+                    "stopped".into()
+                };
                 self.record(Entry::Service {
-                    text: if report.errors.is_empty() {
-                        "stopped".into()
-                    } else {
-                        format!("stopped with errors (status {})", report.status)
-                    },
-                    errors: report.errors.clone(),
+                    text,
+                    errors: errors.clone(),
                 });
+                if !report.expected {
+                    result.problems.push(format!(
+                        "the stop ended with {}, not as the target `{}` expects a stop to end",
+                        report.exit,
+                        self.target.name()
+                    ));
+                }
                 result
                     .service_errors
                     .get_or_insert_with(Vec::new)
-                    .extend(report.errors);
+                    .extend(errors);
             }
             None => {
                 self.record(Entry::Service {
@@ -893,6 +1046,18 @@ impl Runner {
                     .problems
                     .push("stop: the service was not running".into());
             }
+        }
+    }
+
+    /// A target that ended by itself (a process that exited or died) since the
+    /// last look: recorded with its status, and no longer running.
+    fn exited(&mut self) {
+        if let Some(exit) = self.target.exited() {
+            self.addr = None;
+            self.record(Entry::Service {
+                text: format!("exited by itself ({exit})"),
+                errors: vec![],
+            });
         }
     }
 
@@ -1078,7 +1243,13 @@ impl Runner {
     }
 
     fn record_reply(&mut self, name: &str, reply: Reply, result: &mut StepResult) {
-        let lines = reply.lines.iter().map(|l| self.redact(l)).collect();
+        // The expectations see the reply as the history shows it.
+        let lines: Vec<String> = reply.lines.iter().map(|l| self.redact(l)).collect();
+        let reply = Reply {
+            text: self.redact(&reply.text),
+            lines: lines.clone(),
+            ..reply
+        };
         self.record(Entry::Reply {
             session: name.to_string(),
             lines,
@@ -1154,7 +1325,7 @@ impl Runner {
         let text = match outcome {
             Ok(reply) => {
                 self.ledger.answer_complete("send", Some(250));
-                reply
+                self.redact(&reply)
             }
             Err((code, error)) => {
                 self.ledger.answer_complete("send", code);
@@ -1174,6 +1345,7 @@ impl Runner {
         let root = self.sandbox.tree().to_path_buf();
         let before = matches!(fault, Fault::Remove(_))
             .then(|| invariants::read_tree(&root, &[sandbox::BALLAST]));
+        let receiving = self.spool.receiving.clone();
         let text = match to_sandbox_fault(fault) {
             Ok(f) => match self.sandbox.apply(&f) {
                 Ok(done) => {
@@ -1182,9 +1354,11 @@ impl Runner {
                         let gone = before
                             .into_iter()
                             .filter(|(n, _)| !after.iter().any(|(m, _)| m == n))
-                            .map(|(n, c)| (n, invariants::body_of(&c).to_vec()))
+                            .map(|(n, c)| (n, self.target.read_message(&c).body))
                             .filter(|(n, body)| {
-                                !n.starts_with("imcdata/work/") || self.seen_in_in.contains(body)
+                                let being_received =
+                                    receiving.iter().any(|dir| invariants::is_under(n, dir));
+                                !being_received || self.seen_in_in.contains(body)
                             })
                             .map(|(_, body)| body)
                             .collect();
@@ -1211,8 +1385,8 @@ impl Runner {
         // A fault timed by an operation fired before the events and replies the
         // connector produced after that operation (as far as one can tell).
         self.fired_by_ops();
-        while let Ok(event) = self.events.try_recv() {
-            let event = imc::Event {
+        for event in self.target.poll_events() {
+            let event = crate::target::Event {
                 message: self.redact(&event.message),
                 ..event
             };
@@ -1227,8 +1401,9 @@ impl Runner {
         }
     }
 
+    /// The target's own redactions, then the sandbox's path written `<root>`.
     fn redact(&self, text: &str) -> String {
-        let mut out = text.to_string();
+        let mut out = self.target.redact(text);
         for (from, to) in &self.redactions {
             out = out.replace(from.as_str(), to);
         }
@@ -1236,11 +1411,17 @@ impl Runner {
     }
 
     fn listing(&self) -> Vec<Listing> {
-        LISTED_DIRS
+        self.spool
+            .dirs()
             .iter()
             .map(|dir| Listing {
                 dir: dir.to_string(),
-                files: check::list_dir(&self.sandbox.tree().join(dir)),
+                // Names redacted as the target's ids are (`imc serve`'s clock ids).
+                files: check::list_dir(&self.sandbox.tree().join(dir)).map(|names| {
+                    let mut names: Vec<String> = names.iter().map(|n| self.redact(n)).collect();
+                    names.sort();
+                    names
+                }),
             })
             .collect()
     }

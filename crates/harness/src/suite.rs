@@ -352,7 +352,45 @@ pub fn skip_reason(scenario: &scenario::Scenario, options: &RunOptions) -> Optio
     {
         return Some(format!("backend `fuse` unavailable: {why}"));
     }
+    // `service: check_disk` asks an in-process connector; a process cannot be asked.
+    if runner::runs_a_process(scenario, options)
+        && scenario
+            .steps
+            .iter()
+            .any(|s| s.service == Some(scenario::ServiceAction::CheckDisk))
+        && !runner::target_checks_disk(scenario, options)
+    {
+        return Some(
+            "uses `service: check_disk`, and a process target cannot be asked to run its disk check"
+                .into(),
+        );
+    }
+    // A process on tmpfs gets the tree faults only.
+    if backend == scenario::Backend::Tmpfs
+        && runner::runs_a_process(scenario, options)
+        && let Some(why) = runner::needs_fuse(scenario)
+    {
+        return Some(format!(
+            "{why}, which a process target gets only on backend `fuse`"
+        ));
+    }
     None
+}
+
+/// The folder of a process target's own snapshots, under `snapshots`:
+/// `snapshots/<target>/`, for the scenarios whose history legitimately differs
+/// from the in-process one. `None` for the in-process connector.
+pub fn target_snapshots(
+    snapshots: &Path,
+    scenario: &scenario::Scenario,
+    options: &RunOptions,
+) -> Option<PathBuf> {
+    if !runner::runs_a_process(scenario, options) {
+        return None;
+    }
+    let name = options.target.as_deref().or(scenario.target.as_deref())?;
+    let stem = Path::new(name).file_stem()?.to_string_lossy().into_owned();
+    Some(snapshots.join(stem))
 }
 
 /// Runs an already loaded (possibly modified) scenario as `case`.
@@ -385,7 +423,21 @@ pub fn run_loaded(
         }
     };
     let contents = snapshot::render(&case.id, scenario, &run.history);
-    let (dir, name) = (&case.snapshots, case.snapshot_name());
+    let name = case.snapshot_name();
+    // A process target is checked against its own snapshot where it has one,
+    // else against the in-process one; `--accept` writes its own only where
+    // the two differ.
+    let own = target_snapshots(&case.snapshots, scenario, options);
+    let dir = match &own {
+        Some(own) if own.join(format!("{name}.snap")).is_file() => own,
+        Some(own)
+            if matches!(snapshots, Snapshots::Accept)
+                && snapshot::compare(&case.snapshots, &name, &contents) != Comparison::Same =>
+        {
+            own
+        }
+        _ => &case.snapshots,
+    };
     // A snapshot records the scenario's own profile: under another, it is not
     // the reference.
     let other_profile = options

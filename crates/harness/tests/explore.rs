@@ -15,6 +15,7 @@ fn target(mutant: Option<&str>) -> Target {
         profile: "hardened".into(),
         mutant: mutant.map(str::to_string),
         backend: None,
+        target: None,
     }
 }
 

@@ -1227,3 +1227,35 @@ fn the_scaffold_is_a_valid_commented_scenario() {
         assert_eq!(s.name.as_deref(), Some(name));
     }
 }
+
+#[test]
+fn target_names_a_target_file_or_imc() {
+    let base = "claims: [KB-1]\nprofile: hardened\nsteps: [{ service: start }]\n";
+    let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../scenarios/t.yaml");
+    let s = scenario::parse(&format!("target: imc\n{base}"), &path).unwrap();
+    assert_eq!(s.target.as_deref(), Some("imc"));
+    let s = scenario::parse(
+        &format!("target: imc-serve\nsandbox: {{ backend: fuse }}\n{base}"),
+        &path,
+    )
+    .unwrap();
+    assert_eq!(s.target.as_deref(), Some("imc-serve"));
+    assert!(s.targets_dir.is_some_and(|d| d.ends_with("targets")));
+
+    let e = scenario::parse(
+        &format!("target: imc-serv\nsandbox: {{ backend: fuse }}\n{base}"),
+        &path,
+    )
+    .unwrap_err()
+    .to_string();
+    assert!(e.contains("t.yaml:1:9"), "{e}");
+    assert!(e.contains("unknown target `imc-serv`"), "{e}");
+    assert!(e.contains("did you mean `imc-serve`?"), "{e}");
+
+    let e = scenario::parse(&format!("target: imc-serve\n{base}"), &path)
+        .unwrap_err()
+        .to_string();
+    assert!(e.contains("t.yaml:1:9"), "{e}");
+    assert!(e.contains("backend `vfs`"), "{e}");
+    assert!(e.contains("backend: fuse"), "{e}");
+}

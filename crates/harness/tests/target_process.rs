@@ -275,6 +275,30 @@ async fn a_stop_while_faulted_exits_8_with_the_kb4_lines() {
     );
 }
 
+/// The CLI blocks SIGTERM in every thread (one thread takes it); a target
+/// spawned from such a thread still gets its stop signal.
+#[tokio::test]
+async fn a_stop_works_from_a_thread_that_blocks_sigterm() {
+    // SAFETY: changes this test thread's own signal mask (the current-thread
+    // runtime spawns from it); restored at the end.
+    let mut old: libc::sigset_t = unsafe { std::mem::zeroed() };
+    unsafe {
+        let mut set: libc::sigset_t = std::mem::zeroed();
+        libc::sigemptyset(&mut set);
+        libc::sigaddset(&mut set, libc::SIGTERM);
+        libc::sigaddset(&mut set, libc::SIGINT);
+        assert_eq!(libc::pthread_sigmask(libc::SIG_BLOCK, &set, &mut old), 0);
+    }
+    let loaded = imc_serve();
+    let d = dirs();
+    let mut t = target(&loaded, &d);
+    t.start().await.unwrap();
+    let stopped = t.stop().await.unwrap();
+    unsafe { libc::pthread_sigmask(libc::SIG_SETMASK, &old, std::ptr::null_mut()) };
+    assert_eq!(stopped.exit, Exit::Code(0), "{:?}", stopped.errors);
+    assert!(stopped.expected);
+}
+
 /// Waits (bounded by [`BUDGET`]) for `pid` to end, whoever its parent is: a
 /// pidfd is readable once the process has exited. True if it did.
 fn ended(pid: i32) -> bool {
@@ -456,7 +480,7 @@ async fn redactions_make_two_runs_identical() {
         "the ids differ from run to run before redaction"
     );
     assert_eq!(a, b);
-    assert!(a[0].starts_with("250 2.0.0 OK queued as <id>"), "{a:?}");
+    assert!(a[0].starts_with("250 2.0.0 OK queued as 00000001"), "{a:?}");
     assert!(
         a.iter().any(|l| l.starts_with(
             "1002 Warning imc [Service Control] The directory <root>\\imcdata\\in was missing"
@@ -641,4 +665,32 @@ events: { log: { path: "{run}/log", pattern: '^(?P<message>.*)$' } }
     assert_eq!(e.exit, Some(Exit::Signal(libc::SIGKILL)));
     // What it logged is still an event.
     assert_eq!(t.poll_events().len(), 1);
+}
+
+/// `service: check_disk` on a process: the file's signal, answered on stdout;
+/// a low-water mark above the free space turns flush mode on (event 4101).
+#[tokio::test]
+async fn check_disk_asks_the_process_by_its_signal() {
+    let mut loaded = imc_serve();
+    let d = dirs();
+    let mut t = target(&loaded, &d);
+    let huge = harness::scenario::ConnectorSpec {
+        low_water_mark: Some(harness::scenario::Size(1 << 60)),
+        ..Default::default()
+    };
+    t.configure(None, &huge).unwrap();
+    t.start().await.unwrap();
+    t.poll_events();
+    assert_eq!(t.check_disk().await, Some(true));
+    t.stop().await.unwrap();
+    let mut t = target(&loaded, &d);
+    t.start().await.unwrap();
+    assert_eq!(t.check_disk().await, Some(false));
+    t.stop().await.unwrap();
+    // Without `check_disk` in the file, the target cannot be asked.
+    loaded.file.check_disk = None;
+    let mut t = target(&loaded, &d);
+    t.start().await.unwrap();
+    assert_eq!(t.check_disk().await, None);
+    t.stop().await.unwrap();
 }

@@ -52,6 +52,10 @@ pub use crate::op_log::{Caller, OpRecord, Outcome};
 pub use crate::owner::{PREFIX, remove_own_sandboxes, remove_stale_sandboxes};
 pub use crate::quota::BLOCK;
 pub use crate::rule::{At, ErrnoRule, OpTrigger, Strike};
+/// The kinds of filesystem operation the op log, errno rules and triggers
+/// name (the connector's `Fs` vocabulary), so that users of the sandbox need
+/// not import the connector for them.
+pub use imc::fs::OpKind;
 
 /// How a [`Sandbox`] is set up. The backend is chosen by
 /// [`Sandbox::with_backend`] ([`Sandbox::new`] is `vfs`).
@@ -372,6 +376,14 @@ impl Sandbox {
         self.engine.parked()
     }
 
+    /// [`Sandbox::fs`] as a function that outlives a borrow of the sandbox:
+    /// what a connector restarted after a crash takes its new handle from.
+    pub fn fs_source(&self) -> impl Fn() -> Arc<FaultyFs> + Send + Sync + 'static {
+        let engine = Arc::clone(&self.engine);
+        let direct = self.backend == Backend::Fuse;
+        move || Arc::new(FaultyFs::new(Arc::clone(&engine), direct))
+    }
+
     /// [`Sandbox::halted`] as a function that outlives a borrow of the
     /// sandbox (for a wait that races the halt).
     pub fn halted_probe(&self) -> impl Fn() -> bool + Send + Sync + 'static {
@@ -393,6 +405,22 @@ impl Sandbox {
     /// The number of operations made through [`Sandbox::fs`] so far.
     pub fn op_count(&self) -> usize {
         self.engine.op_count()
+    }
+
+    /// The operations logged since the last call, as a function that outlives
+    /// a borrow of the sandbox: what a process target's quiet window watches.
+    pub fn op_watcher(&self) -> impl FnMut() -> Vec<OpRecord> + Send + 'static {
+        let engine = Arc::clone(&self.engine);
+        let mut seen = 0;
+        move || {
+            if engine.op_count() <= seen {
+                return Vec::new();
+            }
+            let mut new = engine.ops();
+            let new = new.split_off(seen.min(new.len()));
+            seen += new.len();
+            new
+        }
     }
 
     /// The operations refused for naming a path outside the root

@@ -1,11 +1,11 @@
 //! The model: the actions a schedule is made of, the state machine proptest
 //! draws schedules from, and the seeds of the cases.
 
-use imc::fs::OpKind;
 use proptest::strategy::{BoxedStrategy, Just, Strategy, Union, ValueTree};
 use proptest::test_runner::{Config, RngAlgorithm, TestRng, TestRunner};
 use proptest_state_machine::ReferenceStateMachine;
 use sandbox::Errno;
+use sandbox::OpKind;
 
 /// The sessions a schedule may open.
 pub const SESSIONS: [&str; 3] = ["a", "b", "c"];

@@ -14,14 +14,16 @@ pub struct Target {
     pub mutant: Option<String>,
     /// The backend written into the scenario (`None`: the default, vfs).
     pub backend: Option<Backend>,
+    /// The system under test written into the scenario (`None`: `imc`, in-process).
+    pub target: Option<String>,
 }
 
 impl Target {
     /// An error naming what is wrong if the profile or the mutant is unknown.
     pub fn check(&self) -> Result<(), String> {
-        imc::profile::by_name(&self.profile)?;
+        crate::target::imc::check_profile(&self.profile)?;
         if let Some(m) = &self.mutant {
-            m.parse::<imc::Mutant>()?;
+            crate::target::imc::check_mutant(m)?;
         }
         Ok(())
     }
@@ -201,6 +203,8 @@ pub fn to_scenario(actions: &[Action], target: &Target, name: &str) -> Scenario 
         description: None,
         claims: vec!["RFC5321-6.1".to_string()],
         profile: target.profile.clone(),
+        target: target.target.clone(),
+        targets_dir: None,
         sandbox: Default::default(),
         connector: Default::default(),
         steps: to_steps(actions),

@@ -19,6 +19,10 @@ pub fn parse(source: &str, path: &Path) -> Result<Scenario, ScenarioError> {
     let mut scenario: Scenario = serde_saphyr::from_str(source)
         .map_err(|err| ScenarioError::Syntax(Box::new(yaml_diagnostic(&err, source, path))))?;
     let tree = Tree::parse(source);
+    scenario.targets_dir = path
+        .parent()
+        .and_then(crate::target::choice::targets_dir)
+        .or_else(|| crate::target::choice::default_dir(None));
     validate::check(&mut scenario, &tree).map_err(|problem| {
         ScenarioError::Invalid(Box::new(problem.into_diagnostic(&tree, source, path)))
     })?;

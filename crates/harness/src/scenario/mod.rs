@@ -54,6 +54,7 @@
 //! | `claims` | yes | The documented claims the scenario checks, at least one: `[KB-3, RFC5321-4.1.1.4]`. Each must be registered (below). |
 //! | `tags` | no | Free-form labels (`[backup, field-report]`), checked against nothing. |
 //! | `profile` | yes | The connector's behaviour profile: `exchange-4.0` (reproduces KB Q146791) or `hardened`. |
+//! | `target` | no | The system under test: `imc` (the in-process connector, the default) or a target file's name (`imc-serve`), below. |
 //! | `sandbox` | no | The sandboxed volume (below). |
 //! | `connector` | no | Connector settings that differ from the defaults (below). |
 //! | `expect_violation` | no | The invariant a seeded defect must violate (below); only with `connector.mutant`. |
@@ -79,6 +80,23 @@
 //! is reported with the registered id it resembles. `imc-harness claims` prints
 //! every claim with the scenarios that check it and their verdicts. A label that
 //! is not a documented claim goes in `tags`.
+//!
+//! ## `target`
+//!
+//! `imc` (the default) runs the connector in-process. Any other name is a
+//! target file, `targets/<name>.yaml` in the nearest `targets` folder above the
+//! scenario (or a path to one): a program run as a process, its spool on the
+//! sandbox (see README, "Targets"). A process is faulted by the FUSE daemon, so
+//! it needs `backend: fuse` (every fault) or `tmpfs` (tree faults only: a
+//! scenario with an errno, an operation-timed fault or a crash is skipped
+//! there); `vfs` is an error at `target`. An unknown name is an error that lists
+//! the known ones, with "did you mean" for a near miss. `imc-harness run
+//! --target NAME` (and `IMC_HARNESS_TARGET` under `cargo test`) overrides it.
+//!
+//! ```yaml
+//! target: imc-serve              # the `imc serve` binary, as a process
+//! sandbox: { backend: fuse }
+//! ```
 //!
 //! ## `sandbox`
 //!

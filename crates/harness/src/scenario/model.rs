@@ -27,6 +27,17 @@ pub struct Scenario {
     /// The connector profile (`exchange-4.0`, `hardened`).
     #[schemars(extend("enum" = ["exchange-4.0", "hardened"]))]
     pub profile: String,
+    /// The system under test: `imc` (the in-process connector, the default) or
+    /// the name of a target file, `targets/<name>.yaml` (`imc-serve`: the
+    /// `imc serve` binary as a process, which needs `sandbox.backend: fuse`, or
+    /// `tmpfs` for tree faults only). `--target` overrides it for a run.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub target: Option<String>,
+    /// The `targets` folder found for the file when it was loaded (the nearest
+    /// above it), where `target` is looked up; not part of the file.
+    #[serde(skip)]
+    #[schemars(skip)]
+    pub targets_dir: Option<std::path::PathBuf>,
     /// The sandboxed volume.
     #[serde(default, skip_serializing_if = "SandboxSpec::is_default")]
     pub sandbox: SandboxSpec,
@@ -199,7 +210,9 @@ impl<'de> Deserialize<'de> for Size {
                 })
             }
             fn visit_str<E: serde::de::Error>(self, v: &str) -> Result<Size, E> {
-                imc::units::parse_size(v).map(Size).map_err(E::custom)
+                crate::target::imc::parse_size(v)
+                    .map(Size)
+                    .map_err(E::custom)
             }
         }
         deserializer.deserialize_any(SizeVisitor)
@@ -227,7 +240,7 @@ impl<'de> Deserialize<'de> for Duration {
                     })
             }
             fn visit_str<E: serde::de::Error>(self, v: &str) -> Result<Duration, E> {
-                imc::units::parse_duration(v)
+                crate::target::imc::parse_duration(v)
                     .map(Duration)
                     .map_err(E::custom)
             }

@@ -120,6 +120,43 @@ pub(crate) fn check(scenario: &mut Scenario, tree: &Tree) -> Result<(), Problem>
         }
         return Err(p);
     }
+    if let Some(name) = &scenario.target {
+        use crate::target::choice;
+        let dir = scenario.targets_dir.as_deref();
+        if choice::is_path(name) {
+            if !Path::new(name).is_file() {
+                return Err(Problem::new(
+                    at!["target"],
+                    Target::Value,
+                    format!("target file `{name}` does not exist"),
+                )
+                .label("no such file"));
+            }
+        } else if name != choice::IN_PROCESS && choice::file_of(name, dir).is_none() {
+            let names = choice::names(dir);
+            let names: Vec<&str> = names.iter().map(String::as_str).collect();
+            let mut p = Problem::new(at!["target"], Target::Value, choice::unknown(name, dir))
+                .label("unknown target");
+            if let Some(s) = suggest(name, &names) {
+                p = p.help(format!("did you mean `{s}`?"));
+            }
+            return Err(p);
+        }
+        if name != choice::IN_PROCESS && scenario.sandbox.backend == super::model::Backend::Vfs {
+            return Err(Problem::new(
+                at!["target"],
+                Target::Value,
+                format!(
+                    "target `{name}` runs as a process, and backend `vfs` (the default) \
+                     faults only the in-process connector's own calls"
+                ),
+            )
+            .label("needs a backend that faults a process")
+            .help(
+                "add `sandbox: { backend: fuse }` (every fault), or `tmpfs` (tree faults only)",
+            ));
+        }
+    }
     if let Some(name) = &scenario.expect_violation {
         let names: Vec<&str> = crate::invariants::Invariant::ALL
             .iter()
@@ -142,7 +179,7 @@ pub(crate) fn check(scenario: &mut Scenario, tree: &Tree) -> Result<(), Problem>
         }
     }
     if let Some(name) = &scenario.connector.mutant {
-        let names: Vec<&str> = imc::Mutant::ALL.iter().map(|m| m.name()).collect();
+        let names = crate::target::imc::mutant_names();
         if !names.contains(&name.as_str()) {
             let mut p = Problem::new(
                 at!["connector", "mutant"],
@@ -550,8 +587,8 @@ fn check_errno(spec: &ErrnoSpec, path: Vec<Seg>) -> Result<(), Problem> {
 
 /// An operation kind's name.
 fn check_op(op: &str, path: Vec<Seg>) -> Result<(), Problem> {
-    if op.parse::<imc::fs::OpKind>().is_err() {
-        let names: Vec<&str> = imc::fs::OpKind::ALL.iter().map(|k| k.name()).collect();
+    if op.parse::<sandbox::OpKind>().is_err() {
+        let names: Vec<&str> = sandbox::OpKind::ALL.iter().map(|k| k.name()).collect();
         let mut p = Problem::new(
             path,
             Target::Value,

@@ -71,6 +71,10 @@ pub struct TargetFile {
     /// How the harness waits for the process to finish reacting to a step.
     #[serde(default)]
     pub settle: SettleSpec,
+    /// How to make it run its free-space check now (`service: check_disk`).
+    /// Default none: a scenario with `check_disk` is skipped for this target.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub check_disk: Option<CheckDisk>,
     /// The arguments that set what a scenario may set (its `profile`, its
     /// `connector:` settings), appended after `command.args` for the settings
     /// the scenario gives. A scenario that sets one the file does not map is
@@ -305,6 +309,23 @@ impl Default for Crash {
     }
 }
 
+/// `service: check_disk` for a process: a signal, and the stdout line that
+/// answers it.
+#[derive(Clone, Debug, Deserialize, Serialize, schemars::JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct CheckDisk {
+    /// The signal that asks for the check (`SIGUSR1` for `imc serve`).
+    pub signal: Signal,
+    /// A regex for the stdout line that reports it, with a group named `flush`
+    /// that reads `on` while the target refuses mail for space
+    /// (`^disk check: flush mode (?P<flush>on|off)$`).
+    #[schemars(with = "String")]
+    pub stdout: Spanned<String>,
+    /// How long to wait for the line. Default 10 s.
+    #[serde(default = "ten_seconds")]
+    pub timeout: Duration,
+}
+
 /// A signal, by name.
 #[allow(clippy::upper_case_acronyms)]
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Deserialize, Serialize, schemars::JsonSchema)]
@@ -468,7 +489,9 @@ pub struct Redaction {
     #[schemars(with = "String")]
     pub pattern: Spanned<String>,
     /// The fixed text (`<id>`); `$name` refers to a named group, as in the
-    /// regex crate's replacement syntax.
+    /// regex crate's replacement syntax; `{seq}` (`{seq:8}`, `{seq:8X}`:
+    /// zero-padded to 8 decimal or upper-case hex digits) numbers the distinct
+    /// matches of the run in the order they were first seen.
     pub replace: String,
 }
 
@@ -817,8 +840,21 @@ fn check(file: &TargetFile, source: &str, path: &Path) -> Result<(), Box<Located
             placeholders_in(arg, &format!("`settings.{name}`"), &with_value)?;
         }
     }
+    if let Some(c) = &file.check_disk {
+        let re = regex(&c.stdout, "`check_disk.stdout`")?;
+        if !re.capture_names().any(|n| n == Some("flush")) {
+            return Err(at(
+                &c.stdout,
+                "`check_disk.stdout` has no group named `flush`".into(),
+            )
+            .help("name the flush mode's group: `(?P<flush>on|off)`"));
+        }
+    }
     for r in &file.redactions {
         regex(&r.pattern, "a redaction's `pattern`")?;
+        if let Err(e) = super::redact::Redactor::new(std::slice::from_ref(r)) {
+            return Err(at(&r.pattern, format!("a redaction's `replace`: {e}")));
+        }
     }
     if file.spool.accepted.is_empty() {
         return Err(Located::new(

@@ -87,9 +87,11 @@
 //! JSON-lines file or a text log mapped by a regex, redactions of what varies
 //! from run to run (ids, times, pids).
 
+pub mod choice;
 mod diagnostic;
 mod event;
 pub mod file;
+pub mod imc;
 pub mod postfix_queue;
 pub mod process;
 pub mod program;
@@ -149,6 +151,14 @@ pub trait Target: Send {
     /// never (an in-process service does not end by itself).
     fn exited(&mut self) -> Option<Exit> {
         None
+    }
+
+    /// Whether the exit status of every stop is the service's own (a process's)
+    /// and so goes into the history (`stopped (status 0)`). The default, false:
+    /// an in-process service reports the status its binary would use, which
+    /// the history shows only with a faulted stop's errors.
+    fn exit_statuses(&self) -> bool {
+        false
     }
 
     /// Runs the service's free-space check now, where it has one it can be asked

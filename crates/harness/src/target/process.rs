@@ -47,6 +47,11 @@ const TICK: Duration = Duration::from_millis(2);
 /// log); `settle` waits until it stops moving too.
 pub type Activity = Box<dyn Fn() -> u64 + Send + Sync>;
 
+/// The paths of the filesystem operations made since the last call (a FUSE
+/// volume's op log): activity for `settle`, and shown to the redactions before
+/// any event, so that `{seq}` numbers ids in the order their files were made.
+pub type OpPaths = Box<dyn FnMut() -> Vec<String> + Send>;
+
 /// A target file's process, started and stopped as the runner says.
 pub struct ProcessTarget {
     name: String,
@@ -62,6 +67,7 @@ pub struct ProcessTarget {
     pending: VecDeque<Event>,
     running: Option<Running>,
     activity: Option<Activity>,
+    op_paths: Option<OpPaths>,
     ready_after: Option<Duration>,
     /// Scenario settings to pass, by name, with their values.
     settings: Vec<(&'static str, String)>,
@@ -74,6 +80,8 @@ struct Running {
     stderr: Arc<Mutex<Vec<String>>>,
     stderr_task: JoinHandle<()>,
     stdout_task: JoinHandle<()>,
+    /// The flush mode each disk check reported on stdout.
+    checks: tokio::sync::mpsc::UnboundedReceiver<bool>,
 }
 
 impl ProcessTarget {
@@ -107,6 +115,7 @@ impl ProcessTarget {
             pending: VecDeque::new(),
             running: None,
             activity: None,
+            op_paths: None,
             ready_after: None,
             settings: Vec::new(),
         })
@@ -160,6 +169,12 @@ impl ProcessTarget {
         self.activity = Some(count);
     }
 
+    /// Makes [`settle`](Target::settle) also wait until `paths` gives nothing
+    /// new, and shows each path to the redactions before the events are read.
+    pub fn set_op_paths(&mut self, paths: OpPaths) {
+        self.op_paths = Some(paths);
+    }
+
     /// The process group of the running process (its pid), if any.
     pub fn process_group(&self) -> Option<i32> {
         self.running.as_ref().map(|r| r.pid)
@@ -206,7 +221,21 @@ impl ProcessTarget {
         }
     }
 
+    /// Shows the new operations' paths to the redactions; whether there were any.
+    fn observe_ops(&mut self) -> bool {
+        let Some(paths) = self.op_paths.as_mut() else {
+            return false;
+        };
+        let new = paths();
+        for p in &new {
+            self.redactor.apply(p);
+        }
+        !new.is_empty()
+    }
+
     fn read_events(&mut self) {
+        // The files' operations come before the events that name them.
+        self.observe_ops();
         if let Some(r) = self.reader.as_mut() {
             self.pending.extend(r.poll());
         }
@@ -230,11 +259,14 @@ fn keep_lines(
     })
 }
 
-/// Reads stdout to its end, telling `ready` at the first line `pattern` matches.
+/// Reads stdout to its end, telling `ready` at the first line `pattern` matches,
+/// and `checks` the flush mode of every line `check` (a disk check's report) matches.
 fn watch_stdout(
     from: impl AsyncRead + Unpin + Send + 'static,
     pattern: Option<regex::Regex>,
     ready: tokio::sync::oneshot::Sender<()>,
+    check: Option<regex::Regex>,
+    checks: tokio::sync::mpsc::UnboundedSender<bool>,
 ) -> JoinHandle<()> {
     tokio::spawn(async move {
         let mut ready = Some(ready);
@@ -245,6 +277,9 @@ fn watch_stdout(
                 && let Some(tx) = ready.take()
             {
                 let _ = tx.send(());
+            }
+            if let Some(c) = check.as_ref().and_then(|re| re.captures(&line)) {
+                let _ = checks.send(c.name("flush").is_some_and(|m| m.as_str() == "on"));
             }
         }
     })
@@ -398,7 +433,7 @@ impl Target for ProcessTarget {
             .process_group(0)
             .kill_on_drop(true);
         // SAFETY: getpid before the fork; in the child only async-signal-safe
-        // calls (prctl, getppid) run before exec.
+        // calls (prctl, getppid, sigemptyset, pthread_sigmask) run before exec.
         let parent = unsafe { libc::getpid() };
         unsafe {
             command.pre_exec(move || {
@@ -411,18 +446,32 @@ impl Target for ProcessTarget {
                 if libc::getppid() != parent {
                     return Err(std::io::Error::from_raw_os_error(libc::ESRCH));
                 }
+                // A signal mask survives exec: the CLI blocks SIGTERM and SIGINT
+                // in every thread (one thread takes them), and a target that
+                // inherited that would never see its stop signal.
+                let mut none: libc::sigset_t = std::mem::zeroed();
+                libc::sigemptyset(&mut none);
+                if libc::pthread_sigmask(libc::SIG_SETMASK, &none, std::ptr::null_mut()) != 0 {
+                    return Err(std::io::Error::last_os_error());
+                }
                 Ok(())
             });
         }
         // Checked at load; a file built in code may hold anything.
-        let compile = |s: &Option<serde_saphyr::Spanned<String>>, what: &str| match s {
-            Some(s) => regex::Regex::new(&s.value)
-                .map(Some)
-                .map_err(|e| self.start_error(format!("`{what}`: {e}"), vec![], None)),
-            None => Ok(None),
+        // In a block of its own: the closure borrows `self` and must not live
+        // across the awaits below (the future must be `Send`).
+        let (pattern, log_pattern) = {
+            let compile = |s: &Option<serde_saphyr::Spanned<String>>, what: &str| match s {
+                Some(s) => regex::Regex::new(&s.value)
+                    .map(Some)
+                    .map_err(|e| self.start_error(format!("`{what}`: {e}"), vec![], None)),
+                None => Ok(None),
+            };
+            (
+                compile(&self.file.ready.stdout, "ready.stdout")?,
+                compile(&self.file.ready.log, "ready.log")?,
+            )
         };
-        let pattern = compile(&self.file.ready.stdout, "ready.stdout")?;
-        let log_pattern = compile(&self.file.ready.log, "ready.log")?;
         let spawned_at = Instant::now();
         let mut child = command.spawn().map_err(|e| {
             self.start_error(
@@ -443,10 +492,19 @@ impl Target for ProcessTarget {
         );
         let (ready_tx, ready_rx) = tokio::sync::oneshot::channel();
         let by_port = pattern.is_none() && log_pattern.is_none();
+        let (checks_tx, checks) = tokio::sync::mpsc::unbounded_channel();
+        // Checked at load, as `ready.stdout` is.
+        let check = self
+            .file
+            .check_disk
+            .as_ref()
+            .and_then(|c| regex::Regex::new(&c.stdout.value).ok());
         let stdout_task = watch_stdout(
             child.stdout.take().expect("stdout is piped"),
             pattern,
             ready_tx,
+            check,
+            checks_tx,
         );
         let mut running = Running {
             child,
@@ -455,6 +513,7 @@ impl Target for ProcessTarget {
             stderr,
             stderr_task,
             stdout_task,
+            checks,
         };
         let timeout = self.file.ready.timeout.get();
         let reader = self.reader.as_mut();
@@ -638,9 +697,10 @@ impl Target for ProcessTarget {
         let mut ops = self.activity.as_ref().map(|a| a());
         loop {
             let before = self.pending.len();
+            let moved = self.observe_ops();
             self.read_events();
             let now = Instant::now();
-            if self.pending.len() != before {
+            if moved || self.pending.len() != before {
                 last = now;
             }
             if let Some(a) = &self.activity {
@@ -662,6 +722,25 @@ impl Target for ProcessTarget {
 
     fn redact(&self, text: &str) -> String {
         self.redactor.apply(text)
+    }
+
+    fn exit_statuses(&self) -> bool {
+        true
+    }
+
+    async fn check_disk(&mut self) -> Option<bool> {
+        let spec = self.file.check_disk.clone()?;
+        let running = self.running.as_mut()?;
+        while running.checks.try_recv().is_ok() {} // a report nobody asked for
+        // SAFETY: kill(2) on the process's own pid; no memory involved.
+        unsafe { libc::kill(running.pid, spec.signal.number()) };
+        let flush = tokio::time::timeout(spec.timeout.get(), running.checks.recv())
+            .await
+            .ok()
+            .flatten();
+        // It logs a change of mode (4101, 4102) before it reports.
+        self.read_events();
+        flush
     }
 }
 

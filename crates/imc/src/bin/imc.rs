@@ -140,11 +140,22 @@ async fn serve(args: Serve) -> Result<u8, String> {
     );
     let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
         .map_err(|e| format!("cannot watch SIGTERM: {e}"))?;
+    // SIGUSR1 runs the low-disk monitor's check now and prints its outcome,
+    // so that a harness can ask for it (a service manager's "check now").
+    let mut check = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::user_defined1())
+        .map_err(|e| format!("cannot watch SIGUSR1: {e}"))?;
     let addr = connector.start().await.map_err(|e| e.to_string())?;
     say(std::io::stdout(), &format!("listening on {addr}"));
-    tokio::select! {
-        _ = term.recv() => {}
-        _ = tokio::signal::ctrl_c() => {}
+    loop {
+        tokio::select! {
+            _ = term.recv() => break,
+            _ = tokio::signal::ctrl_c() => break,
+            _ = check.recv() => {
+                let flush = connector.check_disk().await;
+                let mode = if flush { "on" } else { "off" };
+                say(std::io::stdout(), &format!("disk check: flush mode {mode}"));
+            }
+        }
     }
     let report = connector.stop().await.unwrap_or_default();
     for line in &report.errors {
