@@ -56,6 +56,10 @@ fn main() {
             the_kernel_asking_by_handle_is_an_fstat,
         ),
         (
+            "a_close_after_a_halt_does_not_wait_for_the_crash",
+            a_close_after_a_halt_does_not_wait_for_the_crash,
+        ),
+        (
             "statfs_reports_the_quota_and_writes_go_short",
             statfs_reports_the_quota_and_writes_go_short,
         ),
@@ -1228,5 +1232,49 @@ fn the_kernel_asking_by_handle_is_an_fstat() {
     assert_eq!(
         std::io::Error::last_os_error().raw_os_error(),
         Some(libc::EIO)
+    );
+}
+
+/// Once the process is halted its later calls park until the crash; but the
+/// close of its descriptors (as it dies, or as the harness drops its tasks,
+/// before it applies the crash) returns at once: parked, it would wait for
+/// the very crash it precedes.
+fn a_close_after_a_halt_does_not_wait_for_the_crash() {
+    let sb = fuse(16);
+    let open_before = File::create(p(&sb, "b")).unwrap();
+    let (tx, halted) = std::sync::mpsc::channel();
+    sb.on_strike(move |s| {
+        if matches!(s, sandbox::Strike::Halt) {
+            let _ = tx.send(());
+        }
+    });
+    sb.arm_at(
+        OpTrigger {
+            op: OpKind::Write,
+            path: "a".into(),
+            nth: 1,
+            process: None,
+        },
+        sandbox::At::Before,
+        sandbox::Strike::Halt,
+    )
+    .unwrap();
+    let mut f = File::create(p(&sb, "a")).unwrap();
+    let parked = std::thread::spawn(move || f.write(b"never written").map_err(|e| e.kind()));
+    halted.recv().unwrap();
+    let logged = sb.op_count();
+    drop(open_before);
+    assert_eq!(
+        sb.op_count(),
+        logged,
+        "the dead process's close is not logged"
+    );
+    sb.crash();
+    assert!(parked.join().unwrap().is_err());
+    assert_eq!(
+        fs::metadata(backing(&sb, "a"))
+            .map(|m| m.len())
+            .unwrap_or(0),
+        0
     );
 }
