@@ -297,6 +297,7 @@ impl Injection {
                     errno: errno.name().to_string(),
                     nth: (self.nth != 1).then_some(self.nth),
                     persistent,
+                    process: None,
                 })),
                 ..Step::default()
             }],
@@ -304,6 +305,7 @@ impl Injection {
                 op: self.op.name().to_string(),
                 path: Some(self.glob.clone()),
                 nth: (self.nth != 1).then_some(self.nth),
+                process: None,
             }),
         }
     }
@@ -360,6 +362,15 @@ fn call(op: &OpRecord) -> String {
         Some(to) => format!("{} {} -> {to}", op.op, op.path),
         None => format!("{} {}", op.op, op.path),
     }
+}
+
+/// The operations of `ops` that enumerate counts down: those of the kinds the
+/// connector's `Fs` trait makes ([`OpKind::FS`]), so a scenario gets the same
+/// table on every backend. The kinds seen only on a FUSE mount (`lookup`,
+/// `flush`...) are the kernel's work around those calls; their failures reach
+/// the connector as failures of the calls themselves, which the table has.
+pub fn connector_ops(ops: &[OpRecord]) -> Vec<OpRecord> {
+    ops.iter().filter(|o| o.op.in_fs()).cloned().collect()
 }
 
 /// The reruns for `ops`: each operation, each errno, once then persistent.
@@ -691,8 +702,9 @@ pub fn enumerate(options: &Options) -> Result<Report, String> {
         return Err(format!("{}: {e}", options.scenario.display()));
     }
     let (baseline_kinds, baseline_messages) = kinds_and_messages(&baseline);
-    let mut plan = injections(&baseline.ops, &errnos, options.glob);
-    plan.extend(tree_injections(&baseline.ops, &options.faults));
+    let ops = connector_ops(&baseline.ops);
+    let mut plan = injections(&ops, &errnos, options.glob);
+    plan.extend(tree_injections(&ops, &options.faults));
     let progress = Progress::new(plan.len() as u64, "runs", options.progress);
     let results: Mutex<Vec<Option<RunResult>>> =
         Mutex::new((0..plan.len()).map(|_| None).collect());
@@ -736,7 +748,7 @@ pub fn enumerate(options: &Options) -> Result<Report, String> {
         scenario: options.scenario.clone(),
         profile: base.profile.clone(),
         mutant: base.connector.mutant.clone(),
-        ops: baseline.ops.clone(),
+        ops,
         baseline: baseline_kinds.clone(),
         results,
         elapsed,

@@ -903,7 +903,12 @@ impl Runner {
             sandbox::At::Before
         };
         let waits_for = describe_op_match(m, after);
-        let trigger = sandbox::OpTrigger { op, path, nth };
+        let trigger = sandbox::OpTrigger {
+            op,
+            path,
+            nth,
+            process: m.process.clone(),
+        };
         match self.sandbox.arm_at(trigger, at, strike) {
             Ok(id) => self.op_armed.push(OpArmed {
                 id,
@@ -1446,7 +1451,7 @@ fn to_sandbox_fault(fault: &Fault) -> Result<sandbox::Fault, String> {
             nth: spec.nth.unwrap_or(1),
             errno: spec.errno.parse()?,
             persistent: spec.persistent,
-            process: None,
+            process: spec.process.clone(),
         }),
     })
 }
@@ -1512,10 +1517,14 @@ fn describe_when(w: &When) -> String {
     }
 }
 
-/// `before sync_dir #1 matching imcdata/in`.
+/// `before sync_dir #1 matching imcdata/in` (`... by process cat`).
 fn describe_op_match(m: &OpMatch, after: bool) -> String {
+    let by = match &m.process {
+        Some(name) => format!(" by process {name}"),
+        None => String::new(),
+    };
     format!(
-        "{} {} #{} matching {}",
+        "{} {} #{} matching {}{by}",
         if after { "after" } else { "before" },
         m.op,
         m.nth.unwrap_or(1),

@@ -374,6 +374,15 @@ pub fn skip_reason(scenario: &scenario::Scenario, options: &RunOptions) -> Optio
             "{why}, which a process target gets only on backend `fuse`"
         ));
     }
+    if backend != scenario::Backend::Fuse
+        && let Some(what) = mount_only(scenario)
+    {
+        return Some(format!(
+            "{what}, which only backend `fuse` tells apart (on `{}` every operation is \
+             the in-process connector's)",
+            backend_name(backend)
+        ));
+    }
     None
 }
 
@@ -391,6 +400,38 @@ pub fn target_snapshots(
     let name = options.target.as_deref().or(scenario.target.as_deref())?;
     let stem = Path::new(name).file_stem()?.to_string_lossy().into_owned();
     Some(snapshots.join(stem))
+}
+
+/// What in `scenario` only a FUSE mount has (loading allows it on scenarios
+/// of backend `fuse` only): a `process` to match, or an operation kind that
+/// no `Fs` call makes. Run on another backend, such a rule would never strike.
+fn mount_only(scenario: &scenario::Scenario) -> Option<String> {
+    for step in &scenario.steps {
+        let mut matched = Vec::new();
+        if let Some(scenario::Fault::Errno(spec)) = &step.fault {
+            matched.push((spec.op.as_str(), spec.process.as_deref()));
+        }
+        if let Some((m, _)) = step.when.as_ref().and_then(scenario::When::op_stage) {
+            matched.push((m.op.as_str(), m.process.as_deref()));
+        }
+        for (op, process) in matched {
+            if let Some(name) = process {
+                return Some(format!("names the process `{name}`"));
+            }
+            if op.parse::<sandbox::OpKind>().is_ok_and(|k| !k.in_fs()) {
+                return Some(format!("counts `{op}` operations"));
+            }
+        }
+    }
+    None
+}
+
+fn backend_name(backend: scenario::Backend) -> &'static str {
+    match backend {
+        scenario::Backend::Vfs => "vfs",
+        scenario::Backend::Tmpfs => "tmpfs",
+        scenario::Backend::Fuse => "fuse",
+    }
 }
 
 /// Runs an already loaded (possibly modified) scenario as `case`.

@@ -290,3 +290,121 @@ fn a_restore_undoes_the_last_displacement_only() {
     )));
     assert!(run.violations.is_empty(), "{:?}", run.violations);
 }
+
+/// `process` and the kinds only a FUSE mount has load on backend `fuse`; on
+/// `vfs` (the default) and `tmpfs` they are located errors, since there every
+/// operation is the in-process connector's own call.
+#[test]
+fn process_and_mount_only_operations_need_backend_fuse() {
+    let on = |backend: &str, steps: &str| {
+        format!(
+            "claims: [KB-3]\nprofile: hardened\nsandbox: {{ backend: {backend} }}\nsteps:\n{steps}"
+        )
+    };
+    let timed = "  - fault: free_disk\n    when: { before_op: { op: lookup, path: imcdata/in, nth: 2, process: cleanup } }\n";
+    let errno = "  - fault:\n      errno: { op: write, errno: EIO, nth: 2, process: cat }\n";
+    let s = parse(&on("fuse", &format!("{timed}{errno}"))).unwrap_or_else(|e| panic!("{e}"));
+    let (m, _) = s.steps[0].when.as_ref().unwrap().op_stage().unwrap();
+    assert_eq!(
+        (m.op.as_str(), m.process.as_deref()),
+        ("lookup", Some("cleanup"))
+    );
+    let Some(scenario::Fault::Errno(spec)) = &s.steps[1].fault else {
+        panic!("an errno fault");
+    };
+    assert_eq!(spec.process.as_deref(), Some("cat"));
+    assert_eq!(
+        runner::describe(&s.steps[0]),
+        "fault free disk before lookup #2 matching imcdata/in by process cleanup"
+    );
+
+    for backend in ["vfs", "tmpfs"] {
+        let vfs_timed =
+            "  - fault: free_disk\n    when: { before_op: { op: create, process: cleanup } }\n";
+        invalid_on(
+            &on(backend, vfs_timed),
+            6,
+            "process",
+            &format!("`process` needs backend `fuse`; on `{backend}` every operation"),
+        );
+        invalid_on(
+            &on(backend, errno),
+            6,
+            "process",
+            "`process` needs backend `fuse`",
+        );
+        invalid_on(
+            &on(
+                backend,
+                "  - service: crash\n    when: { after_op: { op: flush } }\n",
+            ),
+            6,
+            "flush",
+            "`flush` is made only by a process on a FUSE mount",
+        );
+    }
+    // Without `sandbox:` the backend is vfs.
+    invalid_on(
+        &with_steps("  - fault:\n      errno: { op: read_link, errno: EIO }\n"),
+        5,
+        "read_link",
+        "`read_link` is made only by a process on a FUSE mount, and backend `vfs` has none",
+    );
+    invalid_on(
+        &on(
+            "fuse",
+            "  - fault: free_disk\n    when: { after_op: { op: read, process: '' } }\n",
+        ),
+        6,
+        "''",
+        "`process` is empty",
+    );
+    invalid_on(
+        &on(
+            "fuse",
+            "  - fault: free_disk\n    when: { after_op: { op: read, process: /usr/bin/cat } }\n",
+        ),
+        6,
+        "/usr",
+        "cannot be a process name",
+    );
+    let long =
+        "  - fault:\n      errno: { op: write, errno: EIO, process: postfix-cleanup-daemon }\n";
+    let e = parse(&on("fuse", long)).unwrap_err();
+    assert!(
+        e.to_string().contains("`process: postfix-cleanup`"),
+        "the name as the kernel keeps it:\n{e}"
+    );
+    invalid_on(
+        &on("fuse", long),
+        6,
+        "postfix",
+        "22 bytes long, and the kernel keeps only the first 15",
+    );
+}
+
+/// A scenario of backend `fuse` naming a process, run on vfs instead
+/// (`--backend vfs`), is skipped with the reason: its rules would never strike.
+#[test]
+fn a_process_rule_on_another_backend_is_skipped() {
+    let s = parse(
+        "claims: [KB-3]\nprofile: hardened\nsandbox: { backend: fuse }\nsteps:\n  - fault:\n      errno: { op: create, errno: EIO, process: cleanup }\n",
+    )
+    .unwrap();
+    let options = RunOptions {
+        backend: Some(scenario::Backend::Vfs),
+        ..RunOptions::default()
+    };
+    let why = harness::suite::skip_reason(&s, &options).expect("skipped");
+    assert_eq!(
+        why,
+        "names the process `cleanup`, which only backend `fuse` tells apart \
+         (on `vfs` every operation is the in-process connector's)"
+    );
+    let s = parse(
+        "claims: [KB-3]\nprofile: hardened\nsandbox: { backend: fuse }\nsteps:\n  - fault: free_disk\n    when: { before_op: { op: lookup } }\n",
+    )
+    .unwrap();
+    let why = harness::suite::skip_reason(&s, &options).expect("skipped");
+    assert!(why.starts_with("counts `lookup` operations"), "{why}");
+}

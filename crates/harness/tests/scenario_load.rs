@@ -887,7 +887,7 @@ fn errno_faults_name_a_known_operation_and_errno() {
         51,
         "not a valid glob",
     );
-    for op in imc::fs::OpKind::ALL {
+    for op in imc::fs::OpKind::FS {
         for errno in scenario::ERRNOS {
             ok(&with_steps(&format!(
                 "  - fault: {{ errno: {{ op: {op}, errno: {errno}, nth: 1 }} }}\n"

@@ -16,6 +16,12 @@ use std::os::unix::fs::OpenOptionsExt;
 use std::path::{Path, PathBuf};
 
 /// The kind of a filesystem operation, as counted and matched by fault injectors.
+///
+/// The first ten ([`OpKind::FS`]) are the calls of the [`Fs`] trait, the only
+/// ones the in-process connector makes. The rest ([`OpKind::MOUNT`]) have no
+/// `Fs` call: they are what any process does on a FUSE mount (the harness's
+/// `fuse` backend serves every process, not only the connector), so they never
+/// occur in-process.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub enum OpKind {
     /// [`Fs::create`]: create or truncate a file for writing.
@@ -39,11 +45,45 @@ pub enum OpKind {
     ReadDir,
     /// [`Fs::available_space`].
     AvailableSpace,
+    /// Mount only: the kernel resolving one name of a path (every path a
+    /// process gives is walked a name at a time).
+    Lookup,
+    /// Mount only: `open(2)` of an existing file without truncating it for
+    /// writing (that is a [`OpKind::Create`]).
+    Open,
+    /// Mount only: `read(2)` from an open file.
+    Read,
+    /// Mount only: the attributes of an open file (`fstat` of a handle).
+    Fstat,
+    /// Mount only: `truncate(2)` or `ftruncate(2)`, a change of size.
+    Truncate,
+    /// Mount only: `chmod(2)`, a change of mode.
+    Chmod,
+    /// Mount only: `chown(2)`, a change of owner or group.
+    Chown,
+    /// Mount only: `utimensat(2)`, a change of access or modification time.
+    SetTimes,
+    /// Mount only: `link(2)`, a new name for a file.
+    Link,
+    /// Mount only: `symlink(2)`.
+    Symlink,
+    /// Mount only: `readlink(2)`.
+    ReadLink,
+    /// Mount only: `mknod(2)` (a FIFO, a socket, a device node).
+    Mknod,
+    /// Mount only: `access(2)`, a permission check by the process.
+    Access,
+    /// Mount only: `opendir(3)`, opening a directory to list it.
+    OpenDir,
+    /// Mount only: `close(2)` of a file descriptor (FUSE's flush: the error,
+    /// if any, is what close returns).
+    Flush,
 }
 
 impl OpKind {
-    /// Every kind, in declaration order.
-    pub const ALL: [OpKind; 10] = [
+    /// The kinds of the [`Fs`] trait's calls, in declaration order: every
+    /// operation the in-process connector can make.
+    pub const FS: [OpKind; 10] = [
         OpKind::Create,
         OpKind::Write,
         OpKind::Sync,
@@ -55,6 +95,60 @@ impl OpKind {
         OpKind::ReadDir,
         OpKind::AvailableSpace,
     ];
+
+    /// The kinds only a process on a FUSE mount makes, in declaration order.
+    pub const MOUNT: [OpKind; 15] = [
+        OpKind::Lookup,
+        OpKind::Open,
+        OpKind::Read,
+        OpKind::Fstat,
+        OpKind::Truncate,
+        OpKind::Chmod,
+        OpKind::Chown,
+        OpKind::SetTimes,
+        OpKind::Link,
+        OpKind::Symlink,
+        OpKind::ReadLink,
+        OpKind::Mknod,
+        OpKind::Access,
+        OpKind::OpenDir,
+        OpKind::Flush,
+    ];
+
+    /// Every kind, in declaration order: [`OpKind::FS`], then [`OpKind::MOUNT`].
+    pub const ALL: [OpKind; 25] = [
+        OpKind::Create,
+        OpKind::Write,
+        OpKind::Sync,
+        OpKind::SyncDir,
+        OpKind::Rename,
+        OpKind::Remove,
+        OpKind::CreateDir,
+        OpKind::Metadata,
+        OpKind::ReadDir,
+        OpKind::AvailableSpace,
+        OpKind::Lookup,
+        OpKind::Open,
+        OpKind::Read,
+        OpKind::Fstat,
+        OpKind::Truncate,
+        OpKind::Chmod,
+        OpKind::Chown,
+        OpKind::SetTimes,
+        OpKind::Link,
+        OpKind::Symlink,
+        OpKind::ReadLink,
+        OpKind::Mknod,
+        OpKind::Access,
+        OpKind::OpenDir,
+        OpKind::Flush,
+    ];
+
+    /// True for a kind the [`Fs`] trait makes (one of [`OpKind::FS`]); false
+    /// for one seen only on a FUSE mount.
+    pub fn in_fs(self) -> bool {
+        OpKind::FS.contains(&self)
+    }
 
     /// The lower-case name used in scenarios and reports (`create`, `write`, `sync_dir`...).
     pub fn name(self) -> &'static str {
@@ -69,6 +163,21 @@ impl OpKind {
             OpKind::Metadata => "metadata",
             OpKind::ReadDir => "read_dir",
             OpKind::AvailableSpace => "available_space",
+            OpKind::Lookup => "lookup",
+            OpKind::Open => "open",
+            OpKind::Read => "read",
+            OpKind::Fstat => "fstat",
+            OpKind::Truncate => "truncate",
+            OpKind::Chmod => "chmod",
+            OpKind::Chown => "chown",
+            OpKind::SetTimes => "set_times",
+            OpKind::Link => "link",
+            OpKind::Symlink => "symlink",
+            OpKind::ReadLink => "read_link",
+            OpKind::Mknod => "mknod",
+            OpKind::Access => "access",
+            OpKind::OpenDir => "open_dir",
+            OpKind::Flush => "flush",
         }
     }
 }
@@ -332,5 +441,27 @@ mod tests {
         assert!(!moved.join("n").exists());
         let einval = |e: io::Error| e.raw_os_error() == Some(libc::EINVAL);
         assert!(handle.remove_file("../m").is_err_and(einval));
+    }
+
+    #[test]
+    fn all_is_the_fs_kinds_then_the_mount_kinds() {
+        let joined: Vec<OpKind> = OpKind::FS.into_iter().chain(OpKind::MOUNT).collect();
+        assert_eq!(joined, OpKind::ALL);
+        assert!(OpKind::FS.into_iter().all(OpKind::in_fs));
+        assert!(!OpKind::MOUNT.into_iter().any(OpKind::in_fs));
+        let mut sorted = OpKind::ALL;
+        sorted.sort();
+        assert_eq!(sorted, OpKind::ALL, "declaration order");
+    }
+
+    #[test]
+    fn names_round_trip_and_are_distinct() {
+        let mut names = std::collections::HashSet::new();
+        for kind in OpKind::ALL {
+            assert_eq!(kind.name().parse::<OpKind>(), Ok(kind));
+            assert!(names.insert(kind.name()), "{kind} twice");
+        }
+        let err = "stat".parse::<OpKind>().unwrap_err();
+        assert!(err.contains("lookup") && err.contains("flush"), "{err}");
     }
 }

@@ -131,6 +131,11 @@ pub(crate) struct OpenFile {
 }
 
 impl OpenFile {
+    /// The path its operations are logged under.
+    pub(crate) fn path(&self) -> &Path {
+        &self.path
+    }
+
     /// A file opened without being created or truncated (on the FUSE mount):
     /// its writes and syncs are admitted and logged like any other, but the
     /// crash model keeps it as it was found (durable), and the quota charges
@@ -528,11 +533,12 @@ impl Engine {
             outcome: Outcome::Pending,
             caller: caller.cloned(),
         });
+        let process = caller.map(|c| c.process.as_str());
         let due = if state.triggers.is_idle() {
             Vec::new()
         } else {
             let call = state.log[index].call();
-            state.triggers.admit(op, &paths, &call)
+            state.triggers.admit(op, &paths, process, &call)
         };
         if !due.is_empty() {
             drop(state);
@@ -543,7 +549,7 @@ impl Engine {
         }
         // Every rule counts the operation, even once an earlier one has struck.
         let struck = state.rules.iter_mut().fold(None, |first, rule| {
-            first.or(rule.strike(op, &paths, caller.map(|c| c.process.as_str())))
+            first.or(rule.strike(op, &paths, process))
         });
         if let Some(errno) = struck {
             state.log[index].outcome = Outcome::Injected(errno);
@@ -780,8 +786,22 @@ impl Engine {
         caller: Option<&Caller>,
         look: impl FnOnce() -> io::Result<T>,
     ) -> io::Result<T> {
-        let index = self.admit(op, path, None, caller)?.index;
-        let result = look();
+        self.plain(op, path, None, caller, look)
+    }
+
+    /// An operation the engine admits and logs but whose effect neither the
+    /// quota nor the crash model follows (on the FUSE mount: `lookup`, `read`,
+    /// `chmod`, `link` and the like; `to` is a link's new name): `call` does it.
+    pub(crate) fn plain<T>(
+        &self,
+        op: OpKind,
+        path: &Path,
+        to: Option<&Path>,
+        caller: Option<&Caller>,
+        call: impl FnOnce() -> io::Result<T>,
+    ) -> io::Result<T> {
+        let index = self.admit(op, path, to, caller)?.index;
+        let result = call();
         self.settle(index, &result);
         result
     }

@@ -1,8 +1,9 @@
 //! Errno rules and triggers: what they match and when they strike.
 //!
-//! Both count the operations that match them, starting from the moment they are
-//! installed, and act on the `nth`; they share [`Counter`] so the two can never
-//! disagree on what "the 3rd rename into `imcdata/in`" means.
+//! Both count the operations that match them (kind, path glob and, if named,
+//! the calling process), starting from the moment they are installed, and act
+//! on the `nth`; they share [`Counter`] so the two can never disagree on what
+//! "the 3rd rename into `imcdata/in` by `cleanup`" means.
 
 use std::fmt;
 
@@ -33,6 +34,18 @@ pub struct ErrnoRule {
     pub process: Option<String>,
 }
 
+/// ` (process `sh` only)` when a process is named, else nothing.
+struct OnlyProcess<'a>(&'a Option<String>);
+
+impl fmt::Display for OnlyProcess<'_> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self.0 {
+            Some(name) => write!(f, " (process `{name}` only)"),
+            None => Ok(()),
+        }
+    }
+}
+
 impl fmt::Display for ErrnoRule {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         let ErrnoRule {
@@ -56,10 +69,7 @@ impl fmt::Display for ErrnoRule {
                 Ordinal(*nth)
             )?;
         }
-        match process {
-            Some(name) => write!(f, " (process `{name}` only)"),
-            None => Ok(()),
-        }
+        write!(f, "{}", OnlyProcess(process))
     }
 }
 
@@ -72,26 +82,34 @@ pub struct OpTrigger {
     pub path: String,
     /// Which matching operation fires the trigger, counting from 1.
     pub nth: u32,
+    /// Only operations made by the process of this name count, as in
+    /// [`ErrnoRule::process`]; `None`: every caller. On `vfs` and `tmpfs`
+    /// (the in-process connector, which has no name) a trigger with one
+    /// never fires.
+    pub process: Option<String>,
 }
 
 impl fmt::Display for OpTrigger {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         write!(
             f,
-            "before the {} {} matching `{}`",
+            "before the {} {} matching `{}`{}",
             Ordinal(self.nth),
             self.op,
-            self.path
+            self.path,
+            OnlyProcess(&self.process)
         )
     }
 }
 
-/// Counts the operations of one kind whose path matches one glob.
+/// Counts the operations of one kind whose path matches one glob, made by
+/// one named process or by any caller.
 #[derive(Debug)]
 pub(crate) struct Counter {
     op: OpKind,
     glob: GlobMatcher,
     nth: u32,
+    process: Option<String>,
     seen: u64,
 }
 
@@ -109,8 +127,14 @@ pub(crate) enum Count {
 }
 
 impl Counter {
-    /// Validates `nth` and compiles `pattern`.
-    pub(crate) fn new(op: OpKind, pattern: &str, nth: u32) -> Result<Counter, SandboxError> {
+    /// Validates `nth` and compiles `pattern`; `process`: only that
+    /// process's operations count.
+    pub(crate) fn new(
+        op: OpKind,
+        pattern: &str,
+        nth: u32,
+        process: Option<&str>,
+    ) -> Result<Counter, SandboxError> {
         if nth == 0 {
             return Err(SandboxError::InvalidRule {
                 reason: format!(
@@ -124,17 +148,28 @@ impl Counter {
             .map_err(|e| SandboxError::InvalidRule {
                 reason: e.to_string(),
             })?;
+        if process.is_some_and(str::is_empty) {
+            return Err(SandboxError::InvalidRule {
+                reason: format!("the process name is empty for `{pattern}`"),
+            });
+        }
         Ok(Counter {
             op,
             glob: glob.compile_matcher(),
             nth,
+            process: process.map(str::to_owned),
             seen: 0,
         })
     }
 
-    /// Counts one operation on `paths` (two for a rename) if it matches.
-    pub(crate) fn count(&mut self, op: OpKind, paths: &[&str]) -> Count {
-        if op != self.op || !paths.iter().any(|p| self.glob.is_match(p)) {
+    /// Counts one operation on `paths` (two for a rename), made by the
+    /// process named `process` (`None`: the in-process connector), if it
+    /// matches. Another process's operations are not counted.
+    pub(crate) fn count(&mut self, op: OpKind, paths: &[&str], process: Option<&str>) -> Count {
+        if op != self.op
+            || self.process.is_some() && self.process.as_deref() != process
+            || !paths.iter().any(|p| self.glob.is_match(p))
+        {
             return Count::Unmatched;
         }
         self.seen += 1;
@@ -151,7 +186,6 @@ impl Counter {
 pub(crate) struct ArmedRule {
     errno: Errno,
     persistent: bool,
-    process: Option<String>,
     counter: Counter,
 }
 
@@ -161,8 +195,7 @@ impl ArmedRule {
         Ok(ArmedRule {
             errno: rule.errno,
             persistent: rule.persistent,
-            process: rule.process.clone(),
-            counter: Counter::new(rule.op, &rule.path, rule.nth)?,
+            counter: Counter::new(rule.op, &rule.path, rule.nth, rule.process.as_deref())?,
         })
     }
 
@@ -175,10 +208,7 @@ impl ArmedRule {
         paths: &[&str],
         process: Option<&str>,
     ) -> Option<Errno> {
-        if self.process.is_some() && self.process.as_deref() != process {
-            return None;
-        }
-        match self.counter.count(op, paths) {
+        match self.counter.count(op, paths, process) {
             Count::Nth => Some(self.errno),
             Count::After if self.persistent => Some(self.errno),
             _ => None,
@@ -253,7 +283,12 @@ impl Triggers {
         at: At,
         strike: Strike,
     ) -> Result<usize, SandboxError> {
-        let counter = Counter::new(trigger.op, &trigger.path, trigger.nth)?;
+        let counter = Counter::new(
+            trigger.op,
+            &trigger.path,
+            trigger.nth,
+            trigger.process.as_deref(),
+        )?;
         let id = self.next_id;
         self.next_id += 1;
         self.armed.push(ArmedTrigger {
@@ -265,20 +300,33 @@ impl Triggers {
         Ok(id)
     }
 
-    /// Counts an operation (`call` is how it reads: `sync_dir imcdata/in`) on
-    /// every armed trigger and returns what fires now, in order: the triggers
-    /// waiting for the end of an earlier operation, then those armed before this
-    /// one. The triggers armed after this one fire at the next call.
-    pub(crate) fn admit(&mut self, op: OpKind, paths: &[&str], call: &str) -> Vec<Firing> {
+    /// Counts an operation (`call` is how it reads: `sync_dir imcdata/in`)
+    /// made by the process named `process` (`None`: the in-process connector)
+    /// on every armed trigger and returns what fires now, in order: the
+    /// triggers waiting for the end of an earlier operation, then those armed
+    /// before this one. The triggers armed after this one fire at the next call.
+    pub(crate) fn admit(
+        &mut self,
+        op: OpKind,
+        paths: &[&str],
+        process: Option<&str>,
+        call: &str,
+    ) -> Vec<Firing> {
         let mut due = std::mem::take(&mut self.pending);
         let mut i = 0;
         while i < self.armed.len() {
-            if self.armed[i].counter.count(op, paths) == Count::Nth {
+            if self.armed[i].counter.count(op, paths, process) == Count::Nth {
                 let t = self.armed.remove(i);
+                // The trigger's own process name, never the caller's pid: the
+                // history must read the same on every run.
+                let place = match &t.counter.process {
+                    Some(name) => format!("{} {call} (#{} by process {name})", t.at, t.counter.nth),
+                    None => format!("{} {call} (#{})", t.at, t.counter.nth),
+                };
                 let firing = Firing {
                     id: t.id,
                     strike: t.strike,
-                    place: format!("{} {call} (#{})", t.at, t.counter.nth),
+                    place,
                 };
                 match t.at {
                     At::Before => due.push(firing),
@@ -488,27 +536,79 @@ mod tests {
 
     #[test]
     fn counter_counts_only_matches() {
-        let mut c = Counter::new(OpKind::Rename, "imcdata/in/*", 2).unwrap();
-        assert_eq!(c.count(OpKind::Create, &["imcdata/in/a"]), Count::Unmatched);
+        let mut c = Counter::new(OpKind::Rename, "imcdata/in/*", 2, None).unwrap();
         assert_eq!(
-            c.count(OpKind::Rename, &["imcdata/in/a/b"]),
+            c.count(OpKind::Create, &["imcdata/in/a"], None),
             Count::Unmatched
         );
         assert_eq!(
-            c.count(OpKind::Rename, &["x", "imcdata/in/a"]),
+            c.count(OpKind::Rename, &["imcdata/in/a/b"], None),
+            Count::Unmatched
+        );
+        assert_eq!(
+            c.count(OpKind::Rename, &["x", "imcdata/in/a"], Some("sh")),
             Count::Before
         );
-        assert_eq!(c.count(OpKind::Rename, &["imcdata/in/b", "y"]), Count::Nth);
-        assert_eq!(c.count(OpKind::Rename, &["imcdata/in/c"]), Count::After);
+        assert_eq!(
+            c.count(OpKind::Rename, &["imcdata/in/b", "y"], None),
+            Count::Nth
+        );
+        assert_eq!(
+            c.count(OpKind::Rename, &["imcdata/in/c"], None),
+            Count::After
+        );
+    }
+
+    #[test]
+    fn a_counter_for_a_process_counts_only_its_operations() {
+        let mut c = Counter::new(OpKind::Read, "**", 2, Some("cat")).unwrap();
+        assert_eq!(c.count(OpKind::Read, &["a"], None), Count::Unmatched);
+        assert_eq!(c.count(OpKind::Read, &["a"], Some("sh")), Count::Unmatched);
+        assert_eq!(c.count(OpKind::Read, &["a"], Some("cat")), Count::Before);
+        assert_eq!(
+            c.count(OpKind::Read, &["a"], Some("catx")),
+            Count::Unmatched
+        );
+        assert_eq!(c.count(OpKind::Read, &["a"], Some("cat")), Count::Nth);
+    }
+
+    #[test]
+    fn a_trigger_for_a_process_says_so_where_it_fired() {
+        let mut triggers = Triggers::default();
+        let trigger = OpTrigger {
+            op: OpKind::Read,
+            path: "**".into(),
+            nth: 2,
+            process: Some("cat".into()),
+        };
+        assert_eq!(
+            trigger.to_string(),
+            "before the 2nd read matching `**` (process `cat` only)"
+        );
+        triggers.arm(&trigger, At::Before, Strike::Halt).unwrap();
+        for who in [None, Some("sh"), Some("cat")] {
+            assert!(
+                triggers
+                    .admit(OpKind::Read, &["a"], who, "read a")
+                    .is_empty()
+            );
+        }
+        let fired = triggers.admit(OpKind::Read, &["b"], Some("cat"), "read b");
+        assert_eq!(fired.len(), 1);
+        assert_eq!(fired[0].place, "before read b (#2 by process cat)");
     }
 
     #[test]
     fn invalid_rules_are_refused() {
         assert!(matches!(
-            Counter::new(OpKind::Write, "**", 0),
+            Counter::new(OpKind::Write, "**", 0, None),
             Err(SandboxError::InvalidRule { .. })
         ));
-        let err = Counter::new(OpKind::Write, "a[", 1).unwrap_err();
+        assert!(matches!(
+            Counter::new(OpKind::Write, "**", 1, Some("")),
+            Err(SandboxError::InvalidRule { .. })
+        ));
+        let err = Counter::new(OpKind::Write, "a[", 1, None).unwrap_err();
         assert!(err.to_string().contains("a["), "{err}");
     }
 

@@ -40,6 +40,26 @@ fn main() {
             a_trigger_fires_right_before_the_op,
         ),
         (
+            "a_process_gets_the_errno_on_its_nth_operation_of_each_kind",
+            a_process_gets_the_errno_on_its_nth_operation_of_each_kind,
+        ),
+        (
+            "a_persistent_rule_for_a_process_fails_each_of_its_calls",
+            a_persistent_rule_for_a_process_fails_each_of_its_calls,
+        ),
+        (
+            "a_trigger_for_a_process_fires_on_that_process_only",
+            a_trigger_for_a_process_fires_on_that_process_only,
+        ),
+        (
+            "the_kernel_asking_by_handle_is_an_fstat",
+            the_kernel_asking_by_handle_is_an_fstat,
+        ),
+        (
+            "a_close_after_a_halt_does_not_wait_for_the_crash",
+            a_close_after_a_halt_does_not_wait_for_the_crash,
+        ),
+        (
             "statfs_reports_the_quota_and_writes_go_short",
             statfs_reports_the_quota_and_writes_go_short,
         ),
@@ -153,6 +173,22 @@ fn lines(ops: &[OpRecord]) -> Vec<String> {
     ops.iter().map(ToString::to_string).collect()
 }
 
+/// The operations of the kinds the in-process door makes too.
+fn fs_kinds(ops: &[OpRecord]) -> Vec<OpRecord> {
+    ops.iter().filter(|r| r.op.in_fs()).cloned().collect()
+}
+
+/// `wanted` appears in `log` in this order (other lines may come between).
+fn assert_subsequence(log: &[String], wanted: &[&str]) {
+    let mut rest = log.iter();
+    for w in wanted {
+        assert!(
+            rest.any(|l| l == w),
+            "`{w}` missing, or out of order, in {log:#?}"
+        );
+    }
+}
+
 fn errno_rule(op: OpKind, path: &str, nth: u32, errno: Errno, persistent: bool) -> Fault {
     Fault::Errno(ErrnoRule {
         op,
@@ -190,8 +226,33 @@ fn passes_through_and_logs_the_caller() {
     assert_eq!(listed, ["1"]);
     fs4::available_space(p(&sb, "in")).unwrap();
     fs::remove_file(p(&sb, "in/1")).unwrap();
+    // The kernel's own requests around each call (each name walked, each
+    // close) are logged too, in their place.
+    assert_subsequence(
+        &lines(&sb.ops()),
+        &[
+            "lookup work: ENOENT",
+            "create_dir work: ok",
+            "lookup work/1: ENOENT",
+            "create work/1: ok",
+            "write work/1: ok",
+            "sync work/1: ok",
+            "flush work/1: ok",
+            "lookup in/1: ENOENT",
+            "rename work/1 -> in/1: ok",
+            "open_dir in: ok",
+            "sync_dir in: ok",
+            "lookup in/1: ok",
+            "metadata in/1: ok",
+            "open_dir in: ok",
+            "read_dir in: ok",
+            "lookup in/1: ok",
+            "remove in/1: ok",
+        ],
+    );
+    // Those of the `Fs` trait's kinds are exactly the in-process door's.
     assert_eq!(
-        lines(&sb.ops()),
+        lines(&fs_kinds(&sb.ops())),
         [
             "create_dir work: ok",
             "create_dir in: ok",
@@ -298,6 +359,7 @@ fn a_trigger_fires_right_before_the_op() {
             op: OpKind::Create,
             path: "imcdata/in/*".into(),
             nth: 1,
+            process: None,
         },
         Fault::Remove {
             path: "imcdata/in".into(),
@@ -611,8 +673,9 @@ fn on(backend: Backend, blocks: u64) -> Sandbox {
 /// The connector's spool sequence through its `Fs` door (on fuse that door
 /// is plain `RealFs` on the mount, and the daemon does the faulting), with
 /// faults, rules and a trigger, a full disk and short writes: free space
-/// after every step, then the op log.
-fn spool_script(sb: &Sandbox) -> Vec<String> {
+/// after every step, then the op log of the `Fs` trait's kinds; and the
+/// lines of the other kinds (only the FUSE mount has them).
+fn spool_script(sb: &Sandbox) -> (Vec<String>, Vec<String>) {
     use imc::fs::Fs;
     let fs = sb.fs();
     let mut log = Vec::new();
@@ -657,6 +720,7 @@ fn spool_script(sb: &Sandbox) -> Vec<String> {
             op: OpKind::Create,
             path: "imcdata/work/*".into(),
             nth: 1,
+            process: None,
         },
         Fault::FillDisk { leave: 2 * BLOCK },
     )
@@ -696,22 +760,37 @@ fn spool_script(sb: &Sandbox) -> Vec<String> {
     note(format!("IN holds {}", listed.len()));
     fs.remove_file(&p("imcdata/in/1")).unwrap();
     note("removed 1".into());
-    log.extend(sb.ops().iter().map(ToString::to_string));
-    log
+    let (fs_ops, mount_ops): (Vec<OpRecord>, Vec<OpRecord>) =
+        sb.ops().into_iter().partition(|r| r.op.in_fs());
+    log.extend(lines(&fs_ops));
+    (log, lines(&mount_ops))
 }
 
 /// The sandbox's conformance: one script, the same free space after every
-/// step and the same op log on all three backends. Two exceptions on fuse,
-/// both the kernel's doing and checked here: glibc's `opendir` (under
-/// `read_dir`) fstats the directory, which the daemon sees as a `metadata`
-/// of it; and a `metadata` of a missing path fails in the kernel's lookup,
-/// before any request the daemon would log as one.
+/// step and the same op log (of the `Fs` trait's kinds) on all three
+/// backends. Two exceptions on fuse, both the kernel's doing and checked
+/// here: glibc's `opendir` (under `read_dir`) fstats the directory, which the
+/// daemon sees as a `metadata` of it; and a `metadata` of a missing path
+/// fails in the kernel's lookup, which is logged as a `lookup`, not a
+/// `metadata`. Only fuse has the mount-only kinds.
 fn one_script_on_vfs_tmpfs_and_fuse() {
     sandbox::tmpfs_available().unwrap();
-    let on_vfs = spool_script(&on(Backend::Vfs, 64));
-    let on_tmpfs = spool_script(&on(Backend::Tmpfs, 64));
-    let mut on_fuse = spool_script(&on(Backend::Fuse, 64));
+    let (on_vfs, vfs_mount_ops) = spool_script(&on(Backend::Vfs, 64));
+    let (on_tmpfs, tmpfs_mount_ops) = spool_script(&on(Backend::Tmpfs, 64));
+    let (mut on_fuse, fuse_mount_ops) = spool_script(&on(Backend::Fuse, 64));
     assert_eq!(on_vfs, on_tmpfs);
+    assert_eq!(vfs_mount_ops, Vec::<String>::new());
+    assert_eq!(tmpfs_mount_ops, Vec::<String>::new());
+    for wanted in [
+        "lookup imcdata/in: ENOENT",
+        "flush imcdata/work/4: ok",
+        "open_dir imcdata/in: ok",
+    ] {
+        assert!(
+            fuse_mount_ops.iter().any(|l| l == wanted),
+            "{wanted}: {fuse_mount_ops:#?}"
+        );
+    }
     let opendir = on_fuse
         .iter()
         .position(|l| l == "metadata imcdata/in: ok")
@@ -819,4 +898,383 @@ fn mounts_made_and_dropped_at_once_never_cut_each_other() {
     for t in threads {
         t.join().expect("no mount failed");
     }
+}
+
+/// The program `name` as found on `PATH`.
+fn program(name: &str) -> PathBuf {
+    std::env::var_os("PATH")
+        .iter()
+        .flat_map(std::env::split_paths)
+        .map(|dir| dir.join(name))
+        .find(|p| p.is_file())
+        .unwrap_or_else(|| panic!("`{name}` is not on PATH"))
+}
+
+/// The same program under the name `other`: the kernel names a process
+/// after the file it executed, so this one is another process by name.
+fn renamed(name: &str) -> (tempfile::TempDir, PathBuf) {
+    let dir = tempfile::tempdir().unwrap();
+    let link = dir.path().join("other");
+    std::os::unix::fs::symlink(program(name), &link).unwrap();
+    (dir, link)
+}
+
+/// One run of `program` with `args` in the sandbox root: its pid, whether it
+/// succeeded, and the operations it made (those logged while it ran).
+fn run_in(sb: &Sandbox, program: &Path, args: &[String]) -> (u32, bool, Vec<OpRecord>) {
+    let before = sb.op_count();
+    let mut child = Command::new(program)
+        .args(args)
+        .current_dir(sb.root())
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    let pid = child.id();
+    let ok = child.wait().unwrap().success();
+    (pid, ok, sb.ops()[before..].to_vec())
+}
+
+/// One kind of the mount's operations, made by a real program: `args` with
+/// `{i}` replaced by the run's number; `path` the rule's glob.
+struct Case {
+    op: OpKind,
+    program: &'static str,
+    args: &'static [&'static str],
+    path: &'static str,
+}
+
+const CASES: &[Case] = &[
+    Case {
+        op: OpKind::Lookup,
+        program: "cat",
+        args: &["a"],
+        path: "a",
+    },
+    Case {
+        op: OpKind::Open,
+        program: "cat",
+        args: &["a"],
+        path: "a",
+    },
+    // cat reads twice (the data, then the end): the 2nd is in its 1st run.
+    Case {
+        op: OpKind::Read,
+        program: "cat",
+        args: &["a"],
+        path: "a",
+    },
+    Case {
+        op: OpKind::Truncate,
+        program: "truncate",
+        args: &["-s", "3", "a"],
+        path: "a",
+    },
+    Case {
+        op: OpKind::Chmod,
+        program: "chmod",
+        args: &["600", "a"],
+        path: "a",
+    },
+    Case {
+        op: OpKind::Chown,
+        program: "chown",
+        args: &["1:1", "a"],
+        path: "a",
+    },
+    Case {
+        op: OpKind::SetTimes,
+        program: "touch",
+        args: &["a"],
+        path: "a",
+    },
+    Case {
+        op: OpKind::Link,
+        program: "ln",
+        args: &["a", "b{i}"],
+        path: "b*",
+    },
+    Case {
+        op: OpKind::Symlink,
+        program: "ln",
+        args: &["-s", "a", "s{i}"],
+        path: "s*",
+    },
+    Case {
+        op: OpKind::ReadLink,
+        program: "readlink",
+        args: &["s"],
+        path: "s",
+    },
+    Case {
+        op: OpKind::Mknod,
+        program: "mkfifo",
+        args: &["f{i}"],
+        path: "f*",
+    },
+    Case {
+        op: OpKind::Access,
+        program: "test",
+        args: &["-w", "a"],
+        path: "a",
+    },
+    Case {
+        op: OpKind::OpenDir,
+        program: "ls",
+        args: &["d"],
+        path: "d",
+    },
+    // cp checks the close of what it wrote.
+    Case {
+        op: OpKind::Flush,
+        program: "cp",
+        args: &["a", "c{i}"],
+        path: "c*",
+    },
+];
+
+/// For every kind only a process on the mount makes: a rule for the 2nd
+/// matching operation of the process named `cat` (`ln`, `cp`...) fails
+/// exactly that one, in the run of the program that made it, while the same
+/// program under another name is neither failed nor counted; each operation
+/// is logged with the pid and name of the process that made it.
+fn a_process_gets_the_errno_on_its_nth_operation_of_each_kind() {
+    let mut covered = Vec::new();
+    for case in CASES {
+        let sb = fuse(16);
+        fs::write(p(&sb, "a"), "hello\n").unwrap();
+        fs::create_dir(p(&sb, "d")).unwrap();
+        std::os::unix::fs::symlink("a", p(&sb, "s")).unwrap();
+        sb.apply(&Fault::Errno(ErrnoRule {
+            op: case.op,
+            path: case.path.into(),
+            nth: 2,
+            errno: Errno::Eio,
+            persistent: false,
+            process: Some(case.program.into()),
+        }))
+        .unwrap();
+        let (_dir, other) = renamed(case.program);
+        let named = program(case.program);
+        let mut failed_runs = Vec::new();
+        let mut seen = 0;
+        for (i, (exe, name)) in [
+            (&other, "other"),
+            (&named, case.program),
+            (&other, "other"),
+            (&named, case.program),
+            (&other, "other"),
+        ]
+        .into_iter()
+        .enumerate()
+        {
+            let args: Vec<String> = case
+                .args
+                .iter()
+                .map(|a| a.replace("{i}", &i.to_string()))
+                .collect();
+            let (pid, ok, ops) = run_in(&sb, exe, &args);
+            let what = format!("{} run {i} ({name})", case.op);
+            // The chdir before the exec is made under the parent's name.
+            let after_exec: Vec<&OpRecord> = ops
+                .iter()
+                .skip_while(|r| r.caller.as_ref().unwrap().process != name)
+                .collect();
+            assert!(!after_exec.is_empty(), "{what}: {ops:#?}");
+            for r in &after_exec {
+                let caller = r.caller.as_ref().unwrap();
+                assert_eq!(
+                    (caller.pid, caller.process.as_str()),
+                    (pid, name),
+                    "{what}: {r}"
+                );
+            }
+            let injected = ops
+                .iter()
+                .filter(|r| matches!(r.outcome, Outcome::Injected(_)))
+                .count();
+            let matching: Vec<&&OpRecord> = after_exec
+                .iter()
+                .filter(|r| r.op == case.op && glob_matches(case.path, r))
+                .collect();
+            assert!(!matching.is_empty(), "{what} made no {}: {ops:#?}", case.op);
+            if name == "other" {
+                assert!(ok && injected == 0, "{what}: {ops:#?}");
+                continue;
+            }
+            for r in &matching {
+                seen += 1;
+                let wanted = if seen == 2 {
+                    Outcome::Injected(Errno::Eio)
+                } else {
+                    Outcome::Ok
+                };
+                assert_eq!(r.outcome, wanted, "{what}, matching op #{seen}: {r}");
+            }
+            assert_eq!(injected, usize::from(!ok), "{what} ok={ok}: {ops:#?}");
+            if !ok {
+                failed_runs.push(i);
+            }
+        }
+        assert_eq!(failed_runs.len(), 1, "{}: {failed_runs:?}", case.op);
+        covered.push(case.op);
+    }
+    let mut untested: Vec<OpKind> = OpKind::MOUNT
+        .into_iter()
+        .filter(|k| !covered.contains(k))
+        .collect();
+    // Made by the kernel on its own account, tested apart (below).
+    untested.retain(|k| *k != OpKind::Fstat);
+    assert_eq!(untested, [], "mount-only kinds without a case");
+}
+
+/// The rule's glob against a logged operation (either side of a link).
+fn glob_matches(glob: &str, r: &OpRecord) -> bool {
+    let m = globset::Glob::new(glob).unwrap().compile_matcher();
+    m.is_match(&r.path) || r.to.as_deref().is_some_and(|to| m.is_match(to))
+}
+
+/// Persistent: every `open` by `cat` from the 2nd on fails; `head` opening
+/// the same file between them is untouched.
+fn a_persistent_rule_for_a_process_fails_each_of_its_calls() {
+    let sb = fuse(16);
+    fs::write(p(&sb, "a"), "hello\n").unwrap();
+    sb.apply(&Fault::Errno(ErrnoRule {
+        op: OpKind::Open,
+        path: "a".into(),
+        nth: 2,
+        errno: Errno::Eacces,
+        persistent: true,
+        process: Some("cat".into()),
+    }))
+    .unwrap();
+    let a = vec!["a".to_owned()];
+    let (cat, head) = (program("cat"), program("head"));
+    let outcomes: Vec<bool> = [&cat, &head, &cat, &head, &cat]
+        .into_iter()
+        .map(|exe| run_in(&sb, exe, &a).1)
+        .collect();
+    assert_eq!(outcomes, [true, true, false, true, false]);
+    let refused: Vec<String> = sb
+        .ops()
+        .iter()
+        .filter(|r| r.outcome == Outcome::Injected(Errno::Eacces))
+        .map(|r| format!("{r} by {}", r.caller.as_ref().unwrap().process))
+        .collect();
+    assert_eq!(
+        refused,
+        [
+            "open a: EACCES (injected) by cat",
+            "open a: EACCES (injected) by cat"
+        ]
+    );
+}
+
+/// A `before_op` trigger naming a process fires at that process's nth
+/// matching operation only, and says so where it fired.
+fn a_trigger_for_a_process_fires_on_that_process_only() {
+    let sb = fuse(16);
+    fs::write(p(&sb, "a"), "hello\n").unwrap();
+    let id = sb
+        .arm_at(
+            OpTrigger {
+                op: OpKind::Open,
+                path: "a".into(),
+                nth: 1,
+                process: Some("cat".into()),
+            },
+            sandbox::At::Before,
+            sandbox::Strike::Fault(Fault::Rename {
+                from: "a".into(),
+                to: "a.moved".into(),
+            }),
+        )
+        .unwrap();
+    // This process's open, and the same program under another name: not it.
+    assert_eq!(fs::read_to_string(p(&sb, "a")).unwrap(), "hello\n");
+    let (_dir, other) = renamed("cat");
+    let a = vec!["a".to_owned()];
+    assert!(run_in(&sb, &other, &a).1);
+    assert!(sb.take_fired_by_id().is_empty());
+    // cat's open: the file is moved right before it reaches the disk.
+    let (pid, ok, ops) = run_in(&sb, &program("cat"), &a);
+    assert!(!ok, "cat found the file it was opening moved: {ops:#?}");
+    assert_eq!(
+        sb.take_fired_by_id(),
+        [(
+            id,
+            "renamed file a -> a.moved before open a (#1 by process cat)".to_owned()
+        )]
+    );
+    let open = ops.iter().find(|r| r.op == OpKind::Open).unwrap();
+    assert_eq!(open.outcome, Outcome::Failed("ENOENT".into()));
+    assert_eq!(open.caller.as_ref().unwrap().pid, pid);
+    assert!(backing(&sb, "a.moved").exists());
+}
+
+/// The kernel asks for an open file's attributes by handle (an `lseek` to
+/// the end): an `fstat` of the file's path, which a rule can fail.
+fn the_kernel_asking_by_handle_is_an_fstat() {
+    use std::os::fd::AsRawFd;
+    let sb = fuse(16);
+    fs::write(p(&sb, "a"), "hello\n").unwrap();
+    let f = File::open(p(&sb, "a")).unwrap();
+    // SAFETY: an open descriptor.
+    let end = unsafe { libc::lseek(f.as_raw_fd(), 0, libc::SEEK_END) };
+    assert_eq!(end, 6);
+    let last = sb.ops().pop().unwrap();
+    assert_eq!(last.to_string(), "fstat a: ok");
+    sb.apply(&errno_rule(OpKind::Fstat, "a", 1, Errno::Eio, false))
+        .unwrap();
+    // SAFETY: as above.
+    let end = unsafe { libc::lseek(f.as_raw_fd(), 0, libc::SEEK_END) };
+    assert_eq!(end, -1);
+    assert_eq!(
+        std::io::Error::last_os_error().raw_os_error(),
+        Some(libc::EIO)
+    );
+}
+
+/// Once the process is halted its later calls park until the crash; but the
+/// close of its descriptors (as it dies, or as the harness drops its tasks,
+/// before it applies the crash) returns at once: parked, it would wait for
+/// the very crash it precedes.
+fn a_close_after_a_halt_does_not_wait_for_the_crash() {
+    let sb = fuse(16);
+    let open_before = File::create(p(&sb, "b")).unwrap();
+    let (tx, halted) = std::sync::mpsc::channel();
+    sb.on_strike(move |s| {
+        if matches!(s, sandbox::Strike::Halt) {
+            let _ = tx.send(());
+        }
+    });
+    sb.arm_at(
+        OpTrigger {
+            op: OpKind::Write,
+            path: "a".into(),
+            nth: 1,
+            process: None,
+        },
+        sandbox::At::Before,
+        sandbox::Strike::Halt,
+    )
+    .unwrap();
+    let mut f = File::create(p(&sb, "a")).unwrap();
+    let parked = std::thread::spawn(move || f.write(b"never written").map_err(|e| e.kind()));
+    halted.recv().unwrap();
+    let logged = sb.op_count();
+    drop(open_before);
+    assert_eq!(
+        sb.op_count(),
+        logged,
+        "the dead process's close is not logged"
+    );
+    sb.crash();
+    assert!(parked.join().unwrap().is_err());
+    assert_eq!(
+        fs::metadata(backing(&sb, "a"))
+            .map(|m| m.len())
+            .unwrap_or(0),
+        0
+    );
 }

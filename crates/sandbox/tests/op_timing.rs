@@ -22,6 +22,7 @@ fn trigger(op: OpKind, path: &str, nth: u32) -> OpTrigger {
         op,
         path: path.into(),
         nth,
+        process: None,
     }
 }
 

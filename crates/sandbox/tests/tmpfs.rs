@@ -348,6 +348,7 @@ fn rules_triggers_and_containment_still_work() {
             op: OpKind::Write,
             path: "in/2".into(),
             nth: 1,
+            process: None,
         },
         Fault::FillDisk { leave: 0 },
     )

@@ -21,6 +21,7 @@ fn trigger(op: OpKind, path: &str, nth: u32) -> OpTrigger {
         op,
         path: path.into(),
         nth,
+        process: None,
     }
 }
 
@@ -295,4 +296,32 @@ fn concurrent_faults_keep_the_quota_true() {
         }
         assert_eq!(sb.available_space(), 0, "round {round}");
     }
+}
+
+/// A trigger for a named process counts only that process's operations; the
+/// in-process connector has no name, so on vfs it never fires.
+#[test]
+fn a_trigger_for_a_process_leaves_the_in_process_connector_alone() {
+    let sb = sandbox();
+    let fs = sb.fs();
+    let only_cat = OpTrigger {
+        process: Some("cat".into()),
+        ..trigger(OpKind::Create, "**", 1)
+    };
+    assert_eq!(
+        only_cat.to_string(),
+        "before the 1st create matching `**` (process `cat` only)"
+    );
+    sb.arm(
+        only_cat,
+        Fault::Remove {
+            path: "imcdata/in".into(),
+        },
+    )
+    .unwrap();
+    drop(fs.create(&p(&sb, "imcdata/in/1")).unwrap());
+    assert!(sb.take_fired().is_empty());
+    assert!(p(&sb, "imcdata/in/1").exists());
+    // Still armed, still waiting for `cat`.
+    assert_eq!(sb.disarm().len(), 1);
 }

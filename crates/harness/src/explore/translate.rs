@@ -158,6 +158,7 @@ pub fn to_steps(actions: &[Action]) -> Vec<Step> {
                 errno: e.errno.name().to_string(),
                 nth: (e.nth != 1).then_some(e.nth),
                 persistent: e.persistent,
+                process: None,
             })),
             Action::ClearErrno => fault_step(Fault::ClearErrno),
             Action::Timed(fault, timing) => {
@@ -165,6 +166,7 @@ pub fn to_steps(actions: &[Action]) -> Vec<Step> {
                     op: timing.op.name().to_string(),
                     path: (timing.path != "**").then(|| timing.path.to_string()),
                     nth: (timing.nth != 1).then_some(timing.nth),
+                    process: None,
                 };
                 let when = Some(if timing.after {
                     When {

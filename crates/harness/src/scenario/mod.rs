@@ -334,7 +334,7 @@
 //! | `restore: PATH` | Undoes the last `remove`, `rename` or `replace` of `PATH`. |
 //! | `fill_disk: { leave: SIZE }` | Allocates a ballast file so that only `leave` bytes stay free. |
 //! | `free_disk` | Removes the ballast file. |
-//! | `errno: { op, path, errno, nth, persistent }` | Makes the connector's filesystem operations fail (below). |
+//! | `errno: { op, path, errno, nth, persistent, process }` | Makes the connector's filesystem operations fail (below). |
 //! | `clear_errno` | Removes every `errno` fault. |
 //!
 //! ```yaml
@@ -353,13 +353,54 @@
 //! the `nth` on fails, otherwise only that one.
 //!
 //! - `op`: `create`, `write`, `sync`, `sync_dir`, `rename`, `remove`, `create_dir`,
-//!   `metadata`, `read_dir`, `available_space`.
+//!   `metadata`, `read_dir`, `available_space`; on backend `fuse` also those of
+//!   the next section.
 //! - `errno`: `ENOSPC`, `EIO`, `ENOENT`, `EACCES`, `EPERM`, `EROFS`, `ENOTDIR`,
 //!   `EISDIR`, `EEXIST`, `EDQUOT`, `ENOMEM`.
 //!
 //! ```yaml
 //!   - fault:
 //!       errno: { op: sync, path: "imcdata/work/*", errno: EIO, nth: 2, persistent: true }
+//! ```
+//!
+//! ## Backend `fuse`: every process, every operation
+//!
+//! On backend `fuse` the volume is a FUSE mount, and the same rules serve
+//! every process that uses it: each of its operations is logged with the
+//! calling process's pid and name, counted, and may be failed or time a
+//! fault. Two things only this backend has:
+//!
+//! - `process: NAME` in `errno`, `before_op` and `after_op`: only the
+//!   operations of the process of that name count (and fail). The name is the
+//!   kernel's, `/proc/PID/comm`: the file name the program was started from,
+//!   at most 15 bytes (`cleanup`, `smtpd`, `cat`). Default: every process's.
+//! - operations no `Fs` call of the connector makes, which any program does on
+//!   a mount: `lookup` (the kernel resolving one name of a path; a path is
+//!   walked a name at a time), `open` (an existing file, not truncated),
+//!   `read`, `fstat` (the kernel asking an open file's attributes, for an
+//!   `lseek` to its end), `truncate`, `chmod`, `chown`, `set_times`
+//!   (`utimensat`, `touch`), `link`, `symlink`, `read_link`, `mknod`,
+//!   `access`, `open_dir` and `flush` (each `close` of a descriptor: the
+//!   error is what `close` returns).
+//!
+//! On `vfs` and `tmpfs` either is a load error: there every operation is the
+//! in-process connector's own call, which reaches the rules directly, so none
+//! of these kinds ever happens, and it has no process name to match (the
+//! harness's own depends on how it was started: `imc-harness`, a test
+//! binary). A scenario of backend `fuse` run with `--backend vfs` is skipped
+//! for the same reason.
+//!
+//! ```yaml
+//! name: the second write of cleanup fails, and IN goes before its rename
+//! sandbox: { backend: fuse }
+//! steps:
+//!   - service: start
+//!   - fault:
+//!       errno: { op: write, path: "imcdata/work/*", errno: EIO, nth: 2, process: cleanup }
+//!   - fault: { remove: imcdata/in }
+//!     when: { before_op: { op: rename, path: "imcdata/in/*", process: cleanup } }
+//!   - fault: { fill_disk: { leave: 0 } }
+//!     when: { after_op: { op: flush, path: "imcdata/work/*", nth: 3 } }
 //! ```
 //!
 //! ## `when`: faults at a protocol stage or around a filesystem operation
@@ -372,15 +413,16 @@
 //! | `after_reply: CODE` | as soon as the session `when.session` receives a reply with this code |
 //! | `after_data_bytes: N` | once N bytes of the session's next DATA transfer are sent |
 //! | `before_dot: true` | just before the session sends its terminating dot |
-//! | `before_op: { op, path, nth }` | right before the connector's `nth` operation of kind `op` on a path matching the glob `path` reaches the disk (the operation sees the change) |
-//! | `after_op: { op, path, nth }` | once that operation has completed: before the connector's next operation, or at the end of the step if none comes (what the connector does meanwhile without the disk, such as sending a reply, may come first) |
+//! | `before_op: { op, path, nth, process }` | right before the connector's `nth` operation of kind `op` on a path matching the glob `path` reaches the disk (the operation sees the change) |
+//! | `after_op: { op, path, nth, process }` | once that operation has completed: before the connector's next operation, or at the end of the step if none comes (what the connector does meanwhile without the disk, such as sending a reply, may come first) |
 //!
 //! The protocol stages need `session`; the operation stages take none (the
 //! operations are the connector's). `op` is one of the `errno.op` names, `path`
 //! defaults to `**` (for a rename either side may match), `nth` to 1; operations
-//! are counted from the step that arms the fault. The history records where the
-//! fault fired: `fault: renamed directory imcdata/in -> imcdata/in.bak before
-//! sync_dir imcdata/in (#1)`.
+//! are counted from the step that arms the fault. On backend `fuse`, `process`
+//! counts one process's operations only (see above). The history records where
+//! the fault fired: `fault: renamed directory imcdata/in -> imcdata/in.bak before
+//! sync_dir imcdata/in (#1)`, and with `process` `... (#1 by process cleanup)`.
 //!
 //! `when` is allowed on `fault` steps, and with an operation stage on
 //! `service: crash`: from that point the connector's process is gone (the
@@ -495,6 +537,9 @@
 //!   (named or inherited) that an earlier step connected and none disconnected since.
 //! - `errno.op` and `errno.errno` are among the names above, `errno.path` is a valid
 //!   glob, and `nth` is at least 1.
+//! - `process` (in `errno`, `before_op`, `after_op`) is a name a process can have
+//!   (not empty, no `/`, at most 15 bytes), and it and the operations only a FUSE
+//!   mount has (`lookup`, `open`, `read`...) are given on backend `fuse` only.
 //! - Paths in faults and in `files`, `exists` and `absent` are relative to the
 //!   sandbox root.
 //! - `text_matches` and `message_matches` compile; `enhanced` is `d.d.d`.

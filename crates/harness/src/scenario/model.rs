@@ -499,9 +499,13 @@ impl Fault {
 #[serde(deny_unknown_fields)]
 pub struct ErrnoSpec {
     /// Operation kind: create, write, sync, sync_dir, rename, remove, create_dir,
-    /// metadata, read_dir, available_space.
+    /// metadata, read_dir, available_space; on backend `fuse` also lookup, open,
+    /// read, fstat, truncate, chmod, chown, set_times, link, symlink, read_link,
+    /// mknod, access, open_dir, flush.
     #[schemars(extend("enum" = ["create", "write", "sync", "sync_dir", "rename", "remove",
-        "create_dir", "metadata", "read_dir", "available_space"]))]
+        "create_dir", "metadata", "read_dir", "available_space", "lookup", "open", "read",
+        "fstat", "truncate", "chmod", "chown", "set_times", "link", "symlink", "read_link",
+        "mknod", "access", "open_dir", "flush"]))]
     pub op: String,
     /// Glob relative to the sandbox root (`imcdata/in/*`). Default `**`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -518,6 +522,12 @@ pub struct ErrnoSpec {
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
     #[schemars(extend("default" = false))]
     pub persistent: bool,
+    /// Only the operations of the process of this name count (its
+    /// `/proc/<pid>/comm`, at most 15 bytes). Backend `fuse` only. Default: every
+    /// process's.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(length(min = 1, max = 15))]
+    pub process: Option<String>,
 }
 
 /// When an armed fault fires: a protocol stage of a named session, or right
@@ -558,16 +568,20 @@ impl When {
     }
 }
 
-/// The connector's filesystem operations a `before_op` or `after_op` counts:
-/// the `nth` of kind `op` whose path matches `path`, counted from the step that
-/// arms the fault.
+/// The filesystem operations a `before_op` or `after_op` counts: the `nth` of
+/// kind `op` whose path matches `path` (made by `process`, if named), counted
+/// from the step that arms the fault.
 #[derive(Clone, Debug, PartialEq, Eq, Deserialize, Serialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct OpMatch {
     /// Operation kind: create, write, sync, sync_dir, rename, remove, create_dir,
-    /// metadata, read_dir, available_space.
+    /// metadata, read_dir, available_space; on backend `fuse` also lookup, open,
+    /// read, fstat, truncate, chmod, chown, set_times, link, symlink, read_link,
+    /// mknod, access, open_dir, flush.
     #[schemars(extend("enum" = ["create", "write", "sync", "sync_dir", "rename", "remove",
-        "create_dir", "metadata", "read_dir", "available_space"]))]
+        "create_dir", "metadata", "read_dir", "available_space", "lookup", "open", "read",
+        "fstat", "truncate", "chmod", "chown", "set_times", "link", "symlink", "read_link",
+        "mknod", "access", "open_dir", "flush"]))]
     pub op: String,
     /// Glob relative to the sandbox root (`imcdata/in/*`; for a rename either
     /// side may match). Default `**`.
@@ -577,6 +591,12 @@ pub struct OpMatch {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     #[schemars(range(min = 1))]
     pub nth: Option<u32>,
+    /// Only the operations of the process of this name count (its
+    /// `/proc/<pid>/comm`, at most 15 bytes). Backend `fuse` only. Default: every
+    /// process's.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(length(min = 1, max = 15))]
+    pub process: Option<String>,
 }
 
 /// What must hold after a step. Every field is optional; all given ones must hold.

@@ -3,7 +3,7 @@
 use super::error::{At, Diagnostic};
 use super::load::suggest;
 use super::locate::{Seg, Target, Tree};
-use super::model::{ErrnoSpec, Expect, Fault, Scenario, ServiceAction, Step, When};
+use super::model::{Backend, ErrnoSpec, Expect, Fault, Scenario, ServiceAction, Step, When};
 use std::collections::BTreeMap;
 use std::path::Path;
 
@@ -213,9 +213,11 @@ pub(crate) fn check(scenario: &mut Scenario, tree: &Tree) -> Result<(), Problem>
         .iter()
         .filter_map(|s| s.connect.clone())
         .collect();
+    let backend = scenario.sandbox.backend;
     for (i, step) in scenario.steps.iter_mut().enumerate() {
         check_step(i, step, &mut sessions, tree)
             .and_then(|()| check_when_session(i, step, &connected))
+            .and_then(|()| check_mount_only(i, step, backend))
             .map_err(|mut p| {
                 p.step = Some(i + 1);
                 p.message = match (step.action(), &step.expect) {
@@ -283,6 +285,72 @@ fn check_when_session(i: usize, step: &Step, connected: &[String]) -> Result<(),
         )),
         None => p.help(format!("the scenario connects {}", ticked(&known))),
     })
+}
+
+/// `process` and the operation kinds only a process on a FUSE mount makes
+/// need backend `fuse`. On `vfs` and `tmpfs` every operation is the
+/// in-process connector's: it has no process name of its own (the harness's
+/// depends on how the harness was started), and it makes only the `Fs`
+/// trait's calls, so either would leave a rule that never strikes or a
+/// trigger that never fires.
+fn check_mount_only(i: usize, step: &Step, backend: Backend) -> Result<(), Problem> {
+    if backend == Backend::Fuse {
+        return Ok(());
+    }
+    let backend = match backend {
+        Backend::Vfs => "vfs",
+        Backend::Tmpfs => "tmpfs",
+        Backend::Fuse => "fuse",
+    };
+    let mut matched = Vec::new();
+    if let Some(Fault::Errno(spec)) = &step.fault {
+        let base = at!["steps", i, "fault", "errno"];
+        matched.push((spec.op.as_str(), spec.process.as_deref(), base));
+    }
+    if let Some(w) = &step.when
+        && let Some((m, after)) = w.op_stage()
+    {
+        let stage = if after { "after_op" } else { "before_op" };
+        matched.push((
+            m.op.as_str(),
+            m.process.as_deref(),
+            at!["steps", i, "when", stage],
+        ));
+    }
+    for (op, process, base) in matched {
+        if process.is_some() {
+            return Err(Problem::new(
+                with(&base, "process"),
+                Target::Key,
+                format!(
+                    "`process` needs backend `fuse`; on `{backend}` every operation is the \
+                     in-process connector's, which has no process name to match"
+                ),
+            )
+            .label(format!("backend `{backend}`"))
+            .help(
+                "set `sandbox: { backend: fuse }` to tell the processes using the volume \
+                 apart, or remove `process`",
+            ));
+        }
+        if let Ok(kind) = op.parse::<imc::fs::OpKind>()
+            && !kind.in_fs()
+        {
+            let names: Vec<&str> = imc::fs::OpKind::FS.iter().map(|k| k.name()).collect();
+            return Err(Problem::new(
+                with(&base, "op"),
+                Target::Value,
+                format!(
+                    "`{op}` is made only by a process on a FUSE mount, and backend \
+                     `{backend}` has none: the in-process connector makes {} only",
+                    ticked(&names)
+                ),
+            )
+            .label(format!("never happens on `{backend}`"))
+            .help("set `sandbox: { backend: fuse }`, or name one of the connector's operations"));
+        }
+    }
+    Ok(())
 }
 
 /// Which sessions are open, and the one session actions default to.
@@ -558,7 +626,10 @@ fn check_fault(fault: &Fault, path: Vec<Seg>) -> Result<(), Problem> {
             check_rel_path(from, with(&base, "from"), Target::Value)?;
             check_rel_path(to, with(&base, "to"), Target::Value)
         }
-        Fault::Errno(spec) => check_errno(spec, with(&path, name)),
+        Fault::Errno(spec) => {
+            check_errno(spec, with(&path, name))?;
+            check_process(spec.process.as_deref(), &with(&path, name))
+        }
         Fault::FillDisk { .. } | Fault::FreeDisk | Fault::ClearErrno => Ok(()),
     }
 }
@@ -603,6 +674,55 @@ fn check_op(op: &str, path: Vec<Seg>) -> Result<(), Problem> {
             p = p.help(format!("did you mean `{s}`?"));
         }
         return Err(p);
+    }
+    Ok(())
+}
+
+/// The longest process name the kernel keeps (`/proc/<pid>/comm`: 16 bytes
+/// with the final NUL); a longer `process` could never match.
+const COMM_LEN: usize = 15;
+
+/// A process name (optional) under `path`: one a process can have.
+fn check_process(process: Option<&str>, path: &[Seg]) -> Result<(), Problem> {
+    let Some(name) = process else {
+        return Ok(());
+    };
+    let problem = |message: String, label: &str| {
+        Problem::new(with(path, "process"), Target::Value, message).label(label)
+    };
+    if name.is_empty() {
+        return Err(problem(
+            "`process` is empty: name the process as `/proc/PID/comm` shows it".into(),
+            "empty name",
+        )
+        .help("for example `process: cat`"));
+    }
+    if name.contains(['/', '\n', '\0']) {
+        return Err(problem(
+            format!("`{name}` cannot be a process name: it holds a `/`, a newline or a NUL"),
+            "not a process name",
+        )
+        .help(
+            "a process is named by its program's file name, without its folder: `process: cat`",
+        ));
+    }
+    if name.len() > COMM_LEN {
+        let mut cut = COMM_LEN;
+        while !name.is_char_boundary(cut) {
+            cut -= 1;
+        }
+        return Err(problem(
+            format!(
+                "`{name}` is {} bytes long, and the kernel keeps only the first {COMM_LEN} \
+                 of a process name (`/proc/PID/comm`), so it could never match",
+                name.len()
+            ),
+            "longer than 15 bytes",
+        )
+        .help(format!(
+            "write the name as the kernel keeps it: `process: {}`",
+            &name[..cut]
+        )));
     }
     Ok(())
 }
@@ -681,7 +801,7 @@ fn check_when(when: &When, path: Vec<Seg>) -> Result<(), Problem> {
             return Err(Problem::new(
                 with(&path, "session"),
                 Target::Key,
-                format!("`session` does not go with `{stage}`: operations are the connector's, not a session's"),
+                format!("`session` does not go with `{stage}`: operations are the volume's, not a session's"),
             )
             .label("not a protocol stage")
             .help("remove `session`, or use a protocol stage: `after_reply`, `after_data_bytes`, `before_dot`"));
@@ -702,6 +822,7 @@ fn check_when(when: &When, path: Vec<Seg>) -> Result<(), Problem> {
             let base = with(&path, stage);
             check_op(&m.op, with(&base, "op"))?;
             check_glob_and_nth(m.path.as_deref(), m.nth, &base)?;
+            check_process(m.process.as_deref(), &base)?;
         }
     }
     if let Some(code) = when.after_reply {

@@ -1,8 +1,9 @@
 //! The FUSE request handlers: a passthrough to the backing directory in which
-//! every request that stands for one of the connector-visible operations goes
-//! through the rule engine.
+//! every request a process makes goes through the rule engine, so each is
+//! logged with its caller, counted by rules and triggers, and may be failed.
 //!
-//! Which request is which operation (the op log's kinds are the `Fs` trait's):
+//! Which request is which operation (the `Fs` trait's kinds first, then those
+//! only a process on the mount makes, `OpKind::MOUNT`):
 //!
 //! | request | operation |
 //! | --- | --- |
@@ -13,18 +14,30 @@
 //! | `rename` (any flags) | `rename` |
 //! | `unlink`, `rmdir` | `remove` |
 //! | `mkdir` | `create_dir` |
-//! | `getattr` by path (`stat`, not `fstat`) | `metadata` |
+//! | `getattr` without a handle (`stat`, `fstat`) | `metadata` |
 //! | first `readdir` of an open directory | `read_dir` |
 //! | `statfs` | `available_space` |
+//! | `lookup` (one name of a path being walked) | `lookup` |
+//! | `open` without truncation | `open` |
+//! | `read` | `read` |
+//! | `getattr` with a handle (the kernel's, for an `lseek` to the end) | `fstat` |
+//! | `setattr` with a size / else a mode / else an owner / else times | `truncate` / `chmod` / `chown` / `set_times` |
+//! | `link`, `symlink`, `readlink`, `mknod`, `access`, `opendir` | `link`, `symlink`, `read_link`, `mknod`, `access`, `open_dir` |
+//! | `flush` (each `close` of a descriptor) | `flush` |
 //!
-//! The rest (`lookup`, `open` without truncation, `read`, `fstat`, `flush`,
-//! `release`, `setattr`, `readlink`, `symlink`, `link`, `mknod`) pass
-//! through unlogged: they are the kernel's path resolution and plumbing, not
-//! operations a scenario counts. Hence two differences from the in-process
-//! door: a `metadata` of a missing path fails in the kernel's `lookup`, so it
-//! is not logged; and glibc's `opendir` fstats the directory, which shows as
-//! a `metadata` of it before its `read_dir`. Every handler works on the backing tree only;
-//! none touches the mount (that would send a request to this very daemon).
+//! Only the kernel's bookkeeping is left out: `forget`, `release` and
+//! `releasedir` (their errors reach no process) and `init`. Requests the
+//! daemon does not implement (extended attributes, locks, `fallocate`,
+//! `lseek`, `ioctl`) are answered `ENOSYS` by `fuser` and not logged.
+//!
+//! The in-process connector on the mount therefore shows more than through
+//! its own door: each path it names is walked (`lookup`s), each close is a
+//! `flush`, a `metadata` of a missing path fails at a `lookup` (and is not
+//! logged as a `metadata`), and glibc's `opendir` shows as an `open_dir` and
+//! a `metadata` of the directory before its `read_dir`. The kinds it shares
+//! with the `Fs` trait are counted alike. Every handler works on the backing
+//! tree only; none touches the mount (that would send a request to this very
+//! daemon).
 
 use std::collections::HashMap;
 use std::ffi::OsStr;
@@ -68,8 +81,11 @@ pub(crate) struct Daemon {
     files: Mutex<HashMap<u64, Arc<Handle>>>,
     dirs: Mutex<HashMap<u64, DirHandle>>,
     next_handle: AtomicU64,
-    /// Callers by thread id, read once from `/proc`.
-    callers: Mutex<HashMap<u32, Caller>>,
+    /// Callers' process ids by thread id, read once from `/proc`.
+    callers: Mutex<HashMap<u32, u32>>,
+    /// Lookups failed by a rule while the kernel held the entry, by thread:
+    /// the path and the error, owed again to that thread's next request.
+    replays: Mutex<HashMap<u32, (PathBuf, Errno)>>,
 }
 
 /// An open file.
@@ -174,33 +190,38 @@ impl Daemon {
             dirs: Mutex::new(HashMap::new()),
             next_handle: AtomicU64::new(1),
             callers: Mutex::new(HashMap::new()),
+            replays: Mutex::new(HashMap::new()),
         })
     }
 
     /// The process behind a request. The kernel sends the calling thread's
-    /// id; the caller is its process (thread group) and that process's name.
+    /// id; the caller is its process (thread group) and that process's name
+    /// as it is now: an `exec` renames a process (a child's `chdir` before
+    /// its `exec` is made under its parent's name), so only the thread group
+    /// is remembered, never the name.
     fn caller(&self, req: &Request) -> Caller {
         let tid = req.pid();
-        let mut names = lock(&self.callers);
-        if names.len() > 4096 {
-            // Ids get reused; a bounded cache is refreshed now and then.
-            names.clear();
-        }
-        names
-            .entry(tid)
-            .or_insert_with(|| {
+        // Any other request: the thread's syscall went on past the lookup.
+        lock(&self.replays).remove(&tid);
+        let pid = {
+            let mut groups = lock(&self.callers);
+            if groups.len() > 4096 {
+                // Ids get reused; a bounded cache is refreshed now and then.
+                groups.clear();
+            }
+            *groups.entry(tid).or_insert_with(|| {
                 let status = fs::read_to_string(format!("/proc/{tid}/status")).unwrap_or_default();
-                let pid = status
+                status
                     .lines()
                     .find_map(|l| l.strip_prefix("Tgid:"))
                     .and_then(|v| v.trim().parse().ok())
-                    .unwrap_or(tid);
-                let process = fs::read_to_string(format!("/proc/{pid}/comm"))
-                    .map(|s| s.trim_end().to_owned())
-                    .unwrap_or_default();
-                Caller { pid, process }
+                    .unwrap_or(tid)
             })
-            .clone()
+        };
+        let process = fs::read_to_string(format!("/proc/{pid}/comm"))
+            .map(|s| s.trim_end().to_owned())
+            .unwrap_or_default();
+        Caller { pid, process }
     }
 
     /// The backing path of node `id`, if it still names the node's inode.
@@ -218,9 +239,28 @@ impl Daemon {
         lock(&self.nodes).child(parent.0, name).ok_or(Errno::EINVAL)
     }
 
+    /// Admits `op` on `path` (`to`: a link's new name), made by the process
+    /// behind `req`, and does it with `call` unless a rule fails it.
+    fn admitted<T>(
+        &self,
+        req: &Request,
+        op: OpKind,
+        path: &Path,
+        to: Option<&Path>,
+        call: impl FnOnce() -> io::Result<T>,
+    ) -> io::Result<T> {
+        let caller = self.caller(req);
+        self.engine.plain(op, path, to, Some(&caller), call)
+    }
+
     /// Replies with the entry now at `path`, counting the kernel's reference.
     fn entry(&self, path: &Path, reply: ReplyEntry) {
-        match fs::symlink_metadata(path) {
+        self.reply_entry(path, fs::symlink_metadata(path), reply);
+    }
+
+    /// Replies with the entry at `path` whose attributes are `meta`.
+    fn reply_entry(&self, path: &Path, meta: io::Result<Metadata>, reply: ReplyEntry) {
+        match meta {
             Ok(meta) => {
                 let id = lock(&self.nodes).remember(path, &meta);
                 reply.entry(&NO_CACHE, &attr(id, &meta), Generation(0));
@@ -248,11 +288,34 @@ impl Filesystem for Daemon {
         Ok(())
     }
 
-    fn lookup(&self, _req: &Request, parent: INodeNo, name: &OsStr, reply: ReplyEntry) {
-        match self.child(parent, name) {
-            Ok(path) => self.entry(&path, reply),
-            Err(e) => reply.error(e),
+    /// A name's lookup. The kernel revalidates an entry it holds by looking
+    /// it up again, and when that fails (but with `ENOMEM`) it drops the
+    /// entry and at once looks the name up afresh, within the same call of
+    /// the same thread: a rule that failed the first would go unseen. So the
+    /// error is owed to that fresh lookup too, which is the same operation
+    /// (neither logged nor counted again).
+    fn lookup(&self, req: &Request, parent: INodeNo, name: &OsStr, reply: ReplyEntry) {
+        let path = match self.child(parent, name) {
+            Ok(path) => path,
+            Err(e) => return reply.error(e),
+        };
+        let owed = lock(&self.replays).remove(&req.pid());
+        if let Some((owed_path, e)) = owed
+            && owed_path == path
+        {
+            return reply.error(e);
         }
+        let meta = self.admitted(req, OpKind::Lookup, &path, None, || {
+            fs::symlink_metadata(&path)
+        });
+        if let Err(e) = &meta
+            && let Ok(found) = fs::symlink_metadata(&path)
+            && lock(&self.nodes).holds(&path, &found)
+        {
+            // There, yet refused: a rule's doing, on an entry the kernel holds.
+            lock(&self.replays).insert(req.pid(), (path.clone(), errno(e)));
+        }
+        self.reply_entry(&path, meta, reply);
     }
 
     fn forget(&self, _req: &Request, ino: INodeNo, nlookup: u64) {
@@ -262,9 +325,15 @@ impl Filesystem for Daemon {
     fn getattr(&self, req: &Request, ino: INodeNo, fh: Option<FileHandle>, reply: ReplyAttr) {
         let caller = self.caller(req);
         let result = match fh.map(|fh| self.file(fh)) {
-            // fstat of an open file: its own inode, wherever its name went;
-            // plumbing, like the in-process door's open files, so unlogged.
-            Some(Ok(handle)) => handle.file.metadata(),
+            // The kernel asking by handle: the open file's own inode,
+            // wherever its name went.
+            Some(Ok(handle)) => self.engine.plain(
+                OpKind::Fstat,
+                handle.open.path(),
+                None,
+                Some(&caller),
+                || handle.file.metadata(),
+            ),
             _ => match self.path(ino) {
                 Ok(path) => self
                     .engine
@@ -285,7 +354,7 @@ impl Filesystem for Daemon {
 
     fn setattr(
         &self,
-        _req: &Request,
+        req: &Request,
         ino: INodeNo,
         mode: Option<u32>,
         uid: Option<u32>,
@@ -305,7 +374,17 @@ impl Filesystem for Daemon {
             Ok(path) => path,
             Err(e) => return reply.error(e),
         };
-        let result = (|| {
+        // One operation per request, named by what it changes first.
+        let op = if size.is_some() {
+            OpKind::Truncate
+        } else if mode.is_some() {
+            OpKind::Chmod
+        } else if uid.is_some() || gid.is_some() {
+            OpKind::Chown
+        } else {
+            OpKind::SetTimes
+        };
+        let result = self.admitted(req, op, &path, None, || {
             if let Some(mode) = mode {
                 fs::set_permissions(&path, fs::Permissions::from_mode(mode & 0o7777))?;
             }
@@ -336,21 +415,22 @@ impl Filesystem for Daemon {
                 file.set_times(times)?;
             }
             fs::symlink_metadata(&path)
-        })();
+        });
         match result {
             Ok(meta) => reply.attr(&NO_CACHE, &attr(ino.0, &meta)),
             Err(e) => reply.error(errno(&e)),
         }
     }
 
-    fn readlink(&self, _req: &Request, ino: INodeNo, reply: ReplyData) {
+    fn readlink(&self, req: &Request, ino: INodeNo, reply: ReplyData) {
         use std::os::unix::ffi::OsStrExt;
-        match self
-            .path(ino)
-            .and_then(|p| fs::read_link(p).map_err(|e| errno(&e)))
-        {
+        let path = match self.path(ino) {
+            Ok(path) => path,
+            Err(e) => return reply.error(e),
+        };
+        match self.admitted(req, OpKind::ReadLink, &path, None, || fs::read_link(&path)) {
             Ok(target) => reply.data(target.as_os_str().as_bytes()),
-            Err(e) => reply.error(e),
+            Err(e) => reply.error(errno(&e)),
         }
     }
 
@@ -372,13 +452,19 @@ impl Filesystem for Daemon {
         let Ok(c) = std::ffi::CString::new(path.as_os_str().as_bytes()) else {
             return reply.error(Errno::EINVAL);
         };
-        // SAFETY: a NUL-terminated path that outlives the call.
-        let rc = unsafe { libc::mknod(c.as_ptr(), mode & !umask, libc::dev_t::from(rdev)) };
-        if rc != 0 {
-            return reply.error(errno(&io::Error::last_os_error()));
+        let made = self.admitted(req, OpKind::Mknod, &path, None, || {
+            // SAFETY: a NUL-terminated path that outlives the call.
+            let rc = unsafe { libc::mknod(c.as_ptr(), mode & !umask, libc::dev_t::from(rdev)) };
+            if rc != 0 {
+                return Err(io::Error::last_os_error());
+            }
+            let _ = own(&path, req);
+            Ok(())
+        });
+        match made {
+            Ok(()) => self.entry(&path, reply),
+            Err(e) => reply.error(errno(&e)),
         }
-        let _ = own(&path, req);
-        self.entry(&path, reply);
     }
 
     fn mkdir(
@@ -449,7 +535,10 @@ impl Filesystem for Daemon {
             Ok(path) => path,
             Err(e) => return reply.error(e),
         };
-        match std::os::unix::fs::symlink(target, &path).and_then(|()| own(&path, req)) {
+        let made = self.admitted(req, OpKind::Symlink, &path, None, || {
+            std::os::unix::fs::symlink(target, &path).and_then(|()| own(&path, req))
+        });
+        match made {
             Ok(()) => self.entry(&path, reply),
             Err(e) => reply.error(errno(&e)),
         }
@@ -490,7 +579,7 @@ impl Filesystem for Daemon {
 
     fn link(
         &self,
-        _req: &Request,
+        req: &Request,
         ino: INodeNo,
         newparent: INodeNo,
         newname: &OsStr,
@@ -500,7 +589,9 @@ impl Filesystem for Daemon {
             (Ok(from), Ok(to)) => (from, to),
             (Err(e), _) | (_, Err(e)) => return reply.error(e),
         };
-        match fs::hard_link(&from, &to) {
+        match self.admitted(req, OpKind::Link, &from, Some(&to), || {
+            fs::hard_link(&from, &to)
+        }) {
             Ok(()) => self.entry(&to, reply),
             Err(e) => reply.error(errno(&e)),
         }
@@ -518,7 +609,9 @@ impl Filesystem for Daemon {
             self.engine
                 .create(&path, Some(&caller), || open_backing(&path, flags, None))
         } else {
-            open_backing(&path, flags, None).map(|file| (file, OpenFile::opened(path.clone())))
+            self.admitted(req, OpKind::Open, &path, None, || {
+                open_backing(&path, flags, None).map(|file| (file, OpenFile::opened(path.clone())))
+            })
         };
         match opened {
             Ok((file, open)) => reply.opened(self.add_file(file, open), FILE_OPEN),
@@ -528,7 +621,7 @@ impl Filesystem for Daemon {
 
     fn read(
         &self,
-        _req: &Request,
+        req: &Request,
         _ino: INodeNo,
         fh: FileHandle,
         offset: u64,
@@ -541,20 +634,27 @@ impl Filesystem for Daemon {
             Ok(handle) => handle,
             Err(e) => return reply.error(e),
         };
-        let mut buf = vec![0; size as usize];
-        let mut filled = 0;
-        while filled < buf.len() {
-            match handle
-                .file
-                .read_at(&mut buf[filled..], offset + filled as u64)
-            {
-                Ok(0) => break,
-                Ok(n) => filled += n,
-                Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
-                Err(e) => return reply.error(errno(&e)),
+        let read = self.admitted(req, OpKind::Read, handle.open.path(), None, || {
+            let mut buf = vec![0; size as usize];
+            let mut filled = 0;
+            while filled < buf.len() {
+                match handle
+                    .file
+                    .read_at(&mut buf[filled..], offset + filled as u64)
+                {
+                    Ok(0) => break,
+                    Ok(n) => filled += n,
+                    Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+                    Err(e) => return Err(e),
+                }
             }
+            buf.truncate(filled);
+            Ok(buf)
+        });
+        match read {
+            Ok(buf) => reply.data(&buf),
+            Err(e) => reply.error(errno(&e)),
         }
-        reply.data(&buf[..filled]);
     }
 
     fn write(
@@ -586,19 +686,29 @@ impl Filesystem for Daemon {
         }
     }
 
-    /// `close`: nothing is buffered here, so nothing to do (but not ENOSYS,
-    /// so that the kernel keeps sending it).
+    /// `close`: nothing is buffered here, so nothing to do but admit it (and
+    /// not ENOSYS, so that the kernel keeps sending it).
     fn flush(
         &self,
-        _req: &Request,
+        req: &Request,
         _ino: INodeNo,
         fh: FileHandle,
         _lock_owner: LockOwner,
         reply: ReplyEmpty,
     ) {
-        match self.file(fh) {
-            Ok(_) => reply.ok(),
-            Err(e) => reply.error(e),
+        let handle = match self.file(fh) {
+            Ok(handle) => handle,
+            Err(e) => return reply.error(e),
+        };
+        if self.engine.halted() {
+            // A halted process's descriptors are closed as it dies (or as the
+            // harness drops its tasks), before the crash that would release a
+            // parked close: that close must not wait. It reaches no disk.
+            return reply.ok();
+        }
+        match self.admitted(req, OpKind::Flush, handle.open.path(), None, || Ok(())) {
+            Ok(()) => reply.ok(),
+            Err(e) => reply.error(errno(&e)),
         }
     }
 
@@ -637,12 +747,14 @@ impl Filesystem for Daemon {
         }
     }
 
-    fn opendir(&self, _req: &Request, ino: INodeNo, _flags: OpenFlags, reply: ReplyOpen) {
+    fn opendir(&self, req: &Request, ino: INodeNo, _flags: OpenFlags, reply: ReplyOpen) {
         let path = match self.path(ino) {
             Ok(path) => path,
             Err(e) => return reply.error(e),
         };
-        if let Err(e) = fs::read_dir(&path) {
+        if let Err(e) = self.admitted(req, OpKind::OpenDir, &path, None, || {
+            fs::read_dir(&path).map(drop)
+        }) {
             return reply.error(errno(&e));
         }
         let dir = File::open(&path).ok();
@@ -785,11 +897,16 @@ impl Filesystem for Daemon {
         }
     }
 
-    fn access(&self, _req: &Request, ino: INodeNo, _mask: fuser::AccessFlags, reply: ReplyEmpty) {
-        // The kernel checks permissions itself (`default_permissions`).
-        match self.path(ino) {
-            Ok(_) => reply.ok(),
-            Err(e) => reply.error(e),
+    fn access(&self, req: &Request, ino: INodeNo, _mask: fuser::AccessFlags, reply: ReplyEmpty) {
+        // Granted unless a rule fails it: the daemon keeps no permission
+        // model of its own (no `default_permissions`, see `mod.rs`).
+        let path = match self.path(ino) {
+            Ok(path) => path,
+            Err(e) => return reply.error(e),
+        };
+        match self.admitted(req, OpKind::Access, &path, None, || Ok(())) {
+            Ok(()) => reply.ok(),
+            Err(e) => reply.error(errno(&e)),
         }
     }
 

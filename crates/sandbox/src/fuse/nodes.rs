@@ -91,6 +91,14 @@ impl Nodes {
         id
     }
 
+    /// True if the kernel holds the entry for `path` (`meta` its backing
+    /// file's): a lookup of it then is the kernel revalidating that entry.
+    pub(crate) fn holds(&self, path: &Path, meta: &Metadata) -> bool {
+        self.by_id
+            .get(&self.id_of(meta))
+            .is_some_and(|n| n.path == path)
+    }
+
     /// The kernel dropped `n` references to node `id`.
     pub(crate) fn forget(&mut self, id: u64, n: u64) {
         if let Some(node) = self.by_id.get_mut(&id) {
