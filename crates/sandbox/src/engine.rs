@@ -146,8 +146,8 @@ impl OpenFile {
 
 impl Engine {
     /// An engine guarding `root`, on a volume of `limit` bytes. `base` is the
-    /// sandbox directory holding `stash` and, with quota accounting, `limbo`
-    /// (the crash model's).
+    /// sandbox directory; with quota accounting, the crash model's `limbo` is
+    /// beside `stash` (both on `root`'s volume).
     pub(crate) fn new(
         base: PathBuf,
         root: PathBuf,
@@ -160,7 +160,7 @@ impl Engine {
                 Space::Quota(Quota::new(limit, quota::usage(&root))),
                 Some(Mutex::new(Journal::new(
                     root.clone(),
-                    base.join("limbo"),
+                    stash.with_file_name("limbo"),
                     stash.clone(),
                 ))),
             ),

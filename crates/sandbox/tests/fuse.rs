@@ -76,6 +76,10 @@ fn main() {
             the_mount_is_private_and_gone_after_drop,
         ),
         (
+            "the_backing_tree_is_on_a_tmpfs_of_its_own",
+            the_backing_tree_is_on_a_tmpfs_of_its_own,
+        ),
+        (
             "an_open_file_does_not_hang_the_drop",
             an_open_file_does_not_hang_the_drop,
         ),
@@ -145,7 +149,7 @@ fn p(sb: &Sandbox, rel: &str) -> PathBuf {
 }
 
 fn backing(sb: &Sandbox, rel: &str) -> PathBuf {
-    sb.dir().join("backing").join(rel)
+    sb.tree().join(rel)
 }
 
 /// The log as `op path: outcome` lines, without the callers.
@@ -562,6 +566,36 @@ fn the_mount_is_private_and_gone_after_drop() {
         assert!(!host.contains(&root));
     }
     assert!(!dir.exists());
+}
+
+/// The backing tree, the stash and limbo share one tmpfs (so renames into the
+/// stash and limbo's hard links work), mounted in the sandbox only and gone
+/// with it.
+fn the_backing_tree_is_on_a_tmpfs_of_its_own() {
+    let sb = fuse(16);
+    let volume = sb.dir().join("volume");
+    let st = statfs_type(sb.tree());
+    assert_eq!(st, libc::TMPFS_MAGIC, "backing tree on f_type {st:#x}");
+    let dev = |p: &Path| fs::metadata(p).unwrap().dev();
+    assert_eq!(dev(sb.tree()), dev(&volume.join("stash")));
+    assert_eq!(dev(sb.tree()), dev(&volume.join("limbo")));
+    assert_ne!(dev(sb.tree()), dev(sb.dir()));
+    let dir = sb.dir().to_owned();
+    drop(sb);
+    assert!(
+        !mountinfo("self")
+            .unwrap()
+            .contains(volume.to_str().unwrap())
+    );
+    assert!(!dir.exists());
+}
+
+fn statfs_type(path: &Path) -> libc::__fsword_t {
+    let c = CString::new(path.as_os_str().as_bytes()).unwrap();
+    // SAFETY: a NUL-terminated path and a zeroed struct the call fills.
+    let mut st: libc::statfs = unsafe { std::mem::zeroed() };
+    assert_eq!(unsafe { libc::statfs(c.as_ptr(), &mut st) }, 0);
+    st.f_type
 }
 
 /// A process still holding a file on the volume neither keeps the mount nor
