@@ -813,17 +813,15 @@ impl Engine {
         caller: Option<&Caller>,
     ) -> io::Result<()> {
         let index = self.admit(OpKind::Sync, &handle.path, None, caller)?.index;
-        let mut journal = self.journal();
-        let result = match journal.as_ref() {
-            Some(_) => Ok(()),
-            None => file.sync_all(),
+        let result = match &self.journal {
+            // The length first: the journal's lock is held only to record it.
+            Some(_) => Ok(file.metadata().ok().map(|meta| meta.len())),
+            None => file.sync_all().map(|()| None),
         };
-        if let (Ok(()), Some(j), Some(id)) = (&result, journal.as_mut(), handle.id)
-            && let Ok(meta) = file.metadata()
-        {
-            j.synced(id, meta.len());
+        if let (Ok(Some(len)), Some(mut j), Some(id)) = (&result, self.journal(), handle.id) {
+            j.synced(id, *len);
         }
-        drop(journal);
+        let result = result.map(drop);
         self.settle(index, &result);
         result
     }
