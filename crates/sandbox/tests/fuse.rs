@@ -80,10 +80,6 @@ fn main() {
             a_directory_replaced_under_a_cached_entry_is_seen_at_once,
         ),
         (
-            "long_listings_page_through_and_interleave",
-            long_listings_page_through_and_interleave,
-        ),
-        (
             "the_backing_tree_is_on_a_tmpfs_of_its_own",
             the_backing_tree_is_on_a_tmpfs_of_its_own,
         ),
@@ -479,49 +475,6 @@ fn a_directory_replaced_under_a_cached_entry_is_seen_at_once() {
     assert_eq!(err.raw_os_error(), Some(libc::ENOENT), "{err}");
     let err = File::create(p(&sb, "imcdata/in/3")).unwrap_err();
     assert_eq!(err.raw_os_error(), Some(libc::ENOENT), "{err}");
-}
-
-/// A listing longer than one reply resumes where it stopped, even with
-/// another listing of the same directory interleaved (directories are opened
-/// without a handle of the daemon's), and each is logged once, as a `read_dir`.
-fn long_listings_page_through_and_interleave() {
-    let sb = fuse(1024);
-    fs::create_dir(p(&sb, "big")).unwrap();
-    let mut want: Vec<String> = (0..600)
-        .map(|i| format!("message-with-a-longish-name-{i:04}"))
-        .collect();
-    for name in &want {
-        fs::write(p(&sb, &format!("big/{name}")), "").unwrap();
-    }
-    want.sort();
-    let before = sb.ops().len();
-    let (mut a, mut b) = (
-        fs::read_dir(p(&sb, "big")).unwrap(),
-        fs::read_dir(p(&sb, "big")).unwrap(),
-    );
-    let (mut got_a, mut got_b) = (Vec::new(), Vec::new());
-    loop {
-        let x = a
-            .next()
-            .map(|e| e.unwrap().file_name().into_string().unwrap());
-        let y = b
-            .next()
-            .map(|e| e.unwrap().file_name().into_string().unwrap());
-        if x.is_none() && y.is_none() {
-            break;
-        }
-        got_a.extend(x);
-        got_b.extend(y);
-    }
-    got_a.sort();
-    got_b.sort();
-    assert_eq!(got_a, want);
-    assert_eq!(got_b, want);
-    let listed: Vec<String> = lines(&sb.ops()[before..])
-        .into_iter()
-        .filter(|l| l.starts_with("read_dir"))
-        .collect();
-    assert_eq!(listed, ["read_dir big: ok"; 2]);
 }
 
 fn inode_numbers_are_the_backing_files() {

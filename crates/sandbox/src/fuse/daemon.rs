@@ -86,9 +86,6 @@ pub(crate) struct Daemon {
     next_handle: AtomicU64,
     /// Callers by thread id, read once from `/proc`.
     callers: Mutex<HashMap<u32, Caller>>,
-    /// The kernel opens directories without asking (`FUSE_NO_OPENDIR_SUPPORT`):
-    /// `readdir` and `fsyncdir` then name the node, with no handle.
-    no_opendir: bool,
 }
 
 /// An open file.
@@ -190,24 +187,7 @@ impl Daemon {
             dirs: Mutex::new(HashMap::new()),
             next_handle: AtomicU64::new(1),
             callers: Mutex::new(HashMap::new()),
-            no_opendir: false,
         })
-    }
-
-    /// The backing path a directory request is about: its handle's, or with
-    /// no handle (see `no_opendir`) the node's, unchecked, as a handle's
-    /// path was: such requests come through an open directory.
-    fn dir_path(&self, ino: INodeNo, fh: FileHandle) -> Result<PathBuf, Errno> {
-        if let Some(path) = lock(&self.dirs).get(&fh.0).map(|d| d.path.clone()) {
-            return Ok(path);
-        }
-        if fh.0 == 0 && self.no_opendir {
-            return lock(&self.nodes)
-                .path(ino.0)
-                .map(|(path, _)| path)
-                .ok_or(Errno::ESTALE);
-        }
-        Err(Errno::EBADF)
     }
 
     /// The process behind a request. The kernel sends the calling thread's
@@ -300,111 +280,6 @@ impl Daemon {
     }
 }
 
-impl Daemon {
-    /// A `readdir` without a handle: the entries of `path` from the backing
-    /// directory's offset `offset` (0: the start, and a `read_dir` logged),
-    /// each given the offset of the next, as a filesystem's own `getdents`.
-    fn readdir_at(&self, req: &Request, path: &Path, offset: u64, mut reply: ReplyDirectory) {
-        let list = || -> io::Result<Vec<(u64, FileType, std::ffi::OsString, u64)>> {
-            let batch = backing_entries(path, offset, READDIR_BATCH)?;
-            let nodes = lock(&self.nodes);
-            let mut entries = Vec::with_capacity(batch.len());
-            for (name, next) in batch {
-                // `symlink_metadata`, not `d_ino`/`d_type`: the ids and kinds
-                // the other requests give.
-                let meta = match fs::symlink_metadata(path.join(&name)) {
-                    Ok(meta) => meta,
-                    // Gone since: as a filesystem would, it is not listed.
-                    Err(e) if e.kind() == io::ErrorKind::NotFound => continue,
-                    Err(e) => return Err(e),
-                };
-                let kind = FileType::from_std(meta.file_type()).unwrap_or(FileType::RegularFile);
-                entries.push((nodes.id_of(&meta), kind, name, next));
-            }
-            Ok(entries)
-        };
-        let listed = if offset == 0 {
-            let caller = self.caller(req);
-            self.engine.look(OpKind::ReadDir, path, Some(&caller), list)
-        } else {
-            list()
-        };
-        match listed {
-            Ok(entries) => {
-                for (id, kind, name, next) in &entries {
-                    if reply.add(INodeNo(*id), *next, *kind, name) {
-                        break;
-                    }
-                }
-                reply.ok();
-            }
-            Err(e) => reply.error(errno(&e)),
-        }
-    }
-}
-
-/// Entries read per handle-less `readdir`: more than a reply holds (a page
-/// of about 100 short names), so one request fills its reply.
-const READDIR_BATCH: usize = 256;
-
-/// Up to `max` entries of the directory `path` from its offset `offset`
-/// (`.` and `..` left out), each with the offset just past it.
-fn backing_entries(
-    path: &Path,
-    offset: u64,
-    max: usize,
-) -> io::Result<Vec<(std::ffi::OsString, u64)>> {
-    use std::os::unix::ffi::{OsStrExt, OsStringExt};
-    let c = std::ffi::CString::new(path.as_os_str().as_bytes())
-        .map_err(|_| io::Error::from_raw_os_error(libc::EINVAL))?;
-    // SAFETY: a NUL-terminated path that outlives the call.
-    let dir = unsafe { libc::opendir(c.as_ptr()) };
-    if dir.is_null() {
-        return Err(io::Error::last_os_error());
-    }
-    /// Closes the stream on every way out.
-    struct Stream(*mut libc::DIR);
-    impl Drop for Stream {
-        fn drop(&mut self) {
-            // SAFETY: a stream opened above, closed once.
-            unsafe { libc::closedir(self.0) };
-        }
-    }
-    let stream = Stream(dir);
-    if offset != 0 {
-        // SAFETY: an open stream; the offset is one this function handed out.
-        unsafe { libc::seekdir(stream.0, offset as libc::c_long) };
-    }
-    let mut out = Vec::new();
-    while out.len() < max {
-        // SAFETY: an open stream; errno is cleared to tell the end from an error.
-        let entry = unsafe {
-            *libc::__errno_location() = 0;
-            libc::readdir64(stream.0)
-        };
-        if entry.is_null() {
-            let err = io::Error::last_os_error();
-            if err.raw_os_error().unwrap_or(0) != 0 {
-                return Err(err);
-            }
-            break;
-        }
-        // SAFETY: readdir64 returned a valid entry, alive until the next call.
-        let (name, next) = unsafe {
-            let e = &*entry;
-            let name = std::ffi::CStr::from_ptr(e.d_name.as_ptr())
-                .to_bytes()
-                .to_vec();
-            (name, e.d_off as u64)
-        };
-        if name == b"." || name == b".." {
-            continue;
-        }
-        out.push((std::ffi::OsString::from_vec(name), next));
-    }
-    Ok(out)
-}
-
 impl Filesystem for Daemon {
     fn init(&mut self, _req: &Request, config: &mut KernelConfig) -> io::Result<()> {
         // An open with O_TRUNC arrives as one request (the connector's
@@ -413,12 +288,6 @@ impl Filesystem for Daemon {
         // Lookups (and readdirs) in one directory need not wait for each
         // other: every session's path walk goes through `imcdata/in`.
         let _ = config.add_capabilities(InitFlags::FUSE_PARALLEL_DIROPS);
-        // An open of a directory costs no request (and its close none): a
-        // spooled message opens `in/` to sync it. Listings then resume from
-        // the backing directory's own offsets (stable on tmpfs).
-        self.no_opendir = config
-            .add_capabilities(InitFlags::FUSE_NO_OPENDIR_SUPPORT)
-            .is_ok();
         Ok(())
     }
 
@@ -812,10 +681,6 @@ impl Filesystem for Daemon {
     }
 
     fn opendir(&self, _req: &Request, ino: INodeNo, _flags: OpenFlags, reply: ReplyOpen) {
-        if self.no_opendir {
-            // The kernel's cue to open directories by itself from now on.
-            return reply.error(Errno::ENOSYS);
-        }
         let path = match self.path(ino) {
             Ok(path) => path,
             Err(e) => return reply.error(e),
@@ -837,18 +702,14 @@ impl Filesystem for Daemon {
     fn readdir(
         &self,
         req: &Request,
-        ino: INodeNo,
+        _ino: INodeNo,
         fh: FileHandle,
         offset: u64,
         mut reply: ReplyDirectory,
     ) {
-        let path = match self.dir_path(ino, fh) {
-            Ok(path) => path,
-            Err(e) => return reply.error(e),
+        let Some(path) = lock(&self.dirs).get(&fh.0).map(|d| d.path.clone()) else {
+            return reply.error(Errno::EBADF);
         };
-        if fh.0 == 0 {
-            return self.readdir_at(req, &path, offset, reply);
-        }
         let read = lock(&self.dirs)
             .get(&fh.0)
             .is_some_and(|d| d.entries.is_some());
@@ -903,14 +764,13 @@ impl Filesystem for Daemon {
     fn fsyncdir(
         &self,
         req: &Request,
-        ino: INodeNo,
+        _ino: INodeNo,
         fh: FileHandle,
         _datasync: bool,
         reply: ReplyEmpty,
     ) {
-        let path = match self.dir_path(ino, fh) {
-            Ok(path) => path,
-            Err(e) => return reply.error(e),
+        let Some(path) = lock(&self.dirs).get(&fh.0).map(|d| d.path.clone()) else {
+            return reply.error(Errno::EBADF);
         };
         let caller = self.caller(req);
         let synced = self.engine.sync_dir(&path, Some(&caller), |journaled| {
