@@ -419,7 +419,7 @@ fn a_dangling_link_in_a_folder_is_skipped_and_the_rest_runs() {
     let o = harness(&["run", "-q", "--no-snapshots", folder.to_str().unwrap()]);
     assert!(o.status.success(), "{}", text(&o));
     let out = text(&o);
-    assert!(out.contains("1 scenarios: 1 passed, 0 failed"), "{out}");
+    assert!(out.contains("1 scenario run: 1 passed, 0 failed"), "{out}");
     assert!(
         out.contains(&format!(
             "warning: skipping `{}`: a dangling symbolic link",

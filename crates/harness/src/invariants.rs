@@ -497,7 +497,7 @@ pub fn body_of(stored: &[u8]) -> &[u8] {
 }
 
 /// The offset after the header field starting at `start`, folded lines included.
-fn after_field(stored: &[u8], start: usize) -> usize {
+pub(crate) fn after_field(stored: &[u8], start: usize) -> usize {
     let mut pos = start;
     loop {
         match stored[pos..].iter().position(|&b| b == b'\n') {

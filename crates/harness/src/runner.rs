@@ -155,13 +155,19 @@ pub async fn run(scenario: &Scenario, options: &RunOptions) -> Result<Run, RunEr
     config.listen = loopback_listen();
     let events = EventLog::new(None);
     let subscription = events.subscribe();
-    let connector = Connector::new(
-        config,
-        profile,
-        sandbox.fs(),
-        events,
-        Arc::new(imc::spool::CounterIds::default()),
-    );
+    let ids: Arc<dyn imc::spool::IdGenerator> = Arc::new(imc::spool::CounterIds::default());
+    // A crash ends the process: the one started after it is a new connector
+    // on a new handle of the disk (the dead one's calls park for good).
+    let rebirth: Box<dyn Fn(&Sandbox) -> Connector + Send> = Box::new(move |sandbox| {
+        Connector::new(
+            config.clone(),
+            profile.clone(),
+            sandbox.fs(),
+            events.clone(),
+            Arc::clone(&ids),
+        )
+    });
+    let connector = rebirth(&sandbox);
     let root = sandbox.root().display().to_string();
     // A crash armed on an operation stops the connector's disk calls on its
     // thread; the runner hears of it here and crashes the connector.
@@ -169,10 +175,9 @@ pub async fn run(scenario: &Scenario, options: &RunOptions) -> Result<Run, RunEr
     let told = Arc::clone(&halt);
     let in_dir = sandbox.tree().join("imcdata/in");
     sandbox.on_strike(move |strike| match strike {
-        sandbox::Strike::Halt => {
-            told.halted.store(true, std::sync::atomic::Ordering::SeqCst);
-            told.notify.notify_one();
-        }
+        // The sandbox itself says whether the disk is halted (one source of
+        // truth: a flag of the runner's own could miss a second halt).
+        sandbox::Strike::Halt => told.notify.notify_one(),
         // What a timed `remove` takes out of IN is the scenario's deletion, not
         // the connector's loss: read it while it is still there.
         sandbox::Strike::Fault(sandbox::Fault::Remove { path }) => {
@@ -201,6 +206,7 @@ pub async fn run(scenario: &Scenario, options: &RunOptions) -> Result<Run, RunEr
         ],
         sandbox,
         connector,
+        rebirth,
         events: subscription,
         addr: None,
         sessions: BTreeMap::new(),
@@ -281,10 +287,9 @@ struct OpArmed {
     waits_for: String,
 }
 
-/// Set from the connector's thread when an operation-timed crash fires.
+/// Told from the connector's thread when an operation-timed crash fires.
 #[derive(Default)]
 struct HaltSignal {
-    halted: std::sync::atomic::AtomicBool,
     notify: tokio::sync::Notify,
     /// The contents of IN files a timed `remove` took away.
     removed: std::sync::Mutex<Vec<Vec<u8>>>,
@@ -295,6 +300,8 @@ struct Runner {
     redactions: Vec<(String, String)>,
     sandbox: Sandbox,
     connector: Connector,
+    /// A new connector process on the disk as it is now (after a crash).
+    rebirth: Box<dyn Fn(&Sandbox) -> Connector + Send>,
     events: UnboundedReceiver<imc::Event>,
     addr: Option<SocketAddr>,
     sessions: BTreeMap<String, ClientSession>,
@@ -556,6 +563,7 @@ impl Runner {
         });
         let mut result = StepResult::default();
         let halt = Arc::clone(&self.halt);
+        let halted = self.sandbox.halted_probe();
         {
             // Everything that may wait on the connector races the halt: an
             // operation-timed crash can strike while owed replies are read too.
@@ -569,7 +577,7 @@ impl Runner {
                 tokio::select! {
                     _ = &mut act => break,
                     _ = halt.notify.notified() => {
-                        if halt.halted.load(std::sync::atomic::Ordering::SeqCst) {
+                        if halted() {
                             break; // the connector is gone: what it was doing never ends
                         }
                     }
@@ -724,9 +732,7 @@ impl Runner {
             let text = format!("crash lost: {}", self.redact(&lost));
             self.record(Entry::Fault { text });
         }
-        self.halt
-            .halted
-            .store(false, std::sync::atomic::Ordering::SeqCst);
+        self.connector = (self.rebirth)(&self.sandbox);
         // A dot the crash left unanswered may or may not have made it to IN.
         self.ledger.crash_begins();
         self.drain_sessions(result).await;
@@ -734,7 +740,7 @@ impl Runner {
     }
 
     fn halted(&self) -> bool {
-        self.halt.halted.load(std::sync::atomic::Ordering::SeqCst)
+        self.sandbox.halted()
     }
 
     /// Arms the step's fault (or crash) on the connector's filesystem operation.

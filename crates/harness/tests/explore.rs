@@ -45,14 +45,30 @@ fn the_same_seed_replays_the_same_histories_byte_for_byte() {
 
 #[test]
 fn shards_split_the_cases_and_together_make_the_whole_run() {
-    let all = explore::shard_indices(10, Shard::default());
-    let a = explore::shard_indices(10, "0/3".parse().unwrap());
-    let b = explore::shard_indices(10, "1/3".parse().unwrap());
-    let c = explore::shard_indices(10, "2/3".parse().unwrap());
+    let list = |cases, shard: &str| -> Vec<u64> {
+        explore::shard_indices(cases, shard.parse().unwrap())
+            .iter()
+            .collect()
+    };
+    let all: Vec<u64> = explore::shard_indices(10, Shard::default())
+        .iter()
+        .collect();
+    assert_eq!(all, (0..10).collect::<Vec<u64>>());
+    let (a, b, c) = (list(10, "0/3"), list(10, "1/3"), list(10, "2/3"));
     assert_eq!(a, [0, 3, 6, 9]);
+    assert_eq!(b, [1, 4, 7]);
     let mut union: Vec<u64> = [a, b, c].concat();
     union.sort();
     assert_eq!(union, all);
+    // More shards than cases: the last shards run nothing.
+    assert_eq!(list(2, "3/4"), Vec::<u64>::new());
+    assert!(list(0, "0/1").is_empty());
+    // Counted, not listed: a shard of 10^12 cases is as cheap as one of 10.
+    let huge = explore::shard_indices(1_000_000_000_000, "2/7".parse().unwrap());
+    assert_eq!(huge.len(), 142_857_142_857);
+    assert_eq!(huge.get(huge.len() - 1), 999_999_999_994);
+    assert_eq!(huge.up_to(1), 0);
+    assert_eq!(huge.up_to(9), 2);
     assert!("3/3".parse::<Shard>().is_err());
     // A case's schedule does not depend on the shard that runs it.
     assert_eq!(explore::schedule(5, 7, 30), explore::schedule(5, 7, 30));

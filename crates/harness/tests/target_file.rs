@@ -142,13 +142,114 @@ fn readiness_must_be_given_one_way() {
     let text = GOOD.replace("{ stdout: '^listening on ' }", "{ timeout: 5s }");
     let e = parse(&text).err().unwrap();
     assert!(
-        e.message().contains("neither `stdout` nor `port: true`"),
+        e.message()
+            .contains("neither `stdout`, `port: true` nor `log`"),
         "{e}"
     );
     let text = GOOD.replace("{ stdout: '^listening on ' }", "{ stdout: x, port: true }");
     let (e, line, _, _) = error(&text);
     assert_eq!(line, 4);
-    assert!(e.message().contains("two ways"), "{e}");
+    assert!(
+        e.message().contains("given 2 ways: `stdout` and `port`"),
+        "{e}"
+    );
+    let text = GOOD.replace("{ stdout: '^listening on ' }", "{ log: x, port: true }");
+    let (e, line, _, _) = error(&text);
+    assert_eq!(line, 4);
+    assert!(
+        e.message().contains("given 2 ways: `port` and `log`"),
+        "{e}"
+    );
+}
+
+#[test]
+fn readiness_by_a_log_line_is_a_checked_regex() {
+    let text = GOOD.replace("{ stdout: '^listening on ' }", "{ log: 'daemon started' }");
+    let loaded = parse(&text).unwrap();
+    assert_eq!(
+        loaded.file.ready.log.as_ref().map(|s| s.value.as_str()),
+        Some("daemon started")
+    );
+    let text = GOOD.replace("{ stdout: '^listening on ' }", "{ log: 'daemon (started' }");
+    let (e, line, column, shown) = error(&text);
+    assert_eq!((line, column), (4, 15), "{shown}");
+    assert!(
+        e.message()
+            .starts_with("`ready.log`: the regex does not compile"),
+        "{shown}"
+    );
+}
+
+#[test]
+fn files_are_written_under_run_only_and_their_placeholders_are_checked() {
+    let good = format!(
+        "{GOOD}files:\n  - path: '{{run}}/etc/main.cf'\n    text: |\n      queue_directory = {{root}}\n      port = {{port}}\n"
+    );
+    let loaded = parse(&good).unwrap();
+    assert_eq!(loaded.file.files.len(), 1);
+    assert_eq!(loaded.file.files[0].path.value, "{run}/etc/main.cf");
+    for bad in [
+        "'{root}/main.cf'",
+        "'/etc/postfix/main.cf'",
+        "'{run}/../x'",
+        "'{run}/'",
+    ] {
+        let text = good.replace("'{run}/etc/main.cf'", bad);
+        let (e, line, column, shown) = error(&text);
+        assert_eq!((line, column), (8, 11), "{bad}: {shown}");
+        assert!(
+            e.message().contains("must be inside the run's directory"),
+            "{bad}: {shown}"
+        );
+        assert!(e.help().unwrap().contains("{run}/etc/main.cf"), "{shown}");
+    }
+    let text = good.replace("port = {port}", "port = {prot}");
+    let (e, line, _, shown) = error(&text);
+    // The text's first line (its block starts there).
+    assert_eq!(line, 10, "{shown}");
+    assert!(
+        e.message()
+            .contains("a file's `text`: unknown placeholder `{prot}`"),
+        "{shown}"
+    );
+    assert_eq!(e.help(), Some("did you mean `{port}`?"));
+}
+
+#[test]
+fn a_group_stop_and_a_log_level_are_read() {
+    let text = format!("{GOOD}stop: {{ group: true }}\n").replace(
+        "{ json_lines: { path: '{events}' } }",
+        "{ log: { path: '{run}/log', pattern: '^(?P<message>.*)$', level: info } }",
+    );
+    let loaded = parse(&text).unwrap();
+    assert!(loaded.file.stop.group);
+    assert_eq!(loaded.file.stop.statuses, [0]);
+    assert!(
+        !parse(GOOD).unwrap().file.stop.group,
+        "default: the process only"
+    );
+    match &loaded.file.events {
+        EventSource::Log(l) => assert_eq!(l.level.as_deref(), Some("info")),
+        other => panic!("{other:?}"),
+    }
+    let text = format!("{GOOD}stop: {{ group: yes-please }}\n");
+    let (_, line, _, shown) = error(&text);
+    assert_eq!(line, 7, "{shown}");
+}
+
+#[test]
+fn postfix_loads() {
+    let loaded = file::load(&targets().join("postfix.yaml")).unwrap();
+    assert_eq!(loaded.name, "postfix");
+    let f = &loaded.file;
+    assert_eq!(f.spool.format, MessageFormat::PostfixQueue);
+    assert_eq!(f.spool.accepted[0], "hold");
+    assert!(f.stop.group);
+    assert_eq!(f.command.program, "/usr/bin/unshare");
+    assert!(f.ready.log.is_some());
+    let paths: Vec<&str> = f.files.iter().map(|f| f.path.value.as_str()).collect();
+    assert_eq!(paths, ["{run}/etc/main.cf", "{run}/etc/master.cf"]);
+    assert!(matches!(f.events, EventSource::Log(_)));
 }
 
 #[test]

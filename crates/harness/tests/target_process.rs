@@ -557,3 +557,88 @@ async fn figures() {
         median(&mut stop)
     );
 }
+
+#[tokio::test]
+async fn files_readiness_by_a_log_line_and_a_stop_sent_to_the_group() {
+    // The leader survives SIGTERM (as `unshare --fork` does) and ends when its
+    // child, which acts on the signal, has.
+    let text = r#"
+command:
+  program: /bin/sh
+  args:
+    - -c
+    - |
+      cp "{run}/etc/conf" "{run}/seen"
+      trap 'echo leader-saw-term >&2' TERM
+      sh -c 'trap "exit 0" TERM; echo "ready on $0" >> "$1"; while :; do sleep 1 & wait $! 2>/dev/null; done' "{port}" "{run}/log" &
+      child=$!
+      while kill -0 "$child" 2>/dev/null; do wait "$child"; done
+      exit 7
+files:
+  - path: "{run}/etc/conf"
+    text: "port = {port}\nroot = {root}\n"
+ready: { log: '^ready on \d+$' }
+stop: { signal: SIGTERM, group: true, statuses: [7] }
+spool: { receiving: [work], accepted: [in] }
+events:
+  log: { path: "{run}/log", pattern: '^(?P<message>.*)$', level: info }
+"#;
+    let loaded = file::parse(text, Path::new("/group.yaml")).unwrap();
+    let d = dirs();
+    let mut t = target(&loaded, &d);
+    let addr = t.start().await.unwrap();
+    // The file was written from its template before the start.
+    let seen = std::fs::read_to_string(d.run.join("seen")).unwrap();
+    assert_eq!(
+        seen,
+        format!("port = {}\nroot = {}\n", addr.port(), d.root.display())
+    );
+    // The line that made it ready is an event of the start.
+    let events = t.poll_events();
+    assert_eq!(events.len(), 1, "{events:?}");
+    assert_eq!(events[0].message, format!("ready on {}", addr.port()));
+    assert_eq!(events[0].level, "info");
+    let stopped = t.stop().await.unwrap();
+    assert_eq!(stopped.exit, Exit::Code(7), "{stopped:?}");
+    assert!(stopped.expected, "{stopped:?}");
+    // The leader saw the signal too, and lived on until its child ended.
+    assert!(
+        stopped.errors.iter().any(|l| l == "leader-saw-term"),
+        "{stopped:?}"
+    );
+    // Written afresh at every start.
+    std::fs::write(d.run.join("etc/conf"), "changed").unwrap();
+    let addr = t.start().await.unwrap();
+    let seen = std::fs::read_to_string(d.run.join("seen")).unwrap();
+    assert!(
+        seen.starts_with(&format!("port = {}\n", addr.port())),
+        "{seen}"
+    );
+    assert!(t.stop().await.unwrap().expected);
+}
+
+#[tokio::test]
+async fn readiness_by_a_log_line_that_never_comes_is_a_clear_error() {
+    let text = r#"
+command: { program: /bin/sh, args: [-c, 'echo "not it" >> "{run}/log"; exec sleep 600'] }
+ready: { log: '^ready$', timeout: 300ms }
+spool: { receiving: [work], accepted: [in] }
+events: { log: { path: "{run}/log", pattern: '^(?P<message>.*)$' } }
+"#;
+    let loaded = file::parse(text, Path::new("/never.yaml")).unwrap();
+    let d = dirs();
+    let mut t = target(&loaded, &d);
+    let e = t.start().await.unwrap_err();
+    let shown = e.to_string();
+    assert!(
+        shown.contains("matched `^ready$` within 300 ms; the process was killed"),
+        "{shown}"
+    );
+    assert!(
+        shown.contains(&d.run.join("log").display().to_string()),
+        "{shown}"
+    );
+    assert_eq!(e.exit, Some(Exit::Signal(libc::SIGKILL)));
+    // What it logged is still an event.
+    assert_eq!(t.poll_events().len(), 1);
+}

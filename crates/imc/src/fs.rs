@@ -7,8 +7,12 @@
 //! touch the spool by any other route: a fault that the harness injects here
 //! must be the only thing the connector can see.
 
+use std::ffi::CString;
 use std::fmt;
 use std::io::{self, Write};
+use std::os::fd::{AsFd, AsRawFd, BorrowedFd};
+use std::os::unix::ffi::OsStrExt;
+use std::os::unix::fs::OpenOptionsExt;
 use std::path::{Path, PathBuf};
 
 /// The kind of a filesystem operation, as counted and matched by fault injectors.
@@ -20,11 +24,12 @@ pub enum OpKind {
     Write,
     /// [`FsFile::sync_all`]: flush a file's data to stable storage.
     Sync,
-    /// [`Fs::sync_dir`]: flush a directory's entries to stable storage.
+    /// [`Fs::sync_dir`] or [`FsDir::sync_all`]: flush a directory's entries to
+    /// stable storage.
     SyncDir,
-    /// [`Fs::rename`].
+    /// [`Fs::rename`], [`FsDir::rename_in`] or [`FsDir::rename_out`].
     Rename,
-    /// [`Fs::remove_file`].
+    /// [`Fs::remove_file`] or [`FsDir::remove_file`].
     Remove,
     /// [`Fs::create_dir`].
     CreateDir,
@@ -123,6 +128,24 @@ impl FsFile for std::fs::File {
     }
 }
 
+/// A directory opened as a handle (`File::open(dir)`, with `O_DIRECTORY`):
+/// what is done through it (`renameat`, `unlinkat` and `fsync` on its
+/// descriptor) happens in that directory wherever it has been moved since it
+/// was opened, so a move into it and the flush that makes the move durable
+/// cannot land in two different directories. Names are single path components.
+pub trait FsDir: Send + Sync {
+    /// Moves the file at `from` into this directory as `name`
+    /// (`renameat(AT_FDCWD, from, dirfd, name)`).
+    fn rename_in(&self, from: &Path, name: &str) -> io::Result<()>;
+    /// Moves this directory's entry `name` to the path `to`
+    /// (`renameat(dirfd, name, AT_FDCWD, to)`).
+    fn rename_out(&self, name: &str, to: &Path) -> io::Result<()>;
+    /// Removes the file `name` from this directory (`unlinkat(dirfd, name, 0)`).
+    fn remove_file(&self, name: &str) -> io::Result<()>;
+    /// Flushes this directory's entries to stable storage (`fsync(dirfd)`).
+    fn sync_all(&self) -> io::Result<()>;
+}
+
 /// The connector's filesystem. Paths are absolute; implementations must be thread-safe.
 pub trait Fs: Send + Sync + 'static {
     /// Creates (or truncates) a file for writing, like `File::create`.
@@ -133,8 +156,12 @@ pub trait Fs: Send + Sync + 'static {
     fn remove_file(&self, path: &Path) -> io::Result<()>;
     /// Creates one directory, like `std::fs::create_dir`.
     fn create_dir(&self, path: &Path) -> io::Result<()>;
-    /// Flushes a directory's entries to stable storage (`File::open(dir)?.sync_all()`).
+    /// Flushes a directory's entries to stable storage (`File::open(dir)?.sync_all()`,
+    /// opened with `O_DIRECTORY`: `ENOTDIR` for anything but a directory).
     fn sync_dir(&self, path: &Path) -> io::Result<()>;
+    /// Opens a directory as a handle ([`FsDir`]); fails with `ENOTDIR` for
+    /// anything but a directory. Opening changes nothing on the disk.
+    fn open_dir(&self, path: &Path) -> io::Result<Box<dyn FsDir>>;
     /// Follows symlinks, like `std::fs::metadata`.
     fn metadata(&self, path: &Path) -> io::Result<Metadata>;
     /// The paths of a directory's entries, sorted by name.
@@ -162,7 +189,12 @@ impl Fs for RealFs {
         std::fs::create_dir(path)
     }
     fn sync_dir(&self, path: &Path) -> io::Result<()> {
-        std::fs::File::open(path)?.sync_all()
+        // `O_DIRECTORY`: a plain file put where the directory was must not be
+        // flushed in its place (its fsync would succeed and flush nothing of it).
+        RealDir::open(path)?.sync_all()
+    }
+    fn open_dir(&self, path: &Path) -> io::Result<Box<dyn FsDir>> {
+        Ok(Box::new(RealDir::open(path)?))
     }
     fn metadata(&self, path: &Path) -> io::Result<Metadata> {
         std::fs::metadata(path).map(Metadata::from)
@@ -176,5 +208,129 @@ impl Fs for RealFs {
     }
     fn available_space(&self, path: &Path) -> io::Result<u64> {
         fs4::available_space(path)
+    }
+}
+
+/// The real directory handle: an `O_DIRECTORY` descriptor and the `*at` calls.
+#[derive(Debug)]
+pub struct RealDir {
+    dir: std::fs::File,
+}
+
+impl RealDir {
+    /// Opens `path`, which must be a directory (`ENOTDIR` otherwise).
+    pub fn open(path: &Path) -> io::Result<RealDir> {
+        let dir = std::fs::OpenOptions::new()
+            .read(true)
+            .custom_flags(libc::O_DIRECTORY | libc::O_CLOEXEC)
+            .open(path)?;
+        Ok(RealDir { dir })
+    }
+}
+
+impl AsFd for RealDir {
+    fn as_fd(&self) -> BorrowedFd<'_> {
+        self.dir.as_fd()
+    }
+}
+
+impl AsRawFd for RealDir {
+    fn as_raw_fd(&self) -> std::os::fd::RawFd {
+        self.dir.as_raw_fd()
+    }
+}
+
+/// A path or name as a C string; a NUL byte in it is `EINVAL`, as the kernel would say.
+fn c_path(path: &Path) -> io::Result<CString> {
+    CString::new(path.as_os_str().as_bytes())
+        .map_err(|_| io::Error::from_raw_os_error(libc::EINVAL))
+}
+
+/// A single component: a name with a `/` (or `..`, `.`, nothing) would leave the directory.
+fn c_name(name: &str) -> io::Result<CString> {
+    if name.is_empty() || name == "." || name == ".." || name.contains('/') {
+        return Err(io::Error::from_raw_os_error(libc::EINVAL));
+    }
+    c_path(Path::new(name))
+}
+
+fn check(rc: libc::c_int) -> io::Result<()> {
+    if rc == 0 {
+        Ok(())
+    } else {
+        Err(io::Error::last_os_error())
+    }
+}
+
+impl FsDir for RealDir {
+    fn rename_in(&self, from: &Path, name: &str) -> io::Result<()> {
+        let (from, name) = (c_path(from)?, c_name(name)?);
+        // SAFETY: both strings are NUL-terminated and outlive the call; the
+        // descriptor is open for as long as `self`.
+        check(unsafe {
+            libc::renameat(
+                libc::AT_FDCWD,
+                from.as_ptr(),
+                self.dir.as_raw_fd(),
+                name.as_ptr(),
+            )
+        })
+    }
+    fn rename_out(&self, name: &str, to: &Path) -> io::Result<()> {
+        let (name, to) = (c_name(name)?, c_path(to)?);
+        // SAFETY: as in `rename_in`.
+        check(unsafe {
+            libc::renameat(
+                self.dir.as_raw_fd(),
+                name.as_ptr(),
+                libc::AT_FDCWD,
+                to.as_ptr(),
+            )
+        })
+    }
+    fn remove_file(&self, name: &str) -> io::Result<()> {
+        let name = c_name(name)?;
+        // SAFETY: as in `rename_in`.
+        check(unsafe { libc::unlinkat(self.dir.as_raw_fd(), name.as_ptr(), 0) })
+    }
+    fn sync_all(&self) -> io::Result<()> {
+        self.dir.sync_all()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_file_is_not_flushed_as_a_directory() {
+        // A plain file put where IN was: opening it as a directory must fail,
+        // or its fsync would pass for a flush of IN's entries.
+        let root = tempfile::tempdir().unwrap();
+        let file = root.path().join("in");
+        std::fs::write(&file, b"").unwrap();
+        let not_dir = |e: io::Error| e.raw_os_error() == Some(libc::ENOTDIR);
+        assert!(RealFs.sync_dir(&file).is_err_and(not_dir));
+        assert!(RealFs.open_dir(&file).err().is_some_and(not_dir));
+    }
+
+    #[test]
+    fn a_handle_acts_on_its_directory_wherever_it_went() {
+        let root = tempfile::tempdir().unwrap();
+        let (dir, moved) = (root.path().join("in"), root.path().join("in.bak"));
+        std::fs::create_dir(&dir).unwrap();
+        std::fs::write(root.path().join("m"), b"x").unwrap();
+        let handle = RealFs.open_dir(&dir).unwrap();
+        std::fs::rename(&dir, &moved).unwrap();
+        handle.rename_in(&root.path().join("m"), "m").unwrap();
+        handle.sync_all().unwrap();
+        assert!(moved.join("m").is_file());
+        handle.rename_out("m", &root.path().join("back")).unwrap();
+        assert!(root.path().join("back").is_file());
+        std::fs::write(moved.join("n"), b"y").unwrap();
+        handle.remove_file("n").unwrap();
+        assert!(!moved.join("n").exists());
+        let einval = |e: io::Error| e.raw_os_error() == Some(libc::EINVAL);
+        assert!(handle.remove_file("../m").is_err_and(einval));
     }
 }

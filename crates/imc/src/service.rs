@@ -280,6 +280,7 @@ impl Connector {
         let hostname = HostName::parse(&self.shared.config.hostname)
             .map_err(|e| StartError::Hostname(self.shared.config.hostname.clone(), e))?;
         let spool = &self.shared.spool;
+        let mut existing = Vec::new();
         for dir in [spool.imcdata(), spool.work_dir(), spool.in_dir()] {
             match spool.ensure_dir(dir.clone()).await {
                 Ok(true) => self.shared.log(
@@ -289,10 +290,16 @@ impl Connector {
                         win32::path(&dir)
                     ),
                 ),
-                Ok(false) => {}
+                Ok(false) => existing.push(dir),
                 Err(e) => return Err(StartError::Spool(dir, e)),
             }
         }
+        // An earlier process may have made these and not got their entries
+        // flushed (its list of such directories ended with it): a start makes
+        // every entry on the way to IN and work durable. A failure is not fatal:
+        // the flush is tried again before the next move into IN, and no message
+        // is moved there until it succeeds.
+        let _ = spool.sync_existing_dirs(existing).await;
         let leftovers = spool
             .work_files()
             .await

@@ -7,7 +7,7 @@ use crate::line::{Ending, Line, LineReader};
 use crate::mutant::Mutant;
 use crate::profile::{Failure, InMissingAtMove};
 use crate::service::{Activity, Shared};
-use crate::spool::{Finish, WorkFile};
+use crate::spool::{Finish, InEntry, WorkFile};
 use crate::win32;
 use std::io;
 use std::net::IpAddr;
@@ -555,10 +555,7 @@ impl<R: AsyncRead + Unpin, W: AsyncWrite + Unpin> Session<R, W> {
                 self.fail(failure, Some(work_path)).await
             }
             Err(Finish::Rename(e)) => self.move_failed(&id, e, work_path).await,
-            Err(Finish::SyncDir(e)) => {
-                let in_path = self.shared.spool.in_dir().join(&id);
-                self.in_not_durable(in_path, e).await
-            }
+            Err(Finish::SyncDir(e, entry)) => self.in_not_durable(entry, e).await,
         }
     }
 
@@ -581,15 +578,22 @@ impl<R: AsyncRead + Unpin, W: AsyncWrite + Unpin> Session<R, W> {
         drop(work); // closed before the move
         let in_path = spool.in_dir().join(&id);
         if self.mutant(Mutant::PartialIn) {
-            return self.synced_into_in(&id, in_path).await;
+            return match spool.in_entry(&id).await {
+                Ok(entry) => self.synced_into_in(entry).await,
+                Err(e) => {
+                    self.log_not_durable(&id, &in_path, &e);
+                    let failure = self.write_failure(&e);
+                    self.fail(failure, Some(in_path)).await
+                }
+            };
         }
         if self.mutant(Mutant::AckBeforeRename) {
             let r = self.render(self.shared.profile.replies.queued, &id);
             self.reply(&r);
             self.flush().await?;
             // The client already holds a 250: whatever happens now is silent.
-            if spool.move_into_in(&id).await.is_ok() {
-                let _ = spool.sync_in().await;
+            if let Ok(entry) = spool.move_into_in(&id).await {
+                let _ = entry.sync().await;
             }
             return Ok(Flow::Continue);
         }
@@ -598,16 +602,16 @@ impl<R: AsyncRead + Unpin, W: AsyncWrite + Unpin> Session<R, W> {
             let failure = self.write_failure(&e);
             return self.fail(failure, Some(work_path)).await;
         }
-        if let Err(e) = spool.move_into_in(&id).await {
-            if self.mutant(Mutant::IgnoreRenameError) {
+        match spool.move_into_in(&id).await {
+            Ok(entry) => self.synced_into_in(entry).await,
+            Err(e) if self.mutant(Mutant::IgnoreRenameError) => {
                 self.log_move_failure(&id, &e);
                 let r = self.render(self.shared.profile.replies.queued, &id);
                 self.reply(&r);
-                return Ok(Flow::Continue);
+                Ok(Flow::Continue)
             }
-            return self.move_failed(&id, e, work_path).await;
+            Err(e) => self.move_failed(&id, e, work_path).await,
         }
-        self.synced_into_in(&id, in_path).await
     }
 
     /// The move into IN failed: the profile decides, recreating IN if it says so.
@@ -622,7 +626,7 @@ impl<R: AsyncRead + Unpin, W: AsyncWrite + Unpin> Session<R, W> {
         let failure = match self.shared.profile.situations.in_missing_at_move {
             InMissingAtMove::Recreate(failure) if in_missing => {
                 match self.recreate_in_and_move(id).await {
-                    Ok(()) => return self.synced_into_in(id, spool.in_dir().join(id)).await,
+                    Ok(entry) => return self.synced_into_in(entry).await,
                     Err(e) => {
                         self.log_move_failure(id, &e);
                         failure
@@ -641,7 +645,7 @@ impl<R: AsyncRead + Unpin, W: AsyncWrite + Unpin> Session<R, W> {
         self.fail(failure, Some(work_path)).await
     }
 
-    async fn recreate_in_and_move(&mut self, id: &str) -> io::Result<()> {
+    async fn recreate_in_and_move(&mut self, id: &str) -> io::Result<InEntry> {
         let spool = self.shared.spool.clone();
         if spool.ensure_dir(spool.in_dir()).await? {
             self.shared.log(
@@ -656,42 +660,37 @@ impl<R: AsyncRead + Unpin, W: AsyncWrite + Unpin> Session<R, W> {
         spool.move_into_in(id).await
     }
 
-    async fn synced_into_in(&mut self, id: &str, in_path: std::path::PathBuf) -> io::Result<Flow> {
-        let spool = self.shared.spool.clone();
+    /// Flushes the directory the message was moved into (through the handle it
+    /// was moved through), then 250.
+    async fn synced_into_in(&mut self, entry: InEntry) -> io::Result<Flow> {
         let synced = if self.mutant(Mutant::SkipFsync) {
             Ok(())
         } else {
-            spool.sync_in().await
+            entry.sync().await
         };
         if let Err(e) = synced {
-            return self.in_not_durable(in_path, e).await;
+            return self.in_not_durable(entry, e).await;
         }
-        let r = self.render(self.shared.profile.replies.queued, id);
+        let r = self.render(self.shared.profile.replies.queued, entry.id());
         self.reply(&r);
         Ok(Flow::Continue)
     }
 
     /// The message is in IN but flushing IN failed: it is refused and taken out of
     /// IN again (removed, or failing that moved back into work), since the client
-    /// will retry and must not be delivered twice. If it cannot leave IN, it will
-    /// be delivered, so it is accepted: a duplicate or a loss would be worse than a
-    /// message whose durability could not be confirmed.
-    async fn in_not_durable(
-        &mut self,
-        in_path: std::path::PathBuf,
-        e: io::Error,
-    ) -> io::Result<Flow> {
+    /// will retry and must not be delivered twice. Both go through IN's handle,
+    /// so they reach the message in whatever place IN has been moved to. If it
+    /// cannot leave IN, it will be delivered, so it is accepted: a duplicate or a
+    /// loss would be worse than a message whose durability could not be confirmed.
+    async fn in_not_durable(&mut self, entry: InEntry, e: io::Error) -> io::Result<Flow> {
         let spool = self.shared.spool.clone();
-        let id = in_path
-            .file_name()
-            .map(|n| n.to_string_lossy().into_owned())
-            .unwrap_or_default();
+        let (id, in_path) = (entry.id().to_string(), entry.path().to_path_buf());
         self.log_not_durable(&id, &in_path, &e);
         let failure = self.write_failure(&e);
         if self.mutant(Mutant::KeepRejected) {
             return self.fail(failure, None).await;
         }
-        if spool.remove(in_path.clone()).await.is_ok() || spool.move_back_to_work(&id).await.is_ok()
+        if entry.remove().await.is_ok() || entry.move_out(spool.work_dir().join(&id)).await.is_ok()
         {
             return self.fail(failure, None).await;
         }

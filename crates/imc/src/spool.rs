@@ -1,11 +1,16 @@
 //! The spool: `imcdata/work` receives a message, `imcdata/in` holds finished ones.
 //!
 //! A message is written to `work/<id>`, flushed, renamed into `in/<id>`, and `in/`
-//! is flushed; only then is it acknowledged. Every disk access goes through
-//! [`Fs`], on tokio's blocking pool so a slow disk never stalls other sessions.
+//! is flushed; only then is it acknowledged. The move and the flush go through
+//! one handle on IN ([`InEntry`]), opened before the move: if IN is renamed
+//! away between the two, the flush still makes the message's entry durable in
+//! the directory it was moved into, wherever that is now, and a refused
+//! message is taken out of that directory, not out of whatever is at `in/`
+//! by then. Every disk access goes through [`Fs`], on tokio's blocking pool so
+//! a slow disk never stalls other sessions.
 
 use crate::envelope::StoredHeader;
-use crate::fs::{Fs, FsFile};
+use crate::fs::{Fs, FsDir, FsFile};
 use std::io;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -180,7 +185,7 @@ impl Spool {
                 "the work file was lost by an earlier failure",
             )));
         };
-        let (in_dir, to) = (self.in_dir(), self.in_dir().join(&id));
+        let in_dir = self.in_dir();
         let fs = self.fs.clone();
         let unsynced = self.unsynced_dirs.clone();
         tokio::task::spawn_blocking(move || {
@@ -196,9 +201,12 @@ impl Spool {
                 // crash could take away with it.
                 sync_created_dirs(&*fs, &unsynced).map_err(Finish::Directory)?;
             }
-            fs.rename(&path, &to).map_err(Finish::Rename)?;
+            let entry = InEntry::move_in(&*fs, &in_dir, &path, id).map_err(Finish::Rename)?;
             if durable {
-                fs.sync_dir(&in_dir).map_err(Finish::SyncDir)?;
+                entry
+                    .dir
+                    .sync_all()
+                    .map_err(|e| Finish::SyncDir(e, entry.clone()))?;
             }
             Ok(())
         })
@@ -210,24 +218,29 @@ impl Spool {
         })
     }
 
-    /// Moves `work/<id>` into `in/<id>` (the work file must be closed).
-    pub async fn move_into_in(&self, id: &str) -> io::Result<()> {
+    /// Moves `work/<id>` into IN (the work file must be closed), through a
+    /// handle on IN opened first; an error leaves the message in work.
+    pub async fn move_into_in(&self, id: &str) -> io::Result<InEntry> {
         let from = self.work_dir().join(id);
-        let to = self.in_dir().join(id);
-        self.blocking(move |fs| fs.rename(&from, &to)).await
+        let in_dir = self.in_dir();
+        let id = id.to_string();
+        self.blocking(move |fs| InEntry::move_in(fs, &in_dir, &from, id))
+            .await
     }
 
-    /// Moves `in/<id>` back to `work/<id>`, taking a refused message out of IN.
-    pub async fn move_back_to_work(&self, id: &str) -> io::Result<()> {
-        let from = self.in_dir().join(id);
-        let to = self.work_dir().join(id);
-        self.blocking(move |fs| fs.rename(&from, &to)).await
-    }
-
-    /// Flushes IN's entries, making a move into it durable.
-    pub async fn sync_in(&self) -> io::Result<()> {
-        let dir = self.in_dir();
-        self.blocking(move |fs| fs.sync_dir(&dir)).await
+    /// The entry of a message already in IN (only the `partial-in` mutant puts
+    /// one there other than by [`Spool::move_into_in`]).
+    pub async fn in_entry(&self, id: &str) -> io::Result<InEntry> {
+        let in_dir = self.in_dir();
+        let id = id.to_string();
+        self.blocking(move |fs| {
+            Ok(InEntry {
+                dir: fs.open_dir(&in_dir)?.into(),
+                path: in_dir.join(&id),
+                id,
+            })
+        })
+        .await
     }
 
     /// Makes durable the entry of every directory this connector created whose
@@ -236,6 +249,33 @@ impl Spool {
         let unsynced = self.unsynced_dirs.clone();
         self.blocking(move |fs| sync_created_dirs(fs, &unsynced))
             .await
+    }
+
+    /// Makes the entries of `dirs` durable, one flush per parent: at start,
+    /// for directories an earlier process may have made without getting them
+    /// flushed (its list of such directories ended with it). Those whose
+    /// parent's flush fails are listed, to be flushed before the next move
+    /// into IN; the first failure is returned.
+    pub async fn sync_existing_dirs(&self, dirs: Vec<PathBuf>) -> io::Result<()> {
+        let unsynced = self.unsynced_dirs.clone();
+        self.blocking(move |fs| {
+            let mut first = Ok(());
+            let mut parents: Vec<&Path> = dirs.iter().filter_map(|d| d.parent()).collect();
+            parents.dedup();
+            for parent in parents {
+                if let Err(e) = fs.sync_dir(parent) {
+                    let mut list = lock(&unsynced);
+                    for dir in dirs.iter().filter(|d| d.parent() == Some(parent)) {
+                        if !list.contains(dir) {
+                            list.push(dir.clone());
+                        }
+                    }
+                    first = first.and(Err(e));
+                }
+            }
+            first
+        })
+        .await
     }
 
     /// Removes a file, ignoring a file already gone.
@@ -307,6 +347,76 @@ fn sync_created_dirs(fs: &dyn Fs, unsynced: &Mutex<Vec<PathBuf>>) -> io::Result<
     Ok(())
 }
 
+/// A message moved into IN, reached through the handle on IN it was moved
+/// through: flushing it, removing it or moving it back act on the directory it
+/// is in, wherever someone else has moved that directory since.
+#[derive(Clone)]
+pub struct InEntry {
+    dir: Arc<dyn FsDir>,
+    id: String,
+    /// `<root>/imcdata/in/<id>`: where it was put, as events name it.
+    path: PathBuf,
+}
+
+impl std::fmt::Debug for InEntry {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("InEntry").field("path", &self.path).finish()
+    }
+}
+
+impl InEntry {
+    /// Opens `in_dir` and moves `from` into it as `id`.
+    fn move_in(fs: &dyn Fs, in_dir: &Path, from: &Path, id: String) -> io::Result<InEntry> {
+        let dir: Arc<dyn FsDir> = fs.open_dir(in_dir)?.into();
+        dir.rename_in(from, &id)?;
+        Ok(InEntry {
+            dir,
+            path: in_dir.join(&id),
+            id,
+        })
+    }
+
+    /// The message id.
+    pub fn id(&self) -> &str {
+        &self.id
+    }
+
+    /// `<root>/imcdata/in/<id>`, where the message was moved.
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
+    /// Flushes the directory holding the message, making its entry durable.
+    pub async fn sync(&self) -> io::Result<()> {
+        self.through(|dir, _| dir.sync_all()).await
+    }
+
+    /// Removes the message from its directory; one already gone from it counts
+    /// as removed (someone else took the message itself out).
+    pub async fn remove(&self) -> io::Result<()> {
+        self.through(|dir, id| match dir.remove_file(id) {
+            Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(()),
+            other => other,
+        })
+        .await
+    }
+
+    /// Moves the message from its directory to `to` (back into work).
+    pub async fn move_out(&self, to: PathBuf) -> io::Result<()> {
+        self.through(move |dir, id| dir.rename_out(id, &to)).await
+    }
+
+    async fn through(
+        &self,
+        f: impl FnOnce(&dyn FsDir, &str) -> io::Result<()> + Send + 'static,
+    ) -> io::Result<()> {
+        let (dir, id) = (self.dir.clone(), self.id.clone());
+        tokio::task::spawn_blocking(move || f(&*dir, &id))
+            .await
+            .unwrap_or_else(|e| Err(io::Error::other(format!("filesystem task failed: {e}"))))
+    }
+}
+
 /// The step of [`Spool::finish`] that failed.
 #[derive(Debug)]
 pub enum Finish {
@@ -314,10 +424,10 @@ pub enum Finish {
     Write(io::Error),
     /// Flushing the work file.
     Sync(io::Error),
-    /// Moving it into IN (it is still in work).
+    /// Opening IN or moving it into IN (it is still in work).
     Rename(io::Error),
-    /// Flushing IN (the message is in IN, maybe not durably).
-    SyncDir(io::Error),
+    /// Flushing IN (the message is in IN, maybe not durably; the entry reaches it).
+    SyncDir(io::Error, InEntry),
     /// Making durable a directory the connector created on the way to IN (the
     /// message is still in work).
     Directory(io::Error),

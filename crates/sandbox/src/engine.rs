@@ -242,6 +242,23 @@ impl Engine {
         self.halt.is_halted()
     }
 
+    /// See [`Sandbox::parked`](crate::Sandbox::parked).
+    pub(crate) fn parked(&self) -> usize {
+        self.halt.parked()
+    }
+
+    /// The generation of the process that may use the disk now: handles of
+    /// the in-process door are stamped with it.
+    pub(crate) fn generation(&self) -> u64 {
+        self.halt.generation()
+    }
+
+    /// Lets a call through a handle of process `generation` go on, or parks
+    /// it for good if that process has crashed since (see [`Halt::gate_for`](crate::rule::Halt::gate_for)).
+    pub(crate) fn live(&self, generation: u64) -> io::Result<()> {
+        self.halt.gate_for(generation)
+    }
+
     /// Unparks a halted process's operations for good (the sandbox is going away).
     pub(crate) fn release(&self) {
         self.halt.release();
@@ -306,6 +323,8 @@ impl Engine {
     /// See [`Sandbox::crash`](crate::Sandbox::crash): drops from the tree what
     /// the crash model says is not durable.
     pub(crate) fn crash(&self) -> Vec<String> {
+        // First of all: no call of the dead process reaches the disk from now on.
+        self.halt.end_generation();
         let faults = self.lock_faults();
         let Some(mut journal) = self.journal() else {
             self.halt.resume();
@@ -450,6 +469,19 @@ impl Engine {
     }
 
     // ---- admission: the one place rules and triggers are consulted ----
+
+    /// Lets a call that is not an operation of the log (opening a directory
+    /// handle, `what`) go on: it waits while the process is halted, and a path
+    /// outside the root is refused with `EACCES` and recorded as a violation.
+    pub(crate) fn contain(&self, what: &str, path: &Path) -> io::Result<()> {
+        self.halt.gate()?;
+        if relative(&self.root, path).is_none() {
+            let call = format!("{what} {}", self.display(path));
+            self.lock().violations.push(call);
+            return Err(Errno::Eacces.to_io_error());
+        }
+        Ok(())
+    }
 
     /// Admits an operation on `path` (and `to`, for a rename) made by `caller`
     /// (`None`: the in-process connector): see the module documentation. On
@@ -605,7 +637,23 @@ impl Engine {
         caller: Option<&Caller>,
         rename: impl FnOnce() -> io::Result<()>,
     ) -> io::Result<()> {
-        let index = self.admit(OpKind::Rename, from, Some(to), caller)?.index;
+        self.rename_at((from, to), (from, to), exchange, caller, rename)
+    }
+
+    /// [`Engine::rename`] admitted, logged and counted as `shown`, with the
+    /// crash model and the quota on `real`: the same paths, or a directory
+    /// handle's entry reached through `/proc/self/fd` wherever it is now.
+    pub(crate) fn rename_at(
+        &self,
+        shown: (&Path, &Path),
+        (from, to): (&Path, &Path),
+        exchange: bool,
+        caller: Option<&Caller>,
+        rename: impl FnOnce() -> io::Result<()>,
+    ) -> io::Result<()> {
+        let index = self
+            .admit(OpKind::Rename, shown.0, Some(shown.1), caller)?
+            .index;
         let mut journal = self.journal();
         let overwritten_ino = journal
             .as_mut()
@@ -641,7 +689,19 @@ impl Engine {
         caller: Option<&Caller>,
         remove: impl FnOnce() -> io::Result<()>,
     ) -> io::Result<()> {
-        let index = self.admit(OpKind::Remove, path, None, caller)?.index;
+        self.remove_at(path, path, caller, remove)
+    }
+
+    /// [`Engine::remove`] admitted as `shown`, of the file at `path` (see
+    /// [`Engine::rename_at`]).
+    pub(crate) fn remove_at(
+        &self,
+        shown: &Path,
+        path: &Path,
+        caller: Option<&Caller>,
+        remove: impl FnOnce() -> io::Result<()>,
+    ) -> io::Result<()> {
+        let index = self.admit(OpKind::Remove, shown, None, caller)?.index;
         let mut journal = self.journal();
         let ino = journal.as_mut().and_then(|j| j.before_remove(path));
         let removed = regular_file(path);
@@ -689,7 +749,19 @@ impl Engine {
         caller: Option<&Caller>,
         sync: impl FnOnce(bool) -> io::Result<()>,
     ) -> io::Result<()> {
-        let index = self.admit(OpKind::SyncDir, path, None, caller)?.index;
+        self.sync_dir_at(path, path, caller, sync)
+    }
+
+    /// [`Engine::sync_dir`] admitted as `shown`, of the directory at `path`
+    /// (see [`Engine::rename_at`]): that inode's entries become durable.
+    pub(crate) fn sync_dir_at(
+        &self,
+        shown: &Path,
+        path: &Path,
+        caller: Option<&Caller>,
+        sync: impl FnOnce(bool) -> io::Result<()>,
+    ) -> io::Result<()> {
+        let index = self.admit(OpKind::SyncDir, shown, None, caller)?.index;
         let mut journal = self.journal();
         let result = sync(journal.is_some());
         if let (Ok(()), Some(j)) = (&result, journal.as_mut()) {

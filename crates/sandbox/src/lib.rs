@@ -134,7 +134,6 @@ const BACKING_SLACK: u64 = 64 << 20;
 #[derive(Debug)]
 pub struct Sandbox {
     engine: Arc<engine::Engine>,
-    fs: Arc<FaultyFs>,
     root: PathBuf,
     backend: Backend,
     /// The tmpfs on `root`; dropped (unmounted) before `dir`.
@@ -235,11 +234,8 @@ impl Sandbox {
             Backend::Fuse => Some(fuse::FuseMount::new(&root, Arc::clone(&engine))?),
             Backend::Vfs | Backend::Tmpfs => None,
         };
-        // On fuse the daemon admits every call: the in-process door stays open.
-        let fs = Arc::new(FaultyFs::new(Arc::clone(&engine), backend == Backend::Fuse));
         Ok(Sandbox {
             engine,
-            fs,
             root,
             backend,
             mount,
@@ -303,9 +299,17 @@ impl Sandbox {
         self.dir.path()
     }
 
-    /// The filesystem to give the connector; always the same instance.
+    /// The filesystem to give a connector process: a handle of the process
+    /// that may use the disk now. After a [`Sandbox::crash`] the calls of
+    /// every handle taken before it park for good (a killed process's calls
+    /// never return, and a task of it that had not started yet never reaches
+    /// the disk), so a restarted connector needs a new one.
     pub fn fs(&self) -> Arc<FaultyFs> {
-        Arc::clone(&self.fs)
+        // On fuse the daemon admits every call: the in-process door stays open.
+        Arc::new(FaultyFs::new(
+            Arc::clone(&self.engine),
+            self.backend == Backend::Fuse,
+        ))
     }
 
     /// The absolute path of a scenario path, which must be relative to the root
@@ -388,6 +392,20 @@ impl Sandbox {
     /// True from a [`Strike::Halt`] until [`Sandbox::crash`].
     pub fn halted(&self) -> bool {
         self.engine.halted()
+    }
+
+    /// How many calls wait now at the halt gate, never to reach the disk: those
+    /// of a halted process, and those a crashed process made through a handle
+    /// taken before the crash (see [`Sandbox::fs`]).
+    pub fn parked(&self) -> usize {
+        self.engine.parked()
+    }
+
+    /// [`Sandbox::halted`] as a function that outlives a borrow of the
+    /// sandbox (for a wait that races the halt).
+    pub fn halted_probe(&self) -> impl Fn() -> bool + Send + Sync + 'static {
+        let engine = Arc::clone(&self.engine);
+        move || engine.halted()
     }
 
     /// Descriptions of the armed faults that fired since the last call, in

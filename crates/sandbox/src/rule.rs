@@ -336,6 +336,12 @@ struct HaltState {
     released: bool,
     /// Bumped by [`Halt::drain`]: operations parked before it return.
     epoch: u64,
+    /// The process generation that may use the disk: bumped by each crash, so
+    /// a dead process's calls still queued (a blocking task that had not yet
+    /// started) park as its parked calls do, and never reach the disk.
+    generation: u64,
+    /// Calls waiting at the gate now.
+    parked: usize,
 }
 
 impl fmt::Debug for Halt {
@@ -389,21 +395,57 @@ impl Halt {
         self.released.notify_all();
     }
 
+    /// How many calls wait at the gate now.
+    pub(crate) fn parked(&self) -> usize {
+        self.lock().parked
+    }
+
+    /// The generation of the process that may use the disk now.
+    pub(crate) fn generation(&self) -> u64 {
+        self.lock().generation
+    }
+
+    /// The process using the disk is gone for good (a crash): the calls of
+    /// every handle handed out so far park from now on.
+    pub(crate) fn end_generation(&self) {
+        let mut s = self.lock();
+        s.generation += 1;
+        s.ever_halted = true;
+    }
+
+    /// [`Halt::gate`] for a call made through a handle of process `generation`:
+    /// a dead process's call parks (never reaching the disk) like a halted one.
+    pub(crate) fn gate_for(&self, generation: u64) -> std::io::Result<()> {
+        let s = self.lock();
+        if generation >= s.generation {
+            drop(s);
+            return self.gate();
+        }
+        self.park(s)
+    }
+
     /// Lets an operation through, or parks it while the process is halted (a
     /// dead process's call never returns) until the sandbox is released or
     /// the parked operations are drained.
     pub(crate) fn gate(&self) -> std::io::Result<()> {
-        let mut s = self.lock();
+        let s = self.lock();
         if !(s.halted || s.released && s.ever_halted) {
             return Ok(());
         }
+        self.park(s)
+    }
+
+    /// Waits until the sandbox is released or the parked calls are drained.
+    fn park(&self, mut s: std::sync::MutexGuard<'_, HaltState>) -> std::io::Result<()> {
         let epoch = s.epoch;
+        s.parked += 1;
         while !s.released && s.epoch == epoch {
             s = self
                 .released
                 .wait(s)
                 .unwrap_or_else(std::sync::PoisonError::into_inner);
         }
+        s.parked -= 1;
         Err(Errno::Eio.to_io_error())
     }
 }

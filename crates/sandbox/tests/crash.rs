@@ -508,3 +508,96 @@ fn a_fault_moving_an_undurable_file_into_a_new_directory_does_not_make_it_durabl
         ["dropped file imcdata/work/1 (entry not synced)"]
     );
 }
+
+/// A move into IN through a handle on IN, IN renamed away by a fault (a backup
+/// job), then the handle's flush: the flush is of IN's inode, so the message's
+/// entry is durable in the renamed directory and a crash keeps it there. The
+/// calls are logged under the path the handle was opened at.
+#[test]
+fn a_directory_handle_flush_makes_its_entries_durable_where_the_directory_went() {
+    let sb = sandbox();
+    let mut f = write(&sb, "imcdata/work/1", b"message");
+    f.sync_all().unwrap();
+    drop(f);
+    sync_dir(&sb, "imcdata/work");
+    let dir = sb.fs().open_dir(&p(&sb, "imcdata/in")).unwrap();
+    dir.rename_in(&p(&sb, "imcdata/work/1"), "1").unwrap();
+    sb.apply(&Fault::Rename {
+        from: "imcdata/in".into(),
+        to: "imcdata/in.bak".into(),
+    })
+    .unwrap();
+    // By path the flush has nothing to flush; through the handle it does.
+    assert!(sb.fs().sync_dir(&p(&sb, "imcdata/in")).is_err());
+    dir.sync_all().unwrap();
+    sync_dir(&sb, "imcdata/work");
+    assert_eq!(sb.crash(), Vec::<String>::new());
+    assert_eq!(read(&sb, "imcdata/in.bak/1").unwrap(), b"message");
+    assert!(names(&sb, "imcdata/work").is_empty());
+    let ops: Vec<String> = sb.ops().iter().map(|op| op.to_string()).collect();
+    assert_eq!(
+        ops[ops.len() - 4..],
+        [
+            "rename imcdata/work/1 -> imcdata/in/1: ok",
+            "sync_dir imcdata/in: ENOENT",
+            "sync_dir imcdata/in: ok",
+            "sync_dir imcdata/work: ok",
+        ]
+    );
+}
+
+/// The same without the handle's flush: the entry was never durable in the
+/// renamed directory, so the crash puts the message back in work.
+#[test]
+fn an_unflushed_move_through_a_handle_is_undone_where_the_directory_went() {
+    let sb = sandbox();
+    let mut f = write(&sb, "imcdata/work/1", b"message");
+    f.sync_all().unwrap();
+    drop(f);
+    sync_dir(&sb, "imcdata/work");
+    let dir = sb.fs().open_dir(&p(&sb, "imcdata/in")).unwrap();
+    dir.rename_in(&p(&sb, "imcdata/work/1"), "1").unwrap();
+    sb.apply(&Fault::Rename {
+        from: "imcdata/in".into(),
+        to: "imcdata/in.bak".into(),
+    })
+    .unwrap();
+    assert_eq!(
+        sb.crash(),
+        ["moved imcdata/in.bak/1 back to imcdata/work/1 (rename not synced)"]
+    );
+    assert_eq!(read(&sb, "imcdata/work/1").unwrap(), b"message");
+}
+
+/// Removing and moving out through a handle reach the directory where it is
+/// now, and a handle cannot be opened on a file or outside the root.
+#[test]
+fn a_handle_removes_and_moves_out_of_the_directory_where_it_is_now() {
+    let sb = sandbox();
+    for name in ["1", "2"] {
+        drop(write(&sb, &format!("imcdata/in/{name}"), b"m"));
+    }
+    let dir = sb.fs().open_dir(&p(&sb, "imcdata/in")).unwrap();
+    sb.apply(&Fault::Rename {
+        from: "imcdata/in".into(),
+        to: "imcdata/in.bak".into(),
+    })
+    .unwrap();
+    dir.remove_file("1").unwrap();
+    dir.rename_out("2", &p(&sb, "imcdata/work/2")).unwrap();
+    assert!(names(&sb, "imcdata/in.bak").is_empty());
+    assert_eq!(names(&sb, "imcdata/work"), ["2"]);
+    let ops: Vec<String> = sb.ops().iter().map(|op| op.to_string()).collect();
+    assert_eq!(
+        ops[ops.len() - 2..],
+        [
+            "remove imcdata/in/1: ok",
+            "rename imcdata/in/2 -> imcdata/work/2: ok"
+        ]
+    );
+    let enotdir = sb.fs().open_dir(&p(&sb, "imcdata/work/2")).err().unwrap();
+    assert_eq!(enotdir.raw_os_error(), Some(libc::ENOTDIR));
+    let outside = sb.fs().open_dir(&std::env::temp_dir()).err().unwrap();
+    assert_eq!(outside.raw_os_error(), Some(libc::EACCES));
+    assert_eq!(sb.violations().len(), 1, "{:?}", sb.violations());
+}

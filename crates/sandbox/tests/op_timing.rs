@@ -135,3 +135,46 @@ fn a_halt_parks_the_process_until_the_sandbox_goes() {
     assert!(first.is_err() && second.is_err());
     assert!(!root.join("imcdata/in/late").exists());
 }
+
+/// A crashed process's call that had not reached the disk when the crash came
+/// (a task still queued, so no halt parked it) never reaches it afterwards:
+/// it parks for good, is not logged, and counts for no trigger; a handle
+/// taken after the crash works. Before, such a call ran on the new disk and
+/// could fire a trigger meant for the next process.
+#[test]
+fn a_crashed_process_call_that_comes_late_never_reaches_the_disk() {
+    let sb = sandbox();
+    let old = sb.fs();
+    sb.crash();
+    sb.arm_at(
+        trigger(OpKind::CreateDir, "imcdata/**", 1),
+        At::Before,
+        Strike::Halt,
+    )
+    .unwrap();
+    let late = p(&sb, "imcdata/late");
+    let straggler = std::thread::spawn(move || old.create_dir(&late));
+    // Wait until the call has either come back or parked.
+    while !straggler.is_finished() && sb.parked() == 0 {
+        std::thread::yield_now();
+    }
+    assert!(!straggler.is_finished(), "a dead handle's call returned");
+    assert!(!sb.halted(), "a dead handle's call fired a trigger");
+    assert!(!p(&sb, "imcdata/late").exists());
+    assert!(sb.ops().iter().all(|o| o.op != OpKind::CreateDir));
+    // The next process's first create_dir is the one the trigger meant.
+    let new = sb.fs();
+    let fresh = p(&sb, "imcdata/fresh");
+    let next = std::thread::spawn(move || new.create_dir(&fresh));
+    while !next.is_finished() && !sb.halted() {
+        std::thread::yield_now();
+    }
+    assert!(sb.halted());
+    assert_eq!(
+        sb.take_fired_by_id()[0].1,
+        "crash before create_dir imcdata/fresh (#1)"
+    );
+    drop(sb);
+    assert!(straggler.join().unwrap().is_err());
+    assert!(next.join().unwrap().is_err());
+}

@@ -3,7 +3,6 @@
 use std::io::Write;
 use std::panic::{AssertUnwindSafe, catch_unwind};
 use std::path::PathBuf;
-use std::sync::Arc;
 
 use imc::fs::{Fs, OpKind};
 use sandbox::{BLOCK, Backend, Errno, Outcome, Sandbox, SandboxConfig, SandboxError};
@@ -25,10 +24,20 @@ fn layout_is_a_fresh_root_and_a_private_stash() {
     assert_ne!(sb.root(), other.root());
 }
 
+/// Handles taken before a crash belong to one process: they share the disk
+/// and its log; after a crash only a new handle reaches it.
 #[test]
-fn fs_is_always_the_same_instance() {
+fn handles_of_one_process_share_the_disk_until_a_crash() {
     let sb = sandbox();
-    assert!(Arc::ptr_eq(&sb.fs(), &sb.fs()));
+    let (a, b) = (sb.fs(), sb.fs());
+    a.create_dir(&sb.root().join("d")).unwrap();
+    assert!(b.metadata(&sb.root().join("d")).unwrap().is_dir);
+    assert_eq!(sb.ops().len(), 2);
+    sb.crash();
+    let c = sb.fs();
+    c.create_dir(&sb.root().join("e")).unwrap();
+    assert_eq!(sb.ops().len(), 3);
+    assert_eq!(sb.parked(), 0);
 }
 
 #[test]

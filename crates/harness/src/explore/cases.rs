@@ -41,11 +41,50 @@ impl std::str::FromStr for Shard {
     }
 }
 
-/// The cases of `shard` among `cases`: those `i` with `i mod count == index`.
-pub fn shard_indices(cases: u64, shard: Shard) -> Vec<u64> {
-    (0..cases)
-        .filter(|i| i % shard.count == shard.index)
-        .collect()
+/// The cases of `shard` among `cases`: those `i` with `i mod count == index`,
+/// in order. Computed, not listed: a run of 10^9 cases holds no list of them.
+pub fn shard_indices(cases: u64, shard: Shard) -> ShardCases {
+    ShardCases { cases, shard }
+}
+
+/// The case indices of one shard (see [`shard_indices`]).
+#[derive(Clone, Copy, Debug)]
+pub struct ShardCases {
+    cases: u64,
+    shard: Shard,
+}
+
+impl ShardCases {
+    /// How many cases the shard runs.
+    pub fn len(&self) -> u64 {
+        self.cases
+            .saturating_sub(self.shard.index)
+            .div_ceil(self.shard.count)
+    }
+
+    /// True if the shard runs no case.
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    /// The index of the shard's `slot`-th case.
+    pub fn get(&self, slot: u64) -> u64 {
+        self.shard.index + slot * self.shard.count
+    }
+
+    /// How many of the shard's cases have an index of at most `i`.
+    pub fn up_to(&self, i: u64) -> u64 {
+        if i < self.shard.index || self.cases == 0 {
+            return 0;
+        }
+        ((i - self.shard.index) / self.shard.count + 1).min(self.len())
+    }
+
+    /// Every case index of the shard, in order.
+    pub fn iter(&self) -> impl Iterator<Item = u64> + use<> {
+        let this = *self;
+        (0..this.len()).map(move |slot| this.get(slot))
+    }
 }
 
 /// A case replayed: its index, its schedule and its history (none if the run
@@ -57,13 +96,14 @@ pub type Replayed = (u64, Vec<Action>, Option<History>);
 /// byte for byte.
 pub fn replay(options: &Options) -> Vec<Replayed> {
     let indices = shard_indices(options.cases, options.shard);
-    let out: Mutex<Vec<Option<Replayed>>> = Mutex::new((0..indices.len()).map(|_| None).collect());
+    let count = usize::try_from(indices.len()).expect("a replay's cases fit in memory");
+    let out: Mutex<Vec<Option<Replayed>>> = Mutex::new((0..count).map(|_| None).collect());
     parallel(
-        indices.len(),
+        count,
         options.threads,
         |_| false,
         |rt, slot| {
-            let index = indices[slot];
+            let index = indices.get(slot as u64);
             let actions = schedule(options.seed, index, options.max_steps);
             let outcome = run_on(
                 rt,
@@ -178,7 +218,7 @@ struct CaseFailure {
 /// and writes the reproducers.
 pub fn explore(options: &Options) -> Report {
     let indices = shard_indices(options.cases, options.shard);
-    let progress = Progress::new(indices.len() as u64, "schedules", options.progress);
+    let progress = Progress::new(indices.len(), "schedules", options.progress);
     let started = Instant::now();
     let clock_started = options.clock.now();
     let deadline = options.time_budget.map(|b| clock_started.saturating_add(b));
@@ -190,17 +230,17 @@ pub fn explore(options: &Options) -> Report {
     let violations = AtomicU64::new(0);
     let slowest: Mutex<Option<(u64, Duration)>> = Mutex::new(None);
     parallel(
-        indices.len(),
+        usize::try_from(indices.len()).unwrap_or(usize::MAX),
         options.threads,
         |slot| {
             if deadline.is_some_and(|d| options.clock.now() >= d) {
                 out_of_time.store(true, Ordering::SeqCst);
                 return true;
             }
-            !options.keep_going && indices[slot] > stop_at.load(Ordering::SeqCst)
+            !options.keep_going && indices.get(slot as u64) > stop_at.load(Ordering::SeqCst)
         },
         |rt, slot| {
-            let index = indices[slot];
+            let index = indices.get(slot as u64);
             let actions = schedule(options.seed, index, options.max_steps);
             let scenario = to_scenario(&actions, &options.target, "explore");
             let t = Instant::now();
@@ -260,7 +300,7 @@ pub fn explore(options: &Options) -> Report {
     let mut report = Report {
         seed: options.seed,
         shard: options.shard,
-        planned: indices.len() as u64,
+        planned: indices.len(),
         ran: ran.load(Ordering::SeqCst),
         steps: steps.load(Ordering::SeqCst),
         elapsed,
@@ -288,7 +328,7 @@ pub fn explore(options: &Options) -> Report {
     } else if let (Some(i), false) = (first_failure, options.keep_going) {
         report.stopped = Some(format!("case {i} failed"));
         // Cases after the first failure that happened to run are not counted.
-        report.ran = indices.iter().filter(|&&j| j <= i).count() as u64;
+        report.ran = indices.up_to(i);
     }
     // Shrink the first failing case of each kind (just the first case without keep_going).
     let mut done: Vec<Kind> = Vec::new();

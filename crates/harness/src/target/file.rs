@@ -43,6 +43,10 @@ pub struct TargetFile {
     pub description: Option<String>,
     /// What to run.
     pub command: CommandSpec,
+    /// Files written afresh into the run's directory before every start
+    /// (configuration the program reads: Postfix's `main.cf`, `master.cf`).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub files: Vec<FileSpec>,
     /// The address the harness connects to. Default `127.0.0.1:{port}`.
     #[serde(default = "default_listen")]
     #[schemars(with = "String")]
@@ -184,6 +188,20 @@ pub struct CommandSpec {
     pub env: BTreeMap<String, Spanned<String>>,
 }
 
+/// A file the harness writes before each start.
+#[derive(Clone, Debug, Deserialize, Serialize, schemars::JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct FileSpec {
+    /// Where: `{run}/` and a relative path without `..` (the run's own
+    /// directory, never the spool root a fault may change). Folders on the
+    /// way are created.
+    #[schemars(with = "String")]
+    pub path: Spanned<String>,
+    /// The content, with placeholders (`{port}`, `{root}`...; `{{` is a brace).
+    #[schemars(with = "String")]
+    pub text: Spanned<String>,
+}
+
 /// A cargo package and binary that build the program.
 #[derive(Clone, Debug, Deserialize, Serialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
@@ -194,7 +212,7 @@ pub struct CargoBuild {
     pub bin: String,
 }
 
-/// Readiness: exactly one of `stdout` and `port`.
+/// Readiness: exactly one of `stdout`, `port` and `log`.
 #[derive(Clone, Debug, Deserialize, Serialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct Ready {
@@ -206,6 +224,13 @@ pub struct Ready {
     /// target sees as a client that leaves at once).
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
     pub port: bool,
+    /// Ready once a line appended to the event source's file (from this
+    /// start on) matches this regex (Postfix's master: `daemon started`,
+    /// logged once its listeners are open). Unlike `port`, no client is
+    /// made up to find out.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(with = "Option<String>")]
+    pub log: Option<Spanned<String>>,
     /// How long to wait. Default 10 s.
     #[serde(default = "ten_seconds")]
     pub timeout: Duration,
@@ -227,6 +252,12 @@ pub struct Stop {
     /// end by a signal, is recorded as unexpected.
     #[serde(default = "zero")]
     pub statuses: Vec<i32>,
+    /// Send the signal to the whole process group instead of the process
+    /// the harness started (which may be a wrapper that ignores it, as
+    /// `unshare --fork` does, while a process of its group acts on it).
+    /// Default false.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub group: bool,
     /// How long to wait for it to exit; then the group is killed and the stop
     /// is reported as unexpected. Default 10 s.
     #[serde(default = "ten_seconds")]
@@ -246,6 +277,7 @@ impl Default for Stop {
         Stop {
             signal: Signal::SIGTERM,
             statuses: vec![0],
+            group: false,
             timeout: ten_seconds(),
         }
     }
@@ -422,6 +454,10 @@ pub struct TextLog {
     /// kept whole as an event of level `unknown`).
     #[schemars(with = "String")]
     pub pattern: Spanned<String>,
+    /// The level of a line the pattern maps without a `level` (Postfix
+    /// writes none for its informational lines: `info`). Default: empty.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub level: Option<String>,
 }
 
 /// A redaction: every match of `pattern` becomes `replace`.
@@ -676,6 +712,34 @@ fn check(file: &TargetFile, source: &str, path: &Path) -> Result<(), Box<Located
         placeholders(value, &format!("`command.env.{key}`"))?;
     }
     placeholders(&file.listen, "`listen`")?;
+    for f in &file.files {
+        placeholders(&f.path, "a file's `path`")?;
+        placeholders(&f.text, "a file's `text`")?;
+        let inside = f
+            .path
+            .value
+            .strip_prefix("{run}/")
+            .map(Path::new)
+            .filter(|rest| {
+                !rest.as_os_str().is_empty()
+                    && rest
+                        .components()
+                        .all(|c| matches!(c, std::path::Component::Normal(_)))
+            });
+        if inside.is_none() {
+            return Err(at(
+                &f.path,
+                format!(
+                    "a file's `path` must be inside the run's directory: `{}`",
+                    f.path.value
+                ),
+            )
+            .label("not under `{run}/`")
+            .help(
+                "write it as `{run}/` and a relative path without `..`, e.g. `{run}/etc/main.cf`",
+            ));
+        }
+    }
     let listen = Placeholders {
         root: "/".into(),
         port: 1,
@@ -693,21 +757,34 @@ fn check(file: &TargetFile, source: &str, path: &Path) -> Result<(), Box<Located
         )
         .help("write it as `127.0.0.1:{port}`"));
     }
-    match (&file.ready.stdout, file.ready.port) {
-        (Some(s), false) => {
-            regex(s, "`ready.stdout`")?;
-        }
-        (None, true) => {}
-        (Some(s), true) => {
-            return Err(
-                at(s, "readiness is given two ways: `stdout` and `port`".into())
-                    .help("keep one of them"),
-            );
-        }
-        (None, false) => {
-            return Err(Located::new(path, "`ready` says neither `stdout` nor `port: true`")
-                .help("wait for a stdout line (`stdout: \"^listening on \"`) or for the port (`port: true`)"));
-        }
+    let ready = &file.ready;
+    let ways: Vec<&str> = [
+        ready.stdout.as_ref().map(|_| "`stdout`"),
+        ready.port.then_some("`port`"),
+        ready.log.as_ref().map(|_| "`log`"),
+    ]
+    .into_iter()
+    .flatten()
+    .collect();
+    if ways.len() > 1 {
+        let message = format!(
+            "readiness is given {} ways: {}",
+            ways.len(),
+            ways.join(" and ")
+        );
+        let l = match ready.stdout.as_ref().or(ready.log.as_ref()) {
+            Some(s) => at(s, message),
+            None => Located::new(path, message),
+        };
+        return Err(l.help("keep one of them"));
+    }
+    if let Some(s) = &ready.stdout {
+        regex(s, "`ready.stdout`")?;
+    } else if let Some(s) = &ready.log {
+        regex(s, "`ready.log`")?;
+    } else if !ready.port {
+        return Err(Located::new(path, "`ready` says neither `stdout`, `port: true` nor `log`")
+            .help("wait for a stdout line (`stdout: \"^listening on \"`), for the port (`port: true`) or for a line of the event log (`log: \"daemon started\"`)"));
     }
     if file.stop.statuses.is_empty() {
         return Err(Located::new(

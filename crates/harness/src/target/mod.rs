@@ -90,6 +90,7 @@
 mod diagnostic;
 mod event;
 pub mod file;
+pub mod postfix_queue;
 pub mod process;
 pub mod program;
 mod redact;

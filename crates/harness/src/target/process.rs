@@ -353,6 +353,20 @@ impl Target for ProcessTarget {
                 .map_err(|e| self.start_error(e, vec![], None))?,
         );
 
+        for f in &self.file.files {
+            let path = PathBuf::from(values.expand(&f.path.value));
+            let written = path
+                .parent()
+                .map_or(Ok(()), std::fs::create_dir_all)
+                .and_then(|()| std::fs::write(&path, values.expand(&f.text.value)));
+            if let Err(e) = written {
+                return Err(self.start_error(
+                    format!("cannot write {}: {e}", path.display()),
+                    vec![],
+                    None,
+                ));
+            }
+        }
         let mut args: Vec<String> = self
             .file
             .command
@@ -401,15 +415,14 @@ impl Target for ProcessTarget {
             });
         }
         // Checked at load; a file built in code may hold anything.
-        let pattern = match &self.file.ready.stdout {
-            Some(s) => match regex::Regex::new(&s.value) {
-                Ok(re) => Some(re),
-                Err(e) => {
-                    return Err(self.start_error(format!("`ready.stdout`: {e}"), vec![], None));
-                }
-            },
-            None => None,
+        let compile = |s: &Option<serde_saphyr::Spanned<String>>, what: &str| match s {
+            Some(s) => regex::Regex::new(&s.value)
+                .map(Some)
+                .map_err(|e| self.start_error(format!("`{what}`: {e}"), vec![], None)),
+            None => Ok(None),
         };
+        let pattern = compile(&self.file.ready.stdout, "ready.stdout")?;
+        let log_pattern = compile(&self.file.ready.log, "ready.log")?;
         let spawned_at = Instant::now();
         let mut child = command.spawn().map_err(|e| {
             self.start_error(
@@ -429,7 +442,7 @@ impl Target for ProcessTarget {
             self.redactor.clone(),
         );
         let (ready_tx, ready_rx) = tokio::sync::oneshot::channel();
-        let by_port = pattern.is_none();
+        let by_port = pattern.is_none() && log_pattern.is_none();
         let stdout_task = watch_stdout(
             child.stdout.take().expect("stdout is piped"),
             pattern,
@@ -444,8 +457,22 @@ impl Target for ProcessTarget {
             stdout_task,
         };
         let timeout = self.file.ready.timeout.get();
+        let reader = self.reader.as_mut();
+        let pending = &mut self.pending;
         let ready = async {
-            if by_port {
+            if let (Some(re), Some(reader)) = (&log_pattern, reader) {
+                loop {
+                    let mut seen = false;
+                    for (line, event) in reader.poll_lines() {
+                        seen |= re.is_match(&line);
+                        pending.push_back(event);
+                    }
+                    if seen {
+                        break true;
+                    }
+                    tokio::time::sleep(TICK).await;
+                }
+            } else if by_port {
                 while tokio::net::TcpStream::connect(addr).await.is_err() {
                     tokio::time::sleep(TICK).await;
                 }
@@ -492,6 +519,18 @@ impl Target for ProcessTarget {
                 let message = match (ended, exit) {
                     (true, Some(e)) => format!("the process ended ({e}) before it was ready"),
                     (true, None) => "the process ended before it was ready".to_string(),
+                    (false, _) if log_pattern.is_some() => format!(
+                        "no line of {} matched `{}` within {} ms; the process was killed",
+                        self.reader
+                            .as_ref()
+                            .map_or_else(String::new, |r| r.path().display().to_string()),
+                        self.file
+                            .ready
+                            .log
+                            .as_ref()
+                            .map_or("", |s| s.value.as_str()),
+                        timeout.as_millis()
+                    ),
                     (false, _) if by_port => format!(
                         "{addr} did not accept a connection within {} ms; the process was killed",
                         timeout.as_millis()
@@ -520,8 +559,12 @@ impl Target for ProcessTarget {
             .len();
         let stop = self.file.stop.clone();
         let timeout = stop.timeout.get();
-        // SAFETY: kill(2) on the process's own pid; no memory involved.
-        unsafe { libc::kill(running.pid, stop.signal.number()) };
+        if stop.group {
+            kill_group(running.pid, stop.signal.number());
+        } else {
+            // SAFETY: kill(2) on the process's own pid; no memory involved.
+            unsafe { libc::kill(running.pid, stop.signal.number()) };
+        }
         let (exit, in_time) = match tokio::time::timeout(timeout, running.child.wait()).await {
             Ok(status) => (status.map(Exit::from).unwrap_or(Exit::Code(-1)), true),
             Err(_) => {

@@ -16,7 +16,8 @@ use std::path::{Path, PathBuf};
 #[derive(Clone, Debug)]
 enum Mapping {
     Json(JsonFields),
-    Log(Regex),
+    /// The pattern, and the level of a line it maps without one.
+    Log(Regex, String),
 }
 
 /// The event file of a target, read incrementally.
@@ -39,6 +40,7 @@ impl EventReader {
             EventSource::JsonLines(j) => Mapping::Json(j.fields.clone()),
             EventSource::Log(l) => Mapping::Log(
                 Regex::new(&l.pattern.value).map_err(|e| format!("events.log.pattern: {e}"))?,
+                l.level.clone().unwrap_or_default(),
             ),
         };
         let offset = std::fs::metadata(&path).map_or(0, |m| m.len());
@@ -60,6 +62,12 @@ impl EventReader {
     /// not created yet has none; a file that shrank (rotated, truncated) is
     /// read again from its start.
     pub fn poll(&mut self) -> Vec<Event> {
+        self.poll_lines().into_iter().map(|(_, e)| e).collect()
+    }
+
+    /// [`poll`](Self::poll), each event with the line it was read from (not
+    /// redacted): what readiness by a log line matches.
+    pub fn poll_lines(&mut self) -> Vec<(String, Event)> {
         let Ok(mut file) = std::fs::File::open(&self.path) else {
             return Vec::new();
         };
@@ -87,7 +95,7 @@ impl EventReader {
             let line = String::from_utf8_lossy(&line);
             let line = line.trim_end_matches(['\n', '\r']);
             if !line.trim().is_empty() {
-                events.push(self.map(line));
+                events.push((line.to_string(), self.map(line)));
             }
         }
         events
@@ -98,7 +106,7 @@ impl EventReader {
     pub fn map(&self, line: &str) -> Event {
         let event = match &self.mapping {
             Mapping::Json(fields) => map_json(line, fields),
-            Mapping::Log(re) => map_log(line, re),
+            Mapping::Log(re, level) => map_log(line, re, level),
         }
         .unwrap_or_else(|| Event {
             id: None,
@@ -142,16 +150,20 @@ fn map_json(line: &str, fields: &JsonFields) -> Option<Event> {
     })
 }
 
-fn map_log(line: &str, re: &Regex) -> Option<Event> {
+fn map_log(line: &str, re: &Regex, default_level: &str) -> Option<Event> {
     let caps = re.captures(line)?;
     let group = |name: &str| caps.name(name).map_or("", |m| m.as_str()).to_string();
     let id = match caps.name("id") {
         Some(m) => Some(m.as_str().trim().parse().ok()?),
         None => None,
     };
+    let level = match caps.name("level") {
+        Some(m) if !m.as_str().is_empty() => m.as_str().to_string(),
+        _ => default_level.to_string(),
+    };
     Some(Event {
         id,
-        level: group("level"),
+        level,
         source: group("source"),
         category: group("category"),
         message: group("message"),
@@ -209,6 +221,7 @@ mod tests {
             pattern: spanned(
                 r"^\w{3} [ \d]\d \d\d:\d\d:\d\d \S+ (?P<source>[^\[]+)\[\d+\]: (?:(?P<level>warning|error|fatal): )?(?P<message>.*)$",
             ),
+            level: Some("info".into()),
         });
         let r = EventReader::new(&source, "/nonexistent".into(), Redactor::default()).unwrap();
         let e = r.map("Dec  1 10:00:00 mx postfix/cleanup[123]: warning: write queue file: No space left on device");
@@ -216,6 +229,11 @@ mod tests {
         assert_eq!(e.level, "warning");
         assert_eq!(e.message, "write queue file: No space left on device");
         assert_eq!(e.id, None);
+        let e = r.map("Dec 01 10:00:00 mx postfix/master[1]: daemon started");
+        assert_eq!(
+            (e.level.as_str(), e.message.as_str()),
+            ("info", "daemon started")
+        );
         let e = r.map("garbage");
         assert_eq!(
             (e.level.as_str(), e.message.as_str()),

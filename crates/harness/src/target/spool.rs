@@ -58,6 +58,12 @@ pub enum MessageFormat {
     XHeaders,
     /// The file is the message as the client sent it, nothing in front.
     Whole,
+    /// A Postfix queue file (`qmgr(8)`'s record format, what `postcat` reads):
+    /// the sender from its `S` record, the recipients from its `R` (and
+    /// delivered `D`) records, the body from the message content records,
+    /// without the `Received:` header smtpd put in front. See
+    /// [`postfix_queue`](super::postfix_queue).
+    PostfixQueue,
 }
 
 impl MessageFormat {
@@ -74,6 +80,7 @@ impl MessageFormat {
                 recipients: Vec::new(),
                 body: stored.to_vec(),
             },
+            MessageFormat::PostfixQueue => super::postfix_queue::read(stored),
             MessageFormat::XHeaders => {
                 let mut sender = None;
                 let mut recipients = Vec::new();

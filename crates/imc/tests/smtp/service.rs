@@ -239,3 +239,50 @@ async fn a_stop_is_not_held_by_a_client_that_does_not_read() {
     );
     flood.await.unwrap();
 }
+
+/// A start makes the spool's directory entries durable even when the
+/// directories are there already: an earlier process (this one ended cleanly)
+/// may have made them without getting their parents flushed, and its list of
+/// such directories ended with it. While the flush fails, no message is moved
+/// into IN (421: the client keeps it); once it works, it comes before the move.
+#[tokio::test]
+async fn a_start_flushes_the_parents_of_in_and_work_made_by_an_earlier_process() {
+    let fs = TestFs::default();
+    let mut s = Spooled::build(|_| {}, Some(fs.clone()));
+    std::fs::create_dir_all(s.in_dir()).unwrap();
+    std::fs::create_dir_all(s.work_dir()).unwrap();
+    s.restart().await;
+    assert_eq!(fs.ops(), ["sync_dir ", "sync_dir imcdata"]);
+    assert_eq!(s.connector.stop().await.expect("was running").status, 0);
+
+    fs.clear_ops();
+    fs.fail_sync_dir_of("imcdata", libc::EIO);
+    s.restart().await;
+    let mut c = s.session().await;
+    assert_eq!(
+        c.mail(b"Subject: not yet\r\n\r\nx\r\n").await,
+        "421 Internal Error. Connection Closing."
+    );
+    assert!(s.in_files().is_empty(), "{:?}", s.in_files());
+    assert!(
+        !fs.ops().iter().any(|op| op.starts_with("rename")),
+        "{:?}",
+        fs.ops()
+    );
+
+    fs.fail_sync_dir(0);
+    fs.clear_ops();
+    let mut c = s.session().await;
+    assert_eq!(c.mail(b"Subject: now\r\n\r\nx\r\n").await, "250 OK");
+    let ops = fs.ops();
+    let tail: Vec<&str> = ops.iter().map(String::as_str).rev().take(3).collect();
+    assert_eq!(
+        tail,
+        [
+            "sync_dir imcdata/in",
+            "rename imcdata/work/00000002 imcdata/in/00000002",
+            "sync_dir imcdata",
+        ],
+        "{ops:?}"
+    );
+}

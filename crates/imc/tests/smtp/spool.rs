@@ -287,3 +287,51 @@ async fn a_recreated_in_whose_entry_is_not_durable_gets_no_acknowledged_mail() {
         fs.ops()
     );
 }
+
+/// IN renamed away (a backup job) right after the move into it and before its
+/// flush: the flush goes through the handle the move went through, so the
+/// message's entry is durable in the renamed directory and it is acknowledged,
+/// in both profiles. It used to be refused (421 / 451) while it stayed in the
+/// renamed IN, which the backup job puts back: a duplicate of a refused message.
+#[tokio::test]
+async fn in_renamed_between_the_move_and_its_flush_keeps_the_message_accepted() {
+    for hardened in [false, true] {
+        let fs = TestFs::default();
+        let mut s = if hardened {
+            Spooled::start_hardened(|_| {}, Some(fs.clone())).await
+        } else {
+            Spooled::start_with(|_| {}, Some(fs.clone())).await
+        };
+        let (in_dir, backup) = (s.in_dir(), s.in_dir().with_file_name("in.bak"));
+        let moved = backup.clone();
+        fs.after_op(
+            "rename imcdata/work/00000001 imcdata/in/00000001",
+            move || std::fs::rename(&in_dir, &moved).unwrap(),
+        );
+        let reply = if hardened {
+            let mut c = s.connect().await;
+            assert_eq!(c.reply().await, "220 imc.test ESMTP imc ready");
+            assert!(c.cmd("EHLO client.example").await.starts_with("250-"));
+            hardened_message(&mut c, "backup").await
+        } else {
+            let mut c = s.session().await;
+            c.mail(b"Subject: backup\r\n\r\nx\r\n").await
+        };
+        assert!(
+            reply.starts_with("250"),
+            "hardened {hardened}: {reply}; {:?}",
+            s.drain_events()
+        );
+        assert!(backup.join("00000001").is_file(), "hardened {hardened}");
+        let ops = fs.ops();
+        let tail: Vec<&str> = ops.iter().map(String::as_str).rev().take(2).collect();
+        assert_eq!(
+            tail,
+            [
+                "sync_dir imcdata/in",
+                "rename imcdata/work/00000001 imcdata/in/00000001"
+            ],
+            "hardened {hardened}: {ops:?}"
+        );
+    }
+}

@@ -5,7 +5,7 @@
 //! turns a broken connector into a failure instead of a stuck test run.
 
 use chrono::{DateTime, TimeZone, Utc};
-use imc::fs::{Fs, FsFile, Metadata, RealFs};
+use imc::fs::{Fs, FsDir, FsFile, Metadata, RealFs};
 use imc::spool::CounterIds;
 use imc::{Clock, Config, Connector, Event, EventLog};
 use std::io::{self, Write};
@@ -356,7 +356,12 @@ struct State {
     /// Only flushes of this directory (root-relative) fail; `None`: all do.
     sync_dir_only: Mutex<Option<String>>,
     free: AtomicU64,
+    /// Run once, right after the operation it names is recorded (what another
+    /// process does to the disk between two of the connector's operations).
+    after: Mutex<Option<(String, AfterOp)>>,
 }
+
+type AfterOp = Box<dyn FnOnce() + Send>;
 
 impl Default for TestFs {
     fn default() -> Self {
@@ -368,6 +373,7 @@ impl Default for TestFs {
             sync_dir_errno: AtomicI32::new(0),
             sync_dir_only: Mutex::new(None),
             free: AtomicU64::new(u64::MAX),
+            after: Mutex::new(None),
         }))
     }
 }
@@ -399,6 +405,12 @@ impl TestFs {
         self.0.free.store(bytes, Ordering::SeqCst);
     }
 
+    /// Runs `f` once, right after the operation `op` (as [`TestFs::ops`] lists
+    /// it) and before the connector's next one.
+    pub fn after_op(&self, op: &str, f: impl FnOnce() + Send + 'static) {
+        *self.0.after.lock().unwrap() = Some((op.to_string(), Box::new(f)));
+    }
+
     /// The operations recorded so far.
     pub fn ops(&self) -> Vec<String> {
         self.0.ops.lock().unwrap().clone()
@@ -428,7 +440,20 @@ impl State {
     }
 
     fn record(&self, op: String) {
+        let due = {
+            let mut after = self.after.lock().unwrap();
+            match after.take() {
+                Some((when, f)) if when == op => Some(f),
+                other => {
+                    *after = other;
+                    None
+                }
+            }
+        };
         self.ops.lock().unwrap().push(op);
+        if let Some(f) = due {
+            f();
+        }
         self.changed.send_modify(|n| *n += 1);
     }
 }
@@ -462,6 +487,45 @@ impl FsFile for TestFile {
     fn sync_all(&mut self) -> io::Result<()> {
         self.inner.sync_all()?;
         self.state.record(format!("sync {}", self.name));
+        Ok(())
+    }
+}
+
+/// A directory handle of a [`TestFs`]: recorded and failed as the same calls by path.
+struct TestDir {
+    inner: Box<dyn FsDir>,
+    /// The root-relative path it was opened at.
+    name: String,
+    state: Arc<State>,
+}
+
+impl FsDir for TestDir {
+    fn rename_in(&self, from: &Path, name: &str) -> io::Result<()> {
+        self.inner.rename_in(from, name)?;
+        let from = self.state.rel(from);
+        self.state
+            .record(format!("rename {from} {}/{name}", self.name));
+        Ok(())
+    }
+    fn rename_out(&self, name: &str, to: &Path) -> io::Result<()> {
+        self.inner.rename_out(name, to)?;
+        let to = self.state.rel(to);
+        self.state
+            .record(format!("rename {}/{name} {to}", self.name));
+        Ok(())
+    }
+    fn remove_file(&self, name: &str) -> io::Result<()> {
+        self.inner.remove_file(name)?;
+        self.state.record(format!("remove {}/{name}", self.name));
+        Ok(())
+    }
+    fn sync_all(&self) -> io::Result<()> {
+        let only = self.state.sync_dir_only.lock().unwrap().clone();
+        if only.is_none_or(|rel| rel == self.name) {
+            errno(&self.state.sync_dir_errno)?;
+        }
+        self.inner.sync_all()?;
+        self.state.record(format!("sync_dir {}", self.name));
         Ok(())
     }
 }
@@ -501,6 +565,13 @@ impl Fs for TestFs {
         RealFs.sync_dir(path)?;
         self.0.record(format!("sync_dir {}", self.0.rel(path)));
         Ok(())
+    }
+    fn open_dir(&self, path: &Path) -> io::Result<Box<dyn FsDir>> {
+        Ok(Box::new(TestDir {
+            inner: RealFs.open_dir(path)?,
+            name: self.0.rel(path),
+            state: self.0.clone(),
+        }))
     }
     fn metadata(&self, path: &Path) -> io::Result<Metadata> {
         RealFs.metadata(path)

@@ -30,6 +30,7 @@ use std::collections::HashMap;
 use std::ffi::OsStr;
 use std::fs::{self, File, Metadata, OpenOptions};
 use std::io;
+use std::os::fd::AsRawFd;
 use std::os::unix::fs::{DirBuilderExt, FileExt, MetadataExt, OpenOptionsExt, PermissionsExt};
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -99,6 +100,9 @@ struct Handle {
 #[derive(Debug)]
 struct DirHandle {
     path: PathBuf,
+    /// The backing directory itself, open since `opendir`: a flush through
+    /// the handle reaches that inode even if a fault has moved it since.
+    dir: Option<File>,
     entries: Option<Vec<(u64, FileType, std::ffi::OsString)>>,
 }
 
@@ -688,11 +692,13 @@ impl Filesystem for Daemon {
         if let Err(e) = fs::read_dir(&path) {
             return reply.error(errno(&e));
         }
+        let dir = File::open(&path).ok();
         let fh = self.next_handle.fetch_add(1, Ordering::Relaxed);
         lock(&self.dirs).insert(
             fh,
             DirHandle {
                 path,
+                dir,
                 entries: None,
             },
         );
@@ -769,17 +775,30 @@ impl Filesystem for Daemon {
         _datasync: bool,
         reply: ReplyEmpty,
     ) {
-        let Some(path) = lock(&self.dirs).get(&fh.0).map(|d| d.path.clone()) else {
+        let Some((path, dir)) = lock(&self.dirs).get(&fh.0).map(|d| {
+            (
+                d.path.clone(),
+                d.dir.as_ref().and_then(|f| f.try_clone().ok()),
+            )
+        }) else {
             return reply.error(Errno::EBADF);
         };
         let caller = self.caller(req);
-        let synced = self.engine.sync_dir(&path, Some(&caller), |journaled| {
-            if journaled {
-                File::open(&path).map(drop)
-            } else {
-                File::open(&path)?.sync_all()
-            }
-        });
+        // Logged and counted under the path it was opened at, as on vfs; the
+        // flush and the crash model follow the open directory wherever a fault
+        // has moved it since (`/proc/self/fd/N` names that inode).
+        let real = dir.as_ref().map_or_else(
+            || path.clone(),
+            |f| PathBuf::from(format!("/proc/self/fd/{}", f.as_raw_fd())),
+        );
+        let synced = self
+            .engine
+            .sync_dir_at(&path, &real, Some(&caller), |journaled| match &dir {
+                Some(f) if journaled => f.metadata().map(drop),
+                Some(f) => f.sync_all(),
+                None if journaled => File::open(&path).map(drop),
+                None => File::open(&path)?.sync_all(),
+            });
         match synced {
             Ok(()) => reply.ok(),
             Err(e) => reply.error(errno(&e)),
