@@ -29,13 +29,15 @@
 //!     along.
 //! * **Fsync of a file does not make its entry durable**, only `sync_dir` of
 //!   its directory does (POSIX; ext4 happens to do more).
-//! * **Baseline**: a directory the connector has not changed since its last
-//!   `sync_dir` (or ever) is durable as it is, whatever is in it; its durable
-//!   entries are recorded when the connector first changes it. Files the
-//!   connector did not create (made before the run, by faults or by the test
-//!   itself) are durable as they are. Changes made behind the sandbox's back to
-//!   a directory the connector has unsynced changes in are seen as the
-//!   connector's own, and undone.
+//! * **Baseline**: an entry the connector has not changed since its
+//!   directory's last `sync_dir` (or ever) is durable as it is, whatever it
+//!   names; its durable state is recorded when the connector first changes it
+//!   (per entry, so an operation costs the same in a directory of a million
+//!   entries as in an empty one). Files the connector did not create (made
+//!   before the run, by faults or by the test itself) are durable as they
+//!   are. Changes made behind the sandbox's back (neither an operation nor a
+//!   fault) are durable too, except in a directory the connector made and
+//!   never synced, which is dropped whole.
 //! * **Faults are administrator actions, durable at once**: what a fault
 //!   removes, creates or moves is durable immediately, while the connector's
 //!   own unsynced changes keep their status (a connector's file moved by a
@@ -43,16 +45,27 @@
 //!   fault put somewhere is durable too, even through a directory the
 //!   connector created and never synced.
 //!
-//! Directories are tracked by inode, so that a renamed directory keeps its own
+//! Each directory with unsynced changes has an undo record: the durable state
+//! of each name changed since its last `sync_dir`, taken at the name's first
+//! change. Directories are tracked by inode, so that a renamed directory keeps its own
 //! entries; file data is tracked per inode and per `create`, so that a handle
 //! on a file since removed cannot update a newer file that got its inode.
 
 use std::collections::{BTreeMap, HashMap, HashSet};
-use std::ffi::OsString;
+use std::ffi::{OsStr, OsString};
 use std::fs::{self, File, OpenOptions};
 use std::io::{self, Read};
 use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
+
+/// The model as it was before per-entry undo: every directory's durable
+/// entries copied whole at its first change. Kept as the reference the
+/// per-entry journal is checked against.
+#[cfg(test)]
+mod whole_dir;
+
+#[cfg(test)]
+mod tests;
 
 type Ino = u64;
 
@@ -88,6 +101,42 @@ pub(crate) struct FileId {
     generation: u64,
 }
 
+/// The undo record of a directory with unsynced changes: the durable state of
+/// each name changed since its last `sync_dir` (`None`: no entry). A name not
+/// recorded is durable as it is now, or, in a directory made since (`fresh`),
+/// absent.
+#[derive(Debug, Default)]
+struct DirUndo {
+    fresh: bool,
+    names: HashMap<OsString, Option<Entry>>,
+}
+
+impl DirUndo {
+    /// The durable entry of `name`, given the one it has now.
+    fn durable(&self, name: &OsStr, now: Option<Entry>) -> Option<Entry> {
+        match self.names.get(name) {
+            Some(recorded) => *recorded,
+            None if self.fresh => None,
+            None => now,
+        }
+    }
+
+    /// The durable entries, given the directory's entries now.
+    fn apply(&self, now: Option<&Entries>) -> Entries {
+        let mut entries = match now {
+            Some(now) if !self.fresh => now.clone(),
+            _ => Entries::new(),
+        };
+        for (name, recorded) in &self.names {
+            match recorded {
+                Some(entry) => entries.insert(name.clone(), *entry),
+                None => entries.remove(name),
+            };
+        }
+        entries
+    }
+}
+
 /// What the crash model knows; see the module documentation.
 #[derive(Debug)]
 pub(crate) struct Journal {
@@ -97,8 +146,11 @@ pub(crate) struct Journal {
     limbo: PathBuf,
     /// The faults' stash, whose inodes still exist though outside the root.
     stash: PathBuf,
-    /// Durable entries of each directory with unsynced changes, by inode.
-    pending: HashMap<Ino, Entries>,
+    /// The undo record of each directory with unsynced changes, by inode.
+    pending: HashMap<Ino, DirUndo>,
+    /// The recorded durable entries naming each inode, as (directory, name):
+    /// what a crash may have to put back, found without a walk.
+    named: HashMap<Ino, HashSet<(Ino, OsString)>>,
     /// Durable data of the files the connector created, by inode.
     files: HashMap<Ino, FileState>,
     /// Hard links in `limbo`, by inode.
@@ -146,6 +198,7 @@ impl Journal {
             limbo,
             stash,
             pending: HashMap::new(),
+            named: HashMap::new(),
             files: HashMap::new(),
             links: HashMap::new(),
             next_generation: 0,
@@ -155,7 +208,7 @@ impl Journal {
 
     // ---- the connector's operations, around the real call ----
 
-    /// Before `create(path)`: records the parent's durable entries if the file
+    /// Before `create(path)`: records the entry's durable state if the file
     /// is new, or saves the durable content if the create will truncate it.
     /// Returns what to pass to [`Journal::created`].
     pub(crate) fn before_create(&mut self, path: &Path) -> Option<Durable> {
@@ -168,8 +221,12 @@ impl Journal {
                 };
                 Some(Durable::Bytes(read_prefix(path, keep).unwrap_or_default()))
             }
-            _ => {
-                self.touch_parent(path);
+            Ok(meta) => {
+                self.touch(path, Some(entry_of(&meta)));
+                None
+            }
+            Err(_) => {
+                self.touch(path, None);
                 None
             }
         }
@@ -202,13 +259,14 @@ impl Journal {
         }
     }
 
-    /// Before `rename(from, to)`: records both parents' durable entries and
+    /// Before `rename(from, to)`: records both entries' durable states and
     /// keeps the inode the rename may overwrite. Returns that inode.
     pub(crate) fn before_rename(&mut self, from: &Path, to: &Path) -> Option<Ino> {
-        self.touch_parent(from);
-        self.touch_parent(to);
-        let source = fs::symlink_metadata(from).ok()?;
-        let target = fs::symlink_metadata(to).ok()?;
+        let source = fs::symlink_metadata(from).ok();
+        let target = fs::symlink_metadata(to).ok();
+        self.touch(from, source.as_ref().map(entry_of));
+        self.touch(to, target.as_ref().map(entry_of));
+        let (source, target) = (source?, target?);
         if target.ino() == source.ino() || !target.is_file() {
             return None;
         }
@@ -216,11 +274,12 @@ impl Journal {
         Some(target.ino())
     }
 
-    /// Before `remove_file(path)`: records the parent's durable entries and
+    /// Before `remove_file(path)`: records the entry's durable state and
     /// keeps the inode. Returns it.
     pub(crate) fn before_remove(&mut self, path: &Path) -> Option<Ino> {
-        self.touch_parent(path);
-        let meta = fs::symlink_metadata(path).ok()?;
+        let meta = fs::symlink_metadata(path).ok();
+        self.touch(path, meta.as_ref().map(entry_of));
+        let meta = meta?;
         if !meta.is_file() {
             return None;
         }
@@ -238,7 +297,8 @@ impl Journal {
 
     /// Before `create_dir(path)`.
     pub(crate) fn before_create_dir(&mut self, path: &Path) {
-        self.touch_parent(path);
+        let now = fs::symlink_metadata(path).ok();
+        self.touch(path, now.as_ref().map(entry_of));
     }
 
     /// After a successful `create_dir(path)`: a new directory has no durable
@@ -246,7 +306,13 @@ impl Journal {
     pub(crate) fn created_dir(&mut self, path: &Path) {
         if let Ok(meta) = fs::symlink_metadata(path) {
             self.scrub(meta.ino());
-            self.pending.insert(meta.ino(), Entries::new());
+            self.pending.insert(
+                meta.ino(),
+                DirUndo {
+                    fresh: true,
+                    names: HashMap::new(),
+                },
+            );
         }
     }
 
@@ -262,7 +328,7 @@ impl Journal {
             }
             return;
         }
-        self.pending.remove(&meta.ino());
+        self.forget_dir(meta.ino());
         // Removed files whose removal is now durable everywhere can go.
         let unneeded: Vec<Ino> = self
             .links
@@ -278,28 +344,65 @@ impl Journal {
         }
     }
 
-    /// Records the durable entries of `path`'s directory before its first
-    /// unsynced change.
-    fn touch_parent(&mut self, path: &Path) {
-        let Some(parent) = path.parent() else {
+    /// Records the durable state of the entry at `path` (`now`: what it names
+    /// at present) before its first change since its directory's last sync.
+    fn touch(&mut self, path: &Path, now: Option<Entry>) {
+        let (Some(parent), Some(name)) = (path.parent(), path.file_name()) else {
             return;
         };
         let Ok(meta) = fs::metadata(parent) else {
             return;
         };
-        if self.pending.contains_key(&meta.ino()) {
+        let dir = meta.ino();
+        let undo = self.pending.entry(dir).or_default();
+        if undo.names.contains_key(name) {
             return;
         }
-        if let Ok(entries) = read_entries(parent) {
-            self.pending.insert(meta.ino(), entries);
+        let durable = undo.durable(name, now);
+        self.set(dir, name, durable);
+    }
+
+    /// Sets the durable state of `name` in `dir`'s undo record (made if need
+    /// be), keeping `named` in step.
+    fn set(&mut self, dir: Ino, name: &OsStr, durable: Option<Entry>) {
+        let undo = self.pending.entry(dir).or_default();
+        let old = undo.names.insert(name.to_owned(), durable);
+        if let Some(Some(old)) = old {
+            self.unname(old.ino, dir, name);
+        }
+        if let Some(entry) = durable {
+            self.named
+                .entry(entry.ino)
+                .or_default()
+                .insert((dir, name.to_owned()));
         }
     }
 
-    /// Whether a durable entry names `ino`.
+    fn unname(&mut self, ino: Ino, dir: Ino, name: &OsStr) {
+        if let Some(names) = self.named.get_mut(&ino) {
+            names.remove(&(dir, name.to_owned()));
+            if names.is_empty() {
+                self.named.remove(&ino);
+            }
+        }
+    }
+
+    /// Drops `dir`'s undo record: all its entries are durable as they are.
+    fn forget_dir(&mut self, dir: Ino) {
+        let Some(undo) = self.pending.remove(&dir) else {
+            return;
+        };
+        for (name, recorded) in undo.names {
+            if let Some(entry) = recorded {
+                self.unname(entry.ino, dir, &name);
+            }
+        }
+    }
+
+    /// Whether a crash may have to put `ino` back: a recorded durable entry
+    /// names it. (An entry not recorded keeps its inode alive by itself.)
     fn needed(&self, ino: Ino) -> bool {
-        self.pending
-            .values()
-            .any(|entries| entries.values().any(|e| e.ino == ino))
+        self.named.contains_key(&ino)
     }
 
     /// Keeps a hard link to the file at `path` if a durable entry names it, so
@@ -318,11 +421,20 @@ impl Journal {
     /// Forgets everything recorded about an inode number that now names a new
     /// file or directory (inode numbers are reused).
     fn scrub(&mut self, ino: Ino) {
-        self.pending.remove(&ino);
+        self.forget_dir(ino);
         self.files.remove(&ino);
-        for entries in self.pending.values_mut() {
-            entries.retain(|_, e| e.ino != ino);
+        for (dir, name) in self.named.remove(&ino).unwrap_or_default() {
+            if let Some(undo) = self.pending.get_mut(&dir) {
+                undo.names.insert(name, None);
+            }
         }
+    }
+
+    /// Whether the entry `(dir, name, entry)`, there now, is durable.
+    fn is_durable(&self, dir: Ino, name: &OsStr, entry: Entry) -> bool {
+        self.pending
+            .get(&dir)
+            .is_none_or(|undo| undo.durable(name, Some(entry)) == Some(entry))
     }
 
     // ---- faults ----
@@ -360,13 +472,9 @@ impl Journal {
             .into_iter()
             .map(|(dir, name, entry)| {
                 let durable = !inside_before.contains(&entry.ino)
-                    || removed.iter().any(|(d, n, e)| {
-                        e.ino == entry.ino
-                            && self
-                                .pending
-                                .get(d)
-                                .is_none_or(|entries| entries.get(n) == Some(e))
-                    });
+                    || removed
+                        .iter()
+                        .any(|(d, n, e)| e.ino == entry.ino && self.is_durable(*d, n, *e));
                 (dir, name, entry, durable)
             })
             .collect();
@@ -382,26 +490,26 @@ impl Journal {
             if !after.dirs.contains_key(dir) {
                 continue;
             }
-            if let Some(entries) = self.pending.get_mut(dir)
-                && entries.get(name) == Some(entry)
-            {
-                entries.remove(name);
+            if self.pending.contains_key(dir) && self.is_durable(*dir, name, *entry) {
+                self.set(*dir, name, None);
             }
         }
+        let had_undo: HashSet<Ino> = self.pending.keys().copied().collect();
         for (dir, name, entry, durable) in &arrivals {
             if *durable {
-                if let Some(entries) = self.pending.get_mut(dir) {
-                    entries.insert(name.clone(), *entry);
+                if self.pending.contains_key(dir) {
+                    self.set(*dir, name, Some(*entry));
                 }
-            } else if !self.pending.contains_key(dir) {
+            } else if had_undo.contains(dir) {
+                // Not there durably: as durable as the name was before.
+                if !self.pending[dir].names.contains_key(name) {
+                    let was = before.dirs.get(dir).and_then(|e| e.get(name)).copied();
+                    let durable = self.pending[dir].durable(name, was);
+                    self.set(*dir, name, durable);
+                }
+            } else {
                 // All durable but the connector's own entries moved in.
-                let mut entries = after.dirs.get(dir).cloned().unwrap_or_default();
-                for (d, n, _, durable) in &arrivals {
-                    if d == dir && !durable {
-                        entries.remove(n);
-                    }
-                }
-                self.pending.insert(*dir, entries);
+                self.set(*dir, name, None);
             }
         }
         // What a fault put somewhere stays there: so does the path to it, even
@@ -422,8 +530,8 @@ impl Journal {
                 let Some(&(parent, name, entry)) = parent_of.get(&ino) else {
                     break;
                 };
-                if let Some(entries) = self.pending.get_mut(&parent) {
-                    entries.insert(name.clone(), entry);
+                if self.pending.contains_key(&parent) {
+                    self.set(parent, name, Some(entry));
                 }
                 ino = parent;
             }
@@ -438,9 +546,12 @@ impl Journal {
     pub(crate) fn crash(&mut self) -> Vec<String> {
         let scan = self.scan();
         let current = layout(scan.root, |d| scan.dirs.get(&d));
-        let durable = layout(scan.root, |d| {
-            self.pending.get(&d).or_else(|| scan.dirs.get(&d))
-        });
+        let undone: HashMap<Ino, Entries> = self
+            .pending
+            .iter()
+            .map(|(&dir, undo)| (dir, undo.apply(scan.dirs.get(&dir))))
+            .collect();
+        let durable = layout(scan.root, |d| undone.get(&d).or_else(|| scan.dirs.get(&d)));
         let mut lines = describe(&current, &durable, &self.links);
         let mut failures = Vec::new();
 
@@ -542,6 +653,7 @@ impl Journal {
         let _ = fs::remove_dir_all(&self.limbo);
         let _ = fs::create_dir(&self.limbo);
         self.pending.clear();
+        self.named.clear();
         self.files.clear();
         self.links.clear();
         lines
@@ -707,15 +819,16 @@ fn read_entries(dir: &Path) -> io::Result<Entries> {
         let Ok(meta) = fs::symlink_metadata(entry.path()) else {
             continue;
         };
-        entries.insert(
-            entry.file_name(),
-            Entry {
-                ino: meta.ino(),
-                is_dir: meta.is_dir(),
-            },
-        );
+        entries.insert(entry.file_name(), entry_of(&meta));
     }
     Ok(entries)
+}
+
+fn entry_of(meta: &fs::Metadata) -> Entry {
+    Entry {
+        ino: meta.ino(),
+        is_dir: meta.is_dir(),
+    }
 }
 
 fn scan_dir(dir: &Path, ino: Ino, out: &mut HashMap<Ino, Entries>) {

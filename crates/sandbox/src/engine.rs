@@ -151,8 +151,8 @@ impl OpenFile {
 
 impl Engine {
     /// An engine guarding `root`, on a volume of `limit` bytes. `base` is the
-    /// sandbox directory holding `stash` and, with quota accounting, `limbo`
-    /// (the crash model's).
+    /// sandbox directory; with quota accounting, the crash model's `limbo` is
+    /// beside `stash` (both on `root`'s volume).
     pub(crate) fn new(
         base: PathBuf,
         root: PathBuf,
@@ -165,7 +165,7 @@ impl Engine {
                 Space::Quota(Quota::new(limit, quota::usage(&root))),
                 Some(Mutex::new(Journal::new(
                     root.clone(),
-                    base.join("limbo"),
+                    stash.with_file_name("limbo"),
                     stash.clone(),
                 ))),
             ),
@@ -905,17 +905,15 @@ impl Engine {
         caller: Option<&Caller>,
     ) -> io::Result<()> {
         let index = self.admit(OpKind::Sync, &handle.path, None, caller)?.index;
-        let mut journal = self.journal();
-        let result = match journal.as_ref() {
-            Some(_) => Ok(()),
-            None => file.sync_all(),
+        let result = match &self.journal {
+            // The length first: the journal's lock is held only to record it.
+            Some(_) => Ok(file.metadata().ok().map(|meta| meta.len())),
+            None => file.sync_all().map(|()| None),
         };
-        if let (Ok(()), Some(j), Some(id)) = (&result, journal.as_mut(), handle.id)
-            && let Ok(meta) = file.metadata()
-        {
-            j.synced(id, meta.len());
+        if let (Ok(Some(len)), Some(mut j), Some(id)) = (&result, self.journal(), handle.id) {
+            j.synced(id, *len);
         }
-        drop(journal);
+        let result = result.map(drop);
         self.settle(index, &result);
         result
     }

@@ -124,11 +124,17 @@ impl FromStr for Backend {
     }
 }
 
+/// Room on the fuse backend's backing tmpfs beyond twice the quota: what
+/// limbo and a ballast may hold at once beyond the files the quota counts.
+const BACKING_SLACK: u64 = 64 << 20;
+
 /// One scenario run's volume: a temporary directory holding the connector's
 /// `root/` and a private `stash/` (and, on `vfs`, the crash model's `limbo/`),
 /// removed with everything in it when the sandbox is dropped (also while
 /// unwinding from a panic). On `tmpfs` the root is a mount, lazily unmounted
-/// first.
+/// first. On `fuse` the root is a FUSE mount of `volume/backing/`, and
+/// `volume/` (a tmpfs, sized twice the quota and then some) also holds
+/// `stash/` and `limbo/`.
 #[derive(Debug)]
 pub struct Sandbox {
     engine: Arc<engine::Engine>,
@@ -139,6 +145,10 @@ pub struct Sandbox {
     mount: Option<mount::TmpfsMount>,
     /// The FUSE mount on `root`, replaced by a crash; dropped before `dir`.
     fuse: Mutex<Option<fuse::FuseMount>>,
+    /// On `fuse`, the tmpfs holding the backing tree, the stash and limbo;
+    /// unmounted after the FUSE mount, before `dir`.
+    #[expect(dead_code, reason = "held only to be unmounted when dropped")]
+    volume: Option<mount::TmpfsMount>,
     /// Declared after `mount` and `fuse` so it is dropped after; its drop
     /// removes the directory.
     dir: TempDir,
@@ -173,17 +183,34 @@ impl Sandbox {
     /// any sandbox once [`remove_own_sandboxes`] ran.
     pub fn with_backend(config: SandboxConfig, backend: Backend) -> io::Result<Sandbox> {
         let (dir, owner) = owner::create_dir()?;
-        owner::check_capacity(dir.path(), config.quota, backend == Backend::Tmpfs)?;
+        owner::check_capacity(dir.path(), config.quota, backend != Backend::Vfs)?;
         // Canonical, so that the connector's paths (built from `root()`) and the
         // lexical containment check agree even if the temp dir is behind a symlink.
         let base = dir.path().canonicalize()?;
         let root = base.join("root");
-        let stash = base.join("stash");
         std::fs::create_dir(&root)?;
+        // On fuse, the backing tree, the stash and limbo share a tmpfs of
+        // their own: the daemon's cost is then FUSE's, not the host disk's
+        // (ext4's inode allocation alone made `imc serve` several times slower).
+        let (vol, volume) = match backend {
+            Backend::Vfs | Backend::Tmpfs => (base.clone(), None),
+            Backend::Fuse => {
+                let vol = base.join("volume");
+                std::fs::create_dir(&vol)?;
+                let size = quota::whole_blocks(
+                    config.quota.saturating_mul(2).saturating_add(BACKING_SLACK),
+                );
+                let mount = mount::TmpfsMount::new(&vol, size).map_err(|e| {
+                    io::Error::new(e.kind(), format!("fuse backend: the backing volume: {e}"))
+                })?;
+                (vol, Some(mount))
+            }
+        };
+        let stash = vol.join("stash");
         std::fs::create_dir(&stash)?;
         let mount = match backend {
             Backend::Vfs | Backend::Fuse => {
-                std::fs::create_dir(base.join("limbo"))?;
+                std::fs::create_dir(vol.join("limbo"))?;
                 None
             }
             Backend::Tmpfs => Some(mount::TmpfsMount::new(
@@ -195,7 +222,7 @@ impl Sandbox {
             Backend::Vfs => (engine::Accounting::Quota, root.clone()),
             Backend::Tmpfs => (engine::Accounting::Kernel, root.clone()),
             // The engine guards the backing tree; processes see it at `root`.
-            Backend::Fuse => (engine::Accounting::Quota, base.join("backing")),
+            Backend::Fuse => (engine::Accounting::Quota, vol.join("backing")),
         };
         if backend == Backend::Fuse {
             std::fs::create_dir(&tree)?;
@@ -217,6 +244,7 @@ impl Sandbox {
             backend,
             mount,
             fuse: Mutex::new(fuse),
+            volume,
             dir,
             _owner: owner,
         })
@@ -269,7 +297,8 @@ impl Sandbox {
         self.engine.root()
     }
 
-    /// The sandbox's temporary directory, which holds `root/` and `stash/`.
+    /// The sandbox's temporary directory, which holds `root/` and `stash/`
+    /// (on `fuse`, `volume/stash/`, beside the backing tree).
     pub fn dir(&self) -> &Path {
         self.dir.path()
     }

@@ -176,27 +176,33 @@ fn remove_dir(dir: &Path) -> io::Result<()> {
     last
 }
 
-/// Lazily unmounts `dir/root` if a tmpfs is mounted there (in this process's
-/// mount namespace), so its contents go with it and the directory can be removed.
+/// Lazily unmounts `dir/root` and `dir/volume` where a tmpfs or FUSE mount is
+/// there (in this process's mount namespace), so their contents go with them
+/// and the directory can be removed.
 fn unmount_root(dir: &Path) {
     use std::os::unix::fs::MetadataExt;
-    let root = dir.join("root");
-    let (Ok(outer), Ok(inner)) = (fs::metadata(dir), fs::symlink_metadata(&root)) else {
+    let Ok(outer) = fs::metadata(dir) else {
         return;
     };
-    if outer.dev() == inner.dev() {
-        return;
-    }
-    #[cfg(target_os = "linux")]
-    if let Ok(c) = std::ffi::CString::new(root.as_os_str().as_encoded_bytes()) {
-        // SAFETY: a valid NUL-terminated path.
-        unsafe { libc::umount2(c.as_ptr(), libc::MNT_DETACH) };
+    for name in ["root", "volume"] {
+        let mounted = dir.join(name);
+        let Ok(inner) = fs::symlink_metadata(&mounted) else {
+            continue;
+        };
+        if outer.dev() == inner.dev() {
+            continue;
+        }
+        #[cfg(target_os = "linux")]
+        if let Ok(c) = std::ffi::CString::new(mounted.as_os_str().as_encoded_bytes()) {
+            // SAFETY: a valid NUL-terminated path.
+            unsafe { libc::umount2(c.as_ptr(), libc::MNT_DETACH) };
+        }
     }
 }
 
 /// Refuses a volume of `quota` bytes that the host cannot hold: more than the free
 /// space of the filesystem holding `dir` (`vfs`: the ballast is a real file
-/// there), or than the memory available (`tmpfs`: the volume is RAM).
+/// there), or than the memory available (`tmpfs`, `fuse`: the volume is RAM).
 pub(crate) fn check_capacity(dir: &Path, quota: u64, tmpfs: bool) -> io::Result<()> {
     let (free, where_) = if tmpfs {
         match available_memory() {

@@ -96,6 +96,14 @@ fn main() {
             the_mount_is_private_and_gone_after_drop,
         ),
         (
+            "a_directory_replaced_under_a_cached_entry_is_seen_at_once",
+            a_directory_replaced_under_a_cached_entry_is_seen_at_once,
+        ),
+        (
+            "the_backing_tree_is_on_a_tmpfs_of_its_own",
+            the_backing_tree_is_on_a_tmpfs_of_its_own,
+        ),
+        (
             "an_open_file_does_not_hang_the_drop",
             an_open_file_does_not_hang_the_drop,
         ),
@@ -165,7 +173,7 @@ fn p(sb: &Sandbox, rel: &str) -> PathBuf {
 }
 
 fn backing(sb: &Sandbox, rel: &str) -> PathBuf {
-    sb.dir().join("backing").join(rel)
+    sb.tree().join(rel)
 }
 
 /// The log as `op path: outcome` lines, without the callers.
@@ -449,8 +457,9 @@ fn every_write_reaches_the_daemon_at_once() {
     assert_eq!(s, "abcabcabc");
 }
 
-/// Entry and attribute timeouts are 0: no stale entry survives a change of
-/// the backing tree.
+/// Attribute timeouts are 0, and so are entry timeouts but directories'
+/// (whose stale nodes the kernel is made to walk again): no stale entry
+/// survives a change of the backing tree.
 fn a_fault_on_the_backing_tree_is_seen_at_once() {
     let sb = fuse(16);
     fs::create_dir_all(p(&sb, "imcdata/in")).unwrap();
@@ -476,6 +485,58 @@ fn a_fault_on_the_backing_tree_is_seen_at_once() {
     assert_eq!(fs::metadata(p(&sb, "behind")).unwrap().len(), 5);
     fs::write(backing(&sb, "behind"), "1234567").unwrap();
     assert_eq!(fs::metadata(p(&sb, "behind")).unwrap().len(), 7);
+}
+
+/// A directory's entry stays in the kernel's cache; when a fault (here, and
+/// behind the daemon's back) puts another directory at its name, every kind
+/// of request through that name reaches the new one at once.
+fn a_directory_replaced_under_a_cached_entry_is_seen_at_once() {
+    let sb = fuse(16);
+    fs::create_dir_all(p(&sb, "imcdata/in")).unwrap();
+    fs::write(p(&sb, "imcdata/in/old"), "old").unwrap();
+    let old = fs::metadata(p(&sb, "imcdata/in")).unwrap().ino();
+    sb.apply(&Fault::Rename {
+        from: "imcdata/in".into(),
+        to: "imcdata/in.old".into(),
+    })
+    .unwrap();
+    fs::create_dir(backing(&sb, "imcdata/in")).unwrap();
+    let new = fs::metadata(backing(&sb, "imcdata/in")).unwrap().ino();
+    assert_ne!(old, new);
+    // stat, a create in it, a listing, a rename into it, a sync of it.
+    assert_eq!(fs::metadata(p(&sb, "imcdata/in")).unwrap().ino(), new);
+    fs::write(p(&sb, "imcdata/in/1"), "one").unwrap();
+    assert!(backing(&sb, "imcdata/in/1").is_file());
+    assert!(!backing(&sb, "imcdata/in.old/1").exists());
+    fs::write(p(&sb, "imcdata/2"), "two").unwrap();
+    fs::rename(p(&sb, "imcdata/2"), p(&sb, "imcdata/in/2")).unwrap();
+    let names = |rel: &str| {
+        let mut v: Vec<String> = fs::read_dir(p(&sb, rel))
+            .unwrap()
+            .map(|e| e.unwrap().file_name().into_string().unwrap())
+            .collect();
+        v.sort();
+        v
+    };
+    assert_eq!(names("imcdata/in"), ["1", "2"]);
+    assert_eq!(names("imcdata/in.old"), ["old"]);
+    File::open(p(&sb, "imcdata/in"))
+        .unwrap()
+        .sync_all()
+        .unwrap();
+    let synced = sb
+        .ops()
+        .into_iter()
+        .filter(|r| r.op == OpKind::SyncDir)
+        .map(|r| r.path)
+        .collect::<Vec<_>>();
+    assert_eq!(synced, ["imcdata/in"]);
+    // And the other way: the name left without a directory.
+    fs::remove_dir_all(backing(&sb, "imcdata/in")).unwrap();
+    let err = fs::metadata(p(&sb, "imcdata/in")).unwrap_err();
+    assert_eq!(err.raw_os_error(), Some(libc::ENOENT), "{err}");
+    let err = File::create(p(&sb, "imcdata/in/3")).unwrap_err();
+    assert_eq!(err.raw_os_error(), Some(libc::ENOENT), "{err}");
 }
 
 fn inode_numbers_are_the_backing_files() {
@@ -624,6 +685,36 @@ fn the_mount_is_private_and_gone_after_drop() {
         assert!(!host.contains(&root));
     }
     assert!(!dir.exists());
+}
+
+/// The backing tree, the stash and limbo share one tmpfs (so renames into the
+/// stash and limbo's hard links work), mounted in the sandbox only and gone
+/// with it.
+fn the_backing_tree_is_on_a_tmpfs_of_its_own() {
+    let sb = fuse(16);
+    let volume = sb.dir().join("volume");
+    let st = statfs_type(sb.tree());
+    assert_eq!(st, libc::TMPFS_MAGIC, "backing tree on f_type {st:#x}");
+    let dev = |p: &Path| fs::metadata(p).unwrap().dev();
+    assert_eq!(dev(sb.tree()), dev(&volume.join("stash")));
+    assert_eq!(dev(sb.tree()), dev(&volume.join("limbo")));
+    assert_ne!(dev(sb.tree()), dev(sb.dir()));
+    let dir = sb.dir().to_owned();
+    drop(sb);
+    assert!(
+        !mountinfo("self")
+            .unwrap()
+            .contains(volume.to_str().unwrap())
+    );
+    assert!(!dir.exists());
+}
+
+fn statfs_type(path: &Path) -> libc::__fsword_t {
+    let c = CString::new(path.as_os_str().as_bytes()).unwrap();
+    // SAFETY: a NUL-terminated path and a zeroed struct the call fills.
+    let mut st: libc::statfs = unsafe { std::mem::zeroed() };
+    assert_eq!(unsafe { libc::statfs(c.as_ptr(), &mut st) }, 0);
+    st.f_type
 }
 
 /// A process still holding a file on the volume neither keeps the mount nor

@@ -63,9 +63,26 @@ use crate::Caller;
 use crate::engine::{Engine, OpenFile};
 use crate::quota::BLOCK;
 
-/// Entries and attributes are never cached by the kernel (LazyFS's choice):
-/// a fault applied to the backing tree is seen by the next request.
+/// Attributes, and the entries of everything but directories, are never
+/// cached by the kernel (LazyFS's choice): a fault applied to the backing tree
+/// is seen by the next request.
 const NO_CACHE: Duration = Duration::ZERO;
+
+/// How long the kernel may keep a directory's entry (its name -> node), so a
+/// path walk through `imcdata/in` is not a `lookup` per component: 11 of the
+/// 20 requests of a spooled message were. A fault that moves, removes or
+/// replaces a directory is still seen at once: a request naming a directory
+/// node whose path no longer holds its inode is answered `ESTALE`, on which
+/// the kernel walks the path again, revalidating every entry (`LOOKUP_REVAL`).
+/// A directory has one cached name, which the kernel moves when a `lookup`
+/// finds the same node under another (`d_splice_alias`), as the node table
+/// does: so the node's path is the name the kernel walked.
+const DIR_TTL: Duration = Duration::from_secs(3600);
+
+/// The entry timeout for a node of this kind.
+fn entry_ttl(meta: &Metadata) -> Duration {
+    if meta.is_dir() { DIR_TTL } else { NO_CACHE }
+}
 
 /// How files are opened: direct I/O, so the kernel's page cache holds
 /// nothing and each write(2) is one request of exactly its bytes, as a call
@@ -225,18 +242,40 @@ impl Daemon {
     }
 
     /// The backing path of node `id`, if it still names the node's inode.
+    /// A directory's that does not is `ESTALE`: its entry may be cached, and
+    /// the kernel then walks the path afresh (see [`DIR_TTL`]).
     fn path(&self, id: INodeNo) -> Result<PathBuf, Errno> {
-        let (path, ino) = lock(&self.nodes).path(id.0).ok_or(Errno::ESTALE)?;
+        let (path, ino, dir) = {
+            let nodes = lock(&self.nodes);
+            let (path, ino) = nodes.path(id.0).ok_or(Errno::ESTALE)?;
+            (path, ino, nodes.is_dir(id.0))
+        };
         match fs::symlink_metadata(&path) {
             Ok(meta) if meta.ino() == ino => Ok(path),
             // A fault moved or replaced it behind the kernel's back.
+            _ if dir => Err(Errno::ESTALE),
             Ok(_) => Err(Errno::ENOENT),
             Err(e) => Err(errno(&e)),
         }
     }
 
+    /// The backing path of `name` in directory node `parent`, which must still
+    /// be where the kernel thinks (its entry may be cached: see [`DIR_TTL`]).
     fn child(&self, parent: INodeNo, name: &OsStr) -> Result<PathBuf, Errno> {
-        lock(&self.nodes).child(parent.0, name).ok_or(Errno::EINVAL)
+        let (path, ino) = {
+            let nodes = lock(&self.nodes);
+            let path = nodes.child(parent.0, name).ok_or(Errno::EINVAL)?;
+            if parent.0 == super::nodes::ROOT_ID {
+                // The root never moves (faults cannot name it).
+                return Ok(path);
+            }
+            let (_, ino) = nodes.path(parent.0).ok_or(Errno::ESTALE)?;
+            (path, ino)
+        };
+        match path.parent().map(fs::symlink_metadata) {
+            Some(Ok(meta)) if meta.ino() == ino => Ok(path),
+            _ => Err(Errno::ESTALE),
+        }
     }
 
     /// Admits `op` on `path` (`to`: a link's new name), made by the process
@@ -263,7 +302,12 @@ impl Daemon {
         match meta {
             Ok(meta) => {
                 let id = lock(&self.nodes).remember(path, &meta);
-                reply.entry(&NO_CACHE, &attr(id, &meta), Generation(0));
+                reply.entry_with_ttls(
+                    &NO_CACHE,
+                    &entry_ttl(&meta),
+                    &attr(id, &meta),
+                    Generation(0),
+                );
             }
             Err(e) => reply.error(errno(&e)),
         }
@@ -285,6 +329,9 @@ impl Filesystem for Daemon {
         // An open with O_TRUNC arrives as one request (the connector's
         // `create`), not an open and a separate truncation.
         let _ = config.add_capabilities(InitFlags::FUSE_ATOMIC_O_TRUNC);
+        // Lookups (and readdirs) in one directory need not wait for each
+        // other: every session's path walk goes through `imcdata/in`.
+        let _ = config.add_capabilities(InitFlags::FUSE_PARALLEL_DIROPS);
         Ok(())
     }
 

@@ -8,9 +8,11 @@
 //! with mount(2), inside the private mount namespace of the tmpfs backend
 //! ([`enter_private_mount_namespace`](crate::enter_private_mount_namespace)),
 //! so the mount never reaches the host and dies with the process. The kernel
-//! caches nothing the daemon could not vouch for: entry and attribute
-//! timeouts are 0 (a fault applied to the backing tree is seen by the next
-//! request), there is no writeback cache and no kernel passthrough (the daemon
+//! caches nothing the daemon could not vouch for: attribute timeouts are 0,
+//! and so are entry timeouts but directories', whose cached entries the
+//! daemon checks on each request naming them (a stale one is `ESTALE`, and
+//! the kernel walks the path again), so a fault applied to the backing tree
+//! is seen by the next request; there is no writeback cache and no kernel passthrough (the daemon
 //! sees every write), files are opened for direct I/O (no page cache, one
 //! request per write(2)), and a crash remounts, so no kernel state survives it.
 //!

@@ -30,6 +30,8 @@ struct Node {
     path: PathBuf,
     ino: u64,
     lookups: u64,
+    /// A directory: the kernel may cache its entry (see the daemon's `DIR_TTL`).
+    dir: bool,
 }
 
 impl Nodes {
@@ -63,6 +65,11 @@ impl Nodes {
         self.by_id.get(&id).map(|n| (n.path.clone(), n.ino))
     }
 
+    /// Whether node `id` is a directory (the root is).
+    pub(crate) fn is_dir(&self, id: u64) -> bool {
+        id == ROOT_ID || self.by_id.get(&id).is_some_and(|n| n.dir)
+    }
+
     /// The backing path of `name` in directory node `parent`. Names are one
     /// component (the kernel never sends `/`); `.` and `..` are refused so no
     /// path can leave the backing tree.
@@ -84,9 +91,11 @@ impl Nodes {
             path: path.to_owned(),
             ino: meta.ino(),
             lookups: 0,
+            dir: meta.is_dir(),
         });
         node.path = path.to_owned();
         node.ino = meta.ino();
+        node.dir = meta.is_dir();
         node.lookups += 1;
         id
     }
