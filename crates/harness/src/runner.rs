@@ -552,7 +552,7 @@ impl Runner {
         // Stop first: the stop waits for every session to finish what it is doing,
         // so no connector work races with the clearing of the faults.
         if self.addr.is_some() {
-            self.stop(&mut result).await;
+            self.stop_racing_the_halt(&mut result).await;
         }
         let _ = self.sandbox.apply(&sandbox::Fault::ClearErrno);
         let _ = self.sandbox.apply(&sandbox::Fault::FreeDisk);
@@ -597,7 +597,7 @@ impl Runner {
                 self.violate(invariant, format!("after IN was put back: {message}"));
             }
         }
-        self.start(false, &mut result).await;
+        self.start_racing_the_halt(&mut result).await;
         let files = self.accepted();
         for (invariant, message) in self.ledger.check_no_loss(&files) {
             self.violate(invariant, message);
@@ -655,6 +655,52 @@ impl Runner {
         }
         self.drain_events(&mut result);
     }
+    /// The recovery's stop. Disarming stops new triggers, but one that an
+    /// operation in flight matched just before may still halt the disk, and a
+    /// stop waits for sessions parked there: it races the halt, and a halt
+    /// turns it into a crash.
+    async fn stop_racing_the_halt(&mut self, result: &mut StepResult) {
+        let halt = Arc::clone(&self.halt);
+        let halted = self.sandbox.halted_probe();
+        let struck = {
+            let stop = self.stop(result);
+            tokio::pin!(stop);
+            loop {
+                tokio::select! {
+                    () = &mut stop => break false,
+                    () = halt.notify.notified() => if halted() { break true },
+                }
+            }
+        };
+        if struck || self.halted() {
+            self.crash(result).await;
+        }
+    }
+
+    /// The recovery's start, racing a late halt as the stop does: a halt
+    /// crashes the half-started target and the start is made again (each
+    /// trigger fires once, so this ends).
+    async fn start_racing_the_halt(&mut self, result: &mut StepResult) {
+        loop {
+            let halt = Arc::clone(&self.halt);
+            let halted = self.sandbox.halted_probe();
+            let struck = {
+                let start = self.start(false, result);
+                tokio::pin!(start);
+                loop {
+                    tokio::select! {
+                        () = &mut start => break false,
+                        () = halt.notify.notified() => if halted() { break true },
+                    }
+                }
+            };
+            if !struck && !self.halted() {
+                return;
+            }
+            self.crash(result).await;
+        }
+    }
+
     async fn step(&mut self, index: usize, step: &Step) {
         let action = describe(step);
         self.record(Entry::Step {

@@ -408,3 +408,18 @@ fn a_process_rule_on_another_backend_is_skipped() {
     let why = harness::suite::skip_reason(&s, &options).expect("skipped");
     assert!(why.starts_with("counts `lookup` operations"), "{why}");
 }
+
+/// After a crash, a `check_disk` (or any call) before the next start is the
+/// next process's: the crashed connector's disk handle parks for good, so a
+/// check made through it would wait for ever (explore met this in a
+/// 900-step schedule).
+#[test]
+fn a_disk_check_after_a_crash_is_made_by_the_next_process() {
+    let run = run(&with_steps(
+        "  - service: start\n  - service: crash\n  - service: check_disk\n  - service: start\n",
+    ));
+    let lines = run.history.lines();
+    assert!(lines.iter().any(|l| l.contains("check_disk")), "{lines:#?}");
+    assert!(run.violations.is_empty(), "{:?}", run.violations);
+    assert!(run.mismatches.is_empty(), "{:?}", run.mismatches);
+}

@@ -120,6 +120,17 @@ impl ImcTarget {
     }
 }
 
+impl ImcTarget {
+    /// The connector to use the disk now: a new one after a crash (the dead
+    /// one's calls would park for good).
+    fn alive(&mut self) -> &imc::Connector {
+        if std::mem::take(&mut self.crashed) {
+            self.connector = (self.rebirth)();
+        }
+        &self.connector
+    }
+}
+
 #[async_trait::async_trait]
 impl Target for ImcTarget {
     fn name(&self) -> &str {
@@ -131,10 +142,7 @@ impl Target for ImcTarget {
     }
 
     async fn start(&mut self) -> Result<SocketAddr, StartError> {
-        if std::mem::take(&mut self.crashed) {
-            self.connector = (self.rebirth)();
-        }
-        let addr = self.connector.start().await.map_err(|e| StartError {
+        let addr = self.alive().start().await.map_err(|e| StartError {
             message: e.to_string(),
             stderr: vec![],
             exit: None,
@@ -186,6 +194,8 @@ impl Target for ImcTarget {
     }
 
     async fn check_disk(&mut self) -> Option<bool> {
-        Some(self.connector.check_disk().await)
+        // A crashed connector's disk handle parks for good: the check is the
+        // next process's, as a check of a restarted service would be.
+        Some(self.alive().check_disk().await)
     }
 }
