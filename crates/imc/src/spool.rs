@@ -67,6 +67,8 @@ pub struct Spool {
     /// acknowledged while any is left: a crash would take the directory, and the
     /// message in it, along.
     unsynced_dirs: Arc<Mutex<Vec<PathBuf>>>,
+    /// Messages waiting for the group commit ([`Spool::finish`]).
+    commits: Arc<Mutex<CommitQueue>>,
 }
 
 impl Spool {
@@ -76,6 +78,7 @@ impl Spool {
             fs,
             root,
             unsynced_dirs: Arc::default(),
+            commits: Arc::default(),
         }
     }
 
@@ -166,8 +169,15 @@ impl Spool {
     }
 
     /// Writes `last`, flushes the work file, closes it, moves it into IN and flushes
-    /// IN, all in one call on the blocking pool. `durable: false` skips both
-    /// flushes (only the `skip-fsync` mutant does). The error says which step failed.
+    /// IN. `durable: false` skips both flushes (only the `skip-fsync` mutant does).
+    /// The error says which step failed.
+    ///
+    /// Group commit: the message joins the queue of messages finishing now, and
+    /// one task on the blocking pool takes the whole queue as a batch (see
+    /// [`Batch`]): the files are finished in queue order, moved into IN through
+    /// one handle, and IN is flushed once for all of them. A message finishing
+    /// alone does exactly what it did before batching: write, flush, (flush the
+    /// parents of created directories), move, flush IN.
     pub async fn finish(&self, work: WorkFile, last: Vec<u8>, durable: bool) -> Result<(), Finish> {
         let WorkFile {
             file,
@@ -180,42 +190,55 @@ impl Spool {
         } else {
             [header, last].concat()
         };
-        let Some(mut file) = file else {
+        let Some(file) = file else {
             return Err(Finish::Write(io::Error::other(
                 "the work file was lost by an earlier failure",
             )));
         };
-        let in_dir = self.in_dir();
-        let fs = self.fs.clone();
-        let unsynced = self.unsynced_dirs.clone();
-        tokio::task::spawn_blocking(move || {
-            if !last.is_empty() {
-                file.write_all(&last).map_err(Finish::Write)?;
-            }
-            if durable {
-                file.sync_all().map_err(Finish::Sync)?;
-            }
-            drop(file); // closed before the move
-            if durable {
-                // Before the move: the message never enters a directory that a
-                // crash could take away with it.
-                sync_created_dirs(&*fs, &unsynced).map_err(Finish::Directory)?;
-            }
-            let entry = InEntry::move_in(&*fs, &in_dir, &path, id).map_err(Finish::Rename)?;
-            if durable {
-                entry
-                    .dir
-                    .sync_all()
-                    .map_err(|e| Finish::SyncDir(e, entry.clone()))?;
-            }
-            Ok(())
+        let (done, result) = tokio::sync::oneshot::channel();
+        let job = Commit {
+            file: Some(file),
+            path,
+            id,
+            last,
+            durable,
+            done,
+        };
+        let start = {
+            let mut queue = lock(&self.commits);
+            queue.jobs.push(job);
+            !std::mem::replace(&mut queue.draining, true)
+        };
+        if start {
+            let drainer = Drainer {
+                spool: self.clone(),
+                ran: false,
+            };
+            // Not awaited: the drainer answers every message it takes through
+            // its channel, before its blocking task ends (so tokio's paused
+            // clock never jumps while a batch is on the disk).
+            drop(tokio::task::spawn_blocking(move || drainer.run()));
+        }
+        result.await.unwrap_or_else(|_| {
+            Err(Finish::Write(io::Error::other(
+                "filesystem task failed before the message was finished",
+            )))
         })
-        .await
-        .unwrap_or_else(|e| {
-            Err(Finish::Write(io::Error::other(format!(
-                "filesystem task failed: {e}"
-            ))))
-        })
+    }
+
+    /// Takes and commits batches until the queue is empty (on the blocking pool).
+    fn drain_commits(&self) {
+        loop {
+            let jobs = {
+                let mut queue = lock(&self.commits);
+                if queue.jobs.is_empty() {
+                    queue.draining = false;
+                    return;
+                }
+                std::mem::take(&mut queue.jobs)
+            };
+            Batch::new(jobs).commit(&*self.fs, &self.in_dir(), &self.unsynced_dirs);
+        }
     }
 
     /// Moves `work/<id>` into IN (the work file must be closed), through a
@@ -417,6 +440,167 @@ impl InEntry {
     }
 }
 
+/// The messages waiting to be committed, and whether a drainer is taking them.
+#[derive(Default)]
+struct CommitQueue {
+    jobs: Vec<Commit>,
+    /// A blocking task is draining the queue: a new message only joins it.
+    draining: bool,
+}
+
+/// One message to finish: its last bytes, its flush, its move into IN.
+struct Commit {
+    /// Taken (and closed) by [`finish_file`].
+    file: Option<Box<dyn FsFile>>,
+    /// `work/<id>`.
+    path: PathBuf,
+    id: String,
+    last: Vec<u8>,
+    durable: bool,
+    done: tokio::sync::oneshot::Sender<Result<(), Finish>>,
+}
+
+/// The blocking task that drains the commit queue. Dropped without having run
+/// (the runtime shutting down) or by a panic, it answers no one: it drops the
+/// queued messages, whose sessions then get an error, and lets the next
+/// message start a new drainer.
+struct Drainer {
+    spool: Spool,
+    ran: bool,
+}
+
+impl Drainer {
+    fn run(mut self) {
+        self.spool.drain_commits();
+        self.ran = true;
+    }
+}
+
+impl Drop for Drainer {
+    fn drop(&mut self) {
+        if !self.ran {
+            let mut queue = lock(&self.spool.commits);
+            queue.draining = false;
+            queue.jobs.clear();
+        }
+    }
+}
+
+/// Messages that finish together, committed with shared flushes.
+///
+/// In queue order, each file gets its last bytes, its flush and is closed; then
+/// the parents of directories this connector created are flushed once (before
+/// any move into them); IN is opened once, every message whose file is durable
+/// is moved in through that handle, and the handle is flushed once: that one
+/// flush makes durable every move into IN made before it, so every message it
+/// covered is acknowledged, or, if it fails, refused (each gets the error and
+/// its entry, to be taken out of IN through the same handle).
+struct Batch {
+    jobs: Vec<(Commit, Option<Result<(), Finish>>)>,
+}
+
+impl Batch {
+    fn new(jobs: Vec<Commit>) -> Batch {
+        Batch {
+            jobs: jobs.into_iter().map(|j| (j, None)).collect(),
+        }
+    }
+
+    /// The messages still going on (no outcome yet).
+    fn going_on(&mut self) -> impl Iterator<Item = &mut (Commit, Option<Result<(), Finish>>)> {
+        self.jobs
+            .iter_mut()
+            .filter(|(_, outcome)| outcome.is_none())
+    }
+
+    fn commit(mut self, fs: &dyn Fs, in_dir: &Path, unsynced: &Mutex<Vec<PathBuf>>) {
+        for (job, outcome) in self.going_on() {
+            if let Some(e) = finish_file(job) {
+                *outcome = Some(Err(e));
+            }
+        }
+        // Before the moves: no message enters a directory that a crash could
+        // take away with it.
+        if self.jobs.iter().any(|(j, o)| j.durable && o.is_none())
+            && let Err(e) = sync_created_dirs(fs, unsynced)
+        {
+            self.fail_all(&e, Finish::Directory);
+        }
+        if self.jobs.iter().any(|(_, o)| o.is_none()) {
+            match fs.open_dir(in_dir) {
+                Ok(dir) => self.move_in(dir.into(), in_dir),
+                Err(e) => self.fail_all(&e, Finish::Rename),
+            }
+        }
+        for (job, outcome) in self.jobs {
+            let outcome = outcome.unwrap_or(Ok(()));
+            // A session cut off (a crash, a dropped connection) no longer listens.
+            let _ = job.done.send(outcome);
+        }
+    }
+
+    /// Moves every message still going on into IN through `dir`, then flushes
+    /// `dir` once for the durable ones it received.
+    fn move_in(&mut self, dir: Arc<dyn FsDir>, in_dir: &Path) {
+        let mut moved = false;
+        for (job, outcome) in self.going_on() {
+            match dir.rename_in(&job.path, &job.id) {
+                Ok(()) => moved |= job.durable,
+                Err(e) => *outcome = Some(Err(Finish::Rename(e))),
+            }
+        }
+        if !moved {
+            return;
+        }
+        if let Err(e) = dir.sync_all() {
+            for (job, outcome) in self.going_on() {
+                if job.durable {
+                    let entry = InEntry {
+                        dir: dir.clone(),
+                        path: in_dir.join(&job.id),
+                        id: job.id.clone(),
+                    };
+                    *outcome = Some(Err(Finish::SyncDir(same_error(&e), entry)));
+                }
+            }
+        }
+    }
+
+    /// Every message still going on fails at this step with (a copy of) `e`.
+    fn fail_all(&mut self, e: &io::Error, step: fn(io::Error) -> Finish) {
+        for (_, outcome) in self.going_on() {
+            *outcome = Some(Err(step(same_error(e))));
+        }
+    }
+}
+
+/// The last bytes of one message, its flush, and closing it; the failed step.
+/// The file is closed when this returns, whatever it returns: before the move.
+fn finish_file(job: &mut Commit) -> Option<Finish> {
+    let mut file = job.file.take()?;
+    let last = std::mem::take(&mut job.last);
+    if !last.is_empty()
+        && let Err(e) = file.write_all(&last)
+    {
+        return Some(Finish::Write(e));
+    }
+    if job.durable
+        && let Err(e) = file.sync_all()
+    {
+        return Some(Finish::Sync(e));
+    }
+    None
+}
+
+/// A copy of `e` for each message a shared step failed for: the same errno
+/// (what the events and replies are chosen by), or the same kind and text.
+fn same_error(e: &io::Error) -> io::Error {
+    match e.raw_os_error() {
+        Some(code) => io::Error::from_raw_os_error(code),
+        None => io::Error::new(e.kind(), e.to_string()),
+    }
+}
+
 /// The step of [`Spool::finish`] that failed.
 #[derive(Debug)]
 pub enum Finish {
@@ -513,5 +697,235 @@ mod tests {
         let b = ids.next_id();
         assert_eq!(a.len(), 16);
         assert!(b > a, "{b} should sort after {a}");
+    }
+
+    /// [`RealFs`](crate::fs::RealFs) that records its calls and holds the
+    /// first file flush until told, so that the next messages queue up behind
+    /// it and finish together; it fails the directory flushes after the first
+    /// `sync_dirs_ok`.
+    struct HeldFs {
+        root: PathBuf,
+        ops: Mutex<Vec<String>>,
+        held: Mutex<Option<(std::sync::mpsc::Sender<()>, std::sync::mpsc::Receiver<()>)>>,
+        sync_dirs_ok: AtomicU64,
+    }
+
+    struct HeldFile {
+        inner: Box<dyn FsFile>,
+        name: String,
+        fs: Arc<HeldFs>,
+    }
+
+    struct HeldDir {
+        inner: Box<dyn FsDir>,
+        name: String,
+        fs: Arc<HeldFs>,
+    }
+
+    impl HeldFs {
+        fn rel(&self, p: &Path) -> String {
+            p.strip_prefix(&self.root).unwrap().display().to_string()
+        }
+        fn record(&self, op: String) {
+            self.ops.lock().unwrap().push(op);
+        }
+    }
+
+    impl io::Write for HeldFile {
+        fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
+            self.fs.record(format!("write {}", self.name));
+            self.inner.write(buf)
+        }
+        fn flush(&mut self) -> io::Result<()> {
+            Ok(())
+        }
+    }
+
+    impl FsFile for HeldFile {
+        fn sync_all(&mut self) -> io::Result<()> {
+            self.fs.record(format!("sync {}", self.name));
+            if let Some((entered, release)) = self.fs.held.lock().unwrap().take() {
+                entered.send(()).unwrap();
+                release.recv().unwrap();
+            }
+            self.inner.sync_all()
+        }
+    }
+
+    impl FsDir for HeldDir {
+        fn rename_in(&self, from: &Path, name: &str) -> io::Result<()> {
+            let from = self.fs.rel(from);
+            self.fs
+                .record(format!("rename {from} {}/{name}", self.name));
+            self.inner
+                .rename_in(Path::new(&self.fs.root.join(&from)), name)
+        }
+        fn rename_out(&self, name: &str, to: &Path) -> io::Result<()> {
+            self.inner.rename_out(name, to)
+        }
+        fn remove_file(&self, name: &str) -> io::Result<()> {
+            self.fs.record(format!("remove {}/{name}", self.name));
+            self.inner.remove_file(name)
+        }
+        fn sync_all(&self) -> io::Result<()> {
+            self.fs.record(format!("sync_dir {}", self.name));
+            let ok = self.fs.sync_dirs_ok.load(Ordering::SeqCst);
+            if ok == 0 {
+                return Err(io::Error::from_raw_os_error(libc::EIO));
+            }
+            self.fs.sync_dirs_ok.store(ok - 1, Ordering::SeqCst);
+            self.inner.sync_all()
+        }
+    }
+
+    /// The [`Fs`] of a test: a [`HeldFs`] behind an `Arc`, so files and
+    /// handles can reach its log.
+    struct Held(Arc<HeldFs>);
+
+    impl Fs for Held {
+        fn create(&self, path: &Path) -> io::Result<Box<dyn FsFile>> {
+            Ok(Box::new(HeldFile {
+                inner: crate::fs::RealFs.create(path)?,
+                name: self.0.rel(path),
+                fs: self.0.clone(),
+            }))
+        }
+        fn rename(&self, from: &Path, to: &Path) -> io::Result<()> {
+            crate::fs::RealFs.rename(from, to)
+        }
+        fn remove_file(&self, path: &Path) -> io::Result<()> {
+            crate::fs::RealFs.remove_file(path)
+        }
+        fn create_dir(&self, path: &Path) -> io::Result<()> {
+            crate::fs::RealFs.create_dir(path)
+        }
+        fn sync_dir(&self, path: &Path) -> io::Result<()> {
+            crate::fs::RealFs.sync_dir(path)
+        }
+        fn open_dir(&self, path: &Path) -> io::Result<Box<dyn FsDir>> {
+            Ok(Box::new(HeldDir {
+                inner: crate::fs::RealFs.open_dir(path)?,
+                name: self.0.rel(path),
+                fs: self.0.clone(),
+            }))
+        }
+        fn metadata(&self, path: &Path) -> io::Result<crate::fs::Metadata> {
+            crate::fs::RealFs.metadata(path)
+        }
+        fn read_dir(&self, path: &Path) -> io::Result<Vec<PathBuf>> {
+            crate::fs::RealFs.read_dir(path)
+        }
+        fn available_space(&self, path: &Path) -> io::Result<u64> {
+            crate::fs::RealFs.available_space(path)
+        }
+    }
+
+    /// Finishes `00000001` alone (its flush held), and `00000002` and
+    /// `00000003` while it is held, so that those two finish together. The
+    /// outcomes, the operations, and the files left in IN.
+    async fn two_finish_together(
+        sync_dirs_ok: u64,
+    ) -> (Vec<Result<(), Finish>>, Vec<String>, Vec<PathBuf>) {
+        let root = tempfile::tempdir().unwrap();
+        std::fs::create_dir_all(root.path().join("imcdata/work")).unwrap();
+        std::fs::create_dir_all(root.path().join("imcdata/in")).unwrap();
+        let (entered_tx, entered) = std::sync::mpsc::channel();
+        let (release, release_rx) = std::sync::mpsc::channel();
+        let fs = Arc::new(HeldFs {
+            root: root.path().to_path_buf(),
+            ops: Mutex::default(),
+            held: Mutex::new(Some((entered_tx, release_rx))),
+            sync_dirs_ok: AtomicU64::new(sync_dirs_ok),
+        });
+        let spool = Spool::new(Arc::new(Held(fs.clone())), root.path().to_path_buf());
+        let work = |id: &str| {
+            let path = spool.work_dir().join(id);
+            WorkFile {
+                file: Some(spool.fs().create(&path).unwrap()),
+                path,
+                id: id.to_string(),
+                header: Vec::new(),
+            }
+        };
+        let finish = |w: WorkFile| {
+            let spool = spool.clone();
+            tokio::spawn(async move { spool.finish(w, b"x\r\n".to_vec(), true).await })
+        };
+        let first = finish(work("00000001"));
+        tokio::task::spawn_blocking(move || entered.recv().unwrap())
+            .await
+            .unwrap();
+        let (second, third) = (finish(work("00000002")), finish(work("00000003")));
+        // Both join the queue behind the held batch (the tasks run when this
+        // one yields), then the held flush goes on.
+        while lock(&spool.commits).jobs.len() < 2 {
+            tokio::task::yield_now().await;
+        }
+        release.send(()).unwrap();
+        let mut outcomes = Vec::new();
+        for task in [first, second, third] {
+            outcomes.push(task.await.unwrap());
+        }
+        for outcome in &outcomes {
+            if let Err(Finish::SyncDir(_, entry)) = outcome {
+                entry.remove().await.unwrap();
+            }
+        }
+        let ops = fs.ops.lock().unwrap().clone();
+        let left = crate::fs::RealFs.read_dir(&spool.in_dir()).unwrap();
+        (outcomes, ops, left)
+    }
+
+    #[tokio::test]
+    async fn messages_finishing_together_share_one_flush_of_in() {
+        let (outcomes, ops, left) = two_finish_together(u64::MAX).await;
+        assert!(outcomes.iter().all(|o| o.is_ok()), "{outcomes:?}");
+        let expected = [
+            "write imcdata/work/00000001",
+            "sync imcdata/work/00000001",
+            "rename imcdata/work/00000001 imcdata/in/00000001",
+            "sync_dir imcdata/in",
+            "write imcdata/work/00000002",
+            "sync imcdata/work/00000002",
+            "write imcdata/work/00000003",
+            "sync imcdata/work/00000003",
+            "rename imcdata/work/00000002 imcdata/in/00000002",
+            "rename imcdata/work/00000003 imcdata/in/00000003",
+            "sync_dir imcdata/in",
+        ];
+        assert_eq!(ops, expected);
+        assert_eq!(left.len(), 3);
+    }
+
+    #[tokio::test]
+    async fn a_failed_shared_flush_of_in_refuses_every_message_it_covered() {
+        let (outcomes, ops, left) = two_finish_together(1).await;
+        assert!(outcomes[0].is_ok(), "{:?}", outcomes[0]);
+        for (outcome, id) in outcomes[1..].iter().zip(["00000002", "00000003"]) {
+            match outcome {
+                Err(Finish::SyncDir(e, entry)) => {
+                    assert_eq!(e.raw_os_error(), Some(libc::EIO));
+                    assert_eq!(entry.id(), id);
+                }
+                other => panic!("{id}: {other:?}"),
+            }
+        }
+        assert_eq!(
+            ops[ops.len() - 3..],
+            [
+                "sync_dir imcdata/in",
+                "remove imcdata/in/00000002",
+                "remove imcdata/in/00000003",
+            ]
+        );
+        assert_eq!(
+            ops.iter().filter(|o| *o == "sync_dir imcdata/in").count(),
+            2
+        );
+        let names: Vec<_> = left
+            .iter()
+            .map(|p| p.file_name().unwrap().to_owned())
+            .collect();
+        assert_eq!(names, ["00000001"]);
     }
 }

@@ -66,6 +66,11 @@ struct Serve {
     /// skip-fsync, ignore-rename-error, partial-in, keep-rejected.
     #[arg(long)]
     mutant: Option<imc::Mutant>,
+    /// Threads running the sessions: 1 runs them all on the main thread (disk
+    /// calls still run on threads of their own); more gives a work-stealing
+    /// pool of that many.
+    #[arg(long, default_value_t = 1, value_parser = clap::value_parser!(u16).range(1..))]
+    threads: u16,
 }
 
 fn parse_profile(name: &str) -> Result<imc::Profile, String> {
@@ -89,7 +94,17 @@ fn say(mut to: impl std::io::Write, line: &str) {
 
 fn main() -> ExitCode {
     let Command::Serve(args) = Cli::parse().command;
-    let runtime = match tokio::runtime::Runtime::new() {
+    let runtime = if args.threads == 1 {
+        tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+    } else {
+        tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(args.threads.into())
+            .enable_all()
+            .build()
+    };
+    let runtime = match runtime {
         Ok(rt) => rt,
         Err(e) => {
             say(
