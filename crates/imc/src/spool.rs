@@ -172,12 +172,14 @@ impl Spool {
     /// IN. `durable: false` skips both flushes (only the `skip-fsync` mutant does).
     /// The error says which step failed.
     ///
-    /// Group commit: the message joins the queue of messages finishing now, and
-    /// one task on the blocking pool takes the whole queue as a batch (see
-    /// [`Batch`]): the files are finished in queue order, moved into IN through
-    /// one handle, and IN is flushed once for all of them. A message finishing
-    /// alone does exactly what it did before batching: write, flush, (flush the
-    /// parents of created directories), move, flush IN.
+    /// One trip to the blocking pool. The file's last write and flush run there
+    /// at once, in parallel with other messages' (a disk merges flushes that
+    /// come together into one journal commit). Then group commit: the message
+    /// joins the queue of messages waiting to be moved into IN, and whichever
+    /// thread finds no one draining it drains it, taking the whole queue as one
+    /// [`Batch`]: one handle on IN, every move through it, one flush of it. A
+    /// message finishing alone does what it did before batching: write, flush,
+    /// (flush the parents of created directories), move, flush IN.
     pub async fn finish(&self, work: WorkFile, last: Vec<u8>, durable: bool) -> Result<(), Finish> {
         let WorkFile {
             file,
@@ -196,29 +198,30 @@ impl Spool {
             )));
         };
         let (done, result) = tokio::sync::oneshot::channel();
-        let job = Commit {
-            file: Some(file),
-            path,
-            id,
-            last,
-            durable,
-            done,
-        };
-        let start = {
-            let mut queue = lock(&self.commits);
-            queue.jobs.push(job);
-            !std::mem::replace(&mut queue.draining, true)
-        };
-        if start {
-            let drainer = Drainer {
-                spool: self.clone(),
-                ran: false,
+        let spool = self.clone();
+        // Not awaited: the message is answered through its channel, always
+        // before the blocking task that answers it ends (so tokio's paused
+        // clock never jumps while a message is on its way to the disk).
+        drop(tokio::task::spawn_blocking(move || {
+            if let Err(e) = finish_file(file, &last, durable) {
+                let _ = done.send(Err(e));
+                return;
+            }
+            let job = Commit {
+                path,
+                id,
+                durable,
+                done,
             };
-            // Not awaited: the drainer answers every message it takes through
-            // its channel, before its blocking task ends (so tokio's paused
-            // clock never jumps while a batch is on the disk).
-            drop(tokio::task::spawn_blocking(move || drainer.run()));
-        }
+            let lead = {
+                let mut queue = lock(&spool.commits);
+                queue.jobs.push(job);
+                !std::mem::replace(&mut queue.draining, true)
+            };
+            if lead {
+                Drainer { spool, ran: false }.run();
+            }
+        }));
         result.await.unwrap_or_else(|_| {
             Err(Finish::Write(io::Error::other(
                 "filesystem task failed before the message was finished",
@@ -448,22 +451,19 @@ struct CommitQueue {
     draining: bool,
 }
 
-/// One message to finish: its last bytes, its flush, its move into IN.
+/// A message whose file is finished (written, flushed, closed), to be moved
+/// into IN.
 struct Commit {
-    /// Taken (and closed) by [`finish_file`].
-    file: Option<Box<dyn FsFile>>,
     /// `work/<id>`.
     path: PathBuf,
     id: String,
-    last: Vec<u8>,
     durable: bool,
     done: tokio::sync::oneshot::Sender<Result<(), Finish>>,
 }
 
-/// The blocking task that drains the commit queue. Dropped without having run
-/// (the runtime shutting down) or by a panic, it answers no one: it drops the
-/// queued messages, whose sessions then get an error, and lets the next
-/// message start a new drainer.
+/// The thread draining the commit queue. Left by a panic, it answers no one:
+/// it drops the queued messages, whose sessions then get an error, and lets
+/// the next message drain the queue.
 struct Drainer {
     spool: Spool,
     ran: bool,
@@ -486,12 +486,11 @@ impl Drop for Drainer {
     }
 }
 
-/// Messages that finish together, committed with shared flushes.
+/// Messages that finish together, moved into IN with shared flushes.
 ///
-/// In queue order, each file gets its last bytes, its flush and is closed; then
-/// the parents of directories this connector created are flushed once (before
-/// any move into them); IN is opened once, every message whose file is durable
-/// is moved in through that handle, and the handle is flushed once: that one
+/// The parents of directories this connector created are flushed once (before
+/// any move into them); IN is opened once, every message is moved in through
+/// that handle, in queue order, and the handle is flushed once: that one
 /// flush makes durable every move into IN made before it, so every message it
 /// covered is acknowledged, or, if it fails, refused (each gets the error and
 /// its entry, to be taken out of IN through the same handle).
@@ -514,11 +513,6 @@ impl Batch {
     }
 
     fn commit(mut self, fs: &dyn Fs, in_dir: &Path, unsynced: &Mutex<Vec<PathBuf>>) {
-        for (job, outcome) in self.going_on() {
-            if let Some(e) = finish_file(job) {
-                *outcome = Some(Err(e));
-            }
-        }
         // Before the moves: no message enters a directory that a crash could
         // take away with it.
         if self.jobs.iter().any(|(j, o)| j.durable && o.is_none())
@@ -574,22 +568,16 @@ impl Batch {
     }
 }
 
-/// The last bytes of one message, its flush, and closing it; the failed step.
-/// The file is closed when this returns, whatever it returns: before the move.
-fn finish_file(job: &mut Commit) -> Option<Finish> {
-    let mut file = job.file.take()?;
-    let last = std::mem::take(&mut job.last);
-    if !last.is_empty()
-        && let Err(e) = file.write_all(&last)
-    {
-        return Some(Finish::Write(e));
+/// The last bytes of one message, its flush, and closing it (before the
+/// move, whatever this returns); the failed step.
+fn finish_file(mut file: Box<dyn FsFile>, last: &[u8], durable: bool) -> Result<(), Finish> {
+    if !last.is_empty() {
+        file.write_all(last).map_err(Finish::Write)?;
     }
-    if job.durable
-        && let Err(e) = file.sync_all()
-    {
-        return Some(Finish::Sync(e));
+    if durable {
+        file.sync_all().map_err(Finish::Sync)?;
     }
-    None
+    Ok(())
 }
 
 /// A copy of `e` for each message a shared step failed for: the same errno
@@ -700,8 +688,8 @@ mod tests {
     }
 
     /// [`RealFs`](crate::fs::RealFs) that records its calls and holds the
-    /// first file flush until told, so that the next messages queue up behind
-    /// it and finish together; it fails the directory flushes after the first
+    /// first move into IN until told, so that the next messages queue up
+    /// behind it and are moved in together; it fails the directory flushes after the first
     /// `sync_dirs_ok`.
     struct HeldFs {
         root: PathBuf,
@@ -744,10 +732,6 @@ mod tests {
     impl FsFile for HeldFile {
         fn sync_all(&mut self) -> io::Result<()> {
             self.fs.record(format!("sync {}", self.name));
-            if let Some((entered, release)) = self.fs.held.lock().unwrap().take() {
-                entered.send(()).unwrap();
-                release.recv().unwrap();
-            }
             self.inner.sync_all()
         }
     }
@@ -757,8 +741,12 @@ mod tests {
             let from = self.fs.rel(from);
             self.fs
                 .record(format!("rename {from} {}/{name}", self.name));
-            self.inner
-                .rename_in(Path::new(&self.fs.root.join(&from)), name)
+            let held = self.fs.held.lock().unwrap().take();
+            if let Some((entered, release)) = held {
+                entered.send(()).unwrap();
+                release.recv().unwrap();
+            }
+            self.inner.rename_in(&self.fs.root.join(&from), name)
         }
         fn rename_out(&self, name: &str, to: &Path) -> io::Result<()> {
             self.inner.rename_out(name, to)
@@ -820,8 +808,8 @@ mod tests {
         }
     }
 
-    /// Finishes `00000001` alone (its flush held), and `00000002` and
-    /// `00000003` while it is held, so that those two finish together. The
+    /// Finishes `00000001` alone (its move into IN held), and `00000002` and
+    /// `00000003` while it is held, so that those two are moved in together. The
     /// outcomes, the operations, and the files left in IN.
     async fn two_finish_together(
         sync_dirs_ok: u64,
@@ -856,8 +844,8 @@ mod tests {
             .await
             .unwrap();
         let (second, third) = (finish(work("00000002")), finish(work("00000003")));
-        // Both join the queue behind the held batch (the tasks run when this
-        // one yields), then the held flush goes on.
+        // Both files are finished and join the queue behind the held batch
+        // (on threads of the blocking pool), then the held move goes on.
         while lock(&spool.commits).jobs.len() < 2 {
             tokio::task::yield_now().await;
         }
@@ -880,20 +868,39 @@ mod tests {
     async fn messages_finishing_together_share_one_flush_of_in() {
         let (outcomes, ops, left) = two_finish_together(u64::MAX).await;
         assert!(outcomes.iter().all(|o| o.is_ok()), "{outcomes:?}");
-        let expected = [
-            "write imcdata/work/00000001",
-            "sync imcdata/work/00000001",
-            "rename imcdata/work/00000001 imcdata/in/00000001",
-            "sync_dir imcdata/in",
-            "write imcdata/work/00000002",
-            "sync imcdata/work/00000002",
-            "write imcdata/work/00000003",
-            "sync imcdata/work/00000003",
-            "rename imcdata/work/00000002 imcdata/in/00000002",
-            "rename imcdata/work/00000003 imcdata/in/00000003",
-            "sync_dir imcdata/in",
-        ];
-        assert_eq!(ops, expected);
+        // The files of 2 and 3 are finished in parallel while 1's move is
+        // held, so their writes and flushes interleave in either order; their
+        // moves come after 1's flush of IN and share the next one.
+        assert_eq!(
+            ops[..3],
+            [
+                "write imcdata/work/00000001",
+                "sync imcdata/work/00000001",
+                "rename imcdata/work/00000001 imcdata/in/00000001",
+            ]
+        );
+        let mut files = ops[3..7].to_vec();
+        files.sort();
+        assert_eq!(
+            files,
+            [
+                "sync imcdata/work/00000002",
+                "sync imcdata/work/00000003",
+                "write imcdata/work/00000002",
+                "write imcdata/work/00000003",
+            ]
+        );
+        let mut moves = ops[8..10].to_vec();
+        moves.sort();
+        assert_eq!(
+            moves,
+            [
+                "rename imcdata/work/00000002 imcdata/in/00000002",
+                "rename imcdata/work/00000003 imcdata/in/00000003",
+            ]
+        );
+        assert_eq!(ops[7], "sync_dir imcdata/in");
+        assert_eq!(ops[10..], ["sync_dir imcdata/in"]);
         assert_eq!(left.len(), 3);
     }
 
