@@ -8,6 +8,15 @@
 //! message is taken out of that directory, not out of whatever is at `in/`
 //! by then. Every disk access goes through [`Fs`], on tokio's blocking pool so
 //! a slow disk never stalls other sessions.
+//!
+//! Group commit ([`Spool::finish`]): messages that finish at the same time
+//! share the move into IN's handle and its flush. One flush of IN makes
+//! durable every move into it made before the flush began, so a batch is
+//! acknowledged (or, if that flush fails, refused and taken out of IN) as a
+//! whole; each message's own file is still written and flushed on its own
+//! thread, where a disk merges flushes that come together. A message that
+//! finishes alone does the same operations, in the same order, as without
+//! batching, so the harness's operation logs do not change.
 
 use crate::envelope::StoredHeader;
 use crate::fs::{Fs, FsDir, FsFile};
