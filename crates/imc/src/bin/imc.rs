@@ -71,6 +71,9 @@ struct Serve {
     /// pool of that many.
     #[arg(long, default_value_t = 1, value_parser = clap::value_parser!(u16).range(1..))]
     threads: u16,
+    /// Most threads doing disk calls at once (tokio's blocking pool).
+    #[arg(long, default_value_t = 512, value_parser = clap::value_parser!(u16).range(1..))]
+    disk_threads: u16,
 }
 
 fn parse_profile(name: &str) -> Result<imc::Profile, String> {
@@ -96,11 +99,13 @@ fn main() -> ExitCode {
     let Command::Serve(args) = Cli::parse().command;
     let runtime = if args.threads == 1 {
         tokio::runtime::Builder::new_current_thread()
+            .max_blocking_threads(args.disk_threads.into())
             .enable_all()
             .build()
     } else {
         tokio::runtime::Builder::new_multi_thread()
             .worker_threads(args.threads.into())
+            .max_blocking_threads(args.disk_threads.into())
             .enable_all()
             .build()
     };
