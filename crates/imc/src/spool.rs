@@ -8,6 +8,15 @@
 //! message is taken out of that directory, not out of whatever is at `in/`
 //! by then. Every disk access goes through [`Fs`], on tokio's blocking pool so
 //! a slow disk never stalls other sessions.
+//!
+//! Group commit ([`Spool::finish`]): messages that finish at the same time
+//! share the move into IN's handle and its flush. One flush of IN makes
+//! durable every move into it made before the flush began, so a batch is
+//! acknowledged (or, if that flush fails, refused and taken out of IN) as a
+//! whole; each message's own file is still written and flushed on its own
+//! thread, where a disk merges flushes that come together. A message that
+//! finishes alone does the same operations, in the same order, as without
+//! batching, so the harness's operation logs do not change.
 
 use crate::envelope::StoredHeader;
 use crate::fs::{Fs, FsDir, FsFile};
@@ -67,6 +76,8 @@ pub struct Spool {
     /// acknowledged while any is left: a crash would take the directory, and the
     /// message in it, along.
     unsynced_dirs: Arc<Mutex<Vec<PathBuf>>>,
+    /// Messages waiting for the group commit ([`Spool::finish`]).
+    commits: Arc<Mutex<CommitQueue>>,
 }
 
 impl Spool {
@@ -76,6 +87,7 @@ impl Spool {
             fs,
             root,
             unsynced_dirs: Arc::default(),
+            commits: Arc::default(),
         }
     }
 
@@ -166,8 +178,17 @@ impl Spool {
     }
 
     /// Writes `last`, flushes the work file, closes it, moves it into IN and flushes
-    /// IN, all in one call on the blocking pool. `durable: false` skips both
-    /// flushes (only the `skip-fsync` mutant does). The error says which step failed.
+    /// IN. `durable: false` skips both flushes (only the `skip-fsync` mutant does).
+    /// The error says which step failed.
+    ///
+    /// One trip to the blocking pool. The file's last write and flush run there
+    /// at once, in parallel with other messages' (a disk merges flushes that
+    /// come together into one journal commit). Then group commit: the message
+    /// joins the queue of messages waiting to be moved into IN, and whichever
+    /// thread finds no one draining it drains it, taking the whole queue as one
+    /// [`Batch`]: one handle on IN, every move through it, one flush of it. A
+    /// message finishing alone does what it did before batching: write, flush,
+    /// (flush the parents of created directories), move, flush IN.
     pub async fn finish(&self, work: WorkFile, last: Vec<u8>, durable: bool) -> Result<(), Finish> {
         let WorkFile {
             file,
@@ -180,42 +201,56 @@ impl Spool {
         } else {
             [header, last].concat()
         };
-        let Some(mut file) = file else {
+        let Some(file) = file else {
             return Err(Finish::Write(io::Error::other(
                 "the work file was lost by an earlier failure",
             )));
         };
-        let in_dir = self.in_dir();
-        let fs = self.fs.clone();
-        let unsynced = self.unsynced_dirs.clone();
-        tokio::task::spawn_blocking(move || {
-            if !last.is_empty() {
-                file.write_all(&last).map_err(Finish::Write)?;
+        let (done, result) = tokio::sync::oneshot::channel();
+        let spool = self.clone();
+        // Not awaited: the message is answered through its channel, always
+        // before the blocking task that answers it ends (so tokio's paused
+        // clock never jumps while a message is on its way to the disk).
+        drop(tokio::task::spawn_blocking(move || {
+            if let Err(e) = finish_file(file, &last, durable) {
+                let _ = done.send(Err(e));
+                return;
             }
-            if durable {
-                file.sync_all().map_err(Finish::Sync)?;
+            let job = Commit {
+                path,
+                id,
+                durable,
+                done,
+            };
+            let lead = {
+                let mut queue = lock(&spool.commits);
+                queue.jobs.push(job);
+                !std::mem::replace(&mut queue.draining, true)
+            };
+            if lead {
+                Drainer { spool, ran: false }.run();
             }
-            drop(file); // closed before the move
-            if durable {
-                // Before the move: the message never enters a directory that a
-                // crash could take away with it.
-                sync_created_dirs(&*fs, &unsynced).map_err(Finish::Directory)?;
-            }
-            let entry = InEntry::move_in(&*fs, &in_dir, &path, id).map_err(Finish::Rename)?;
-            if durable {
-                entry
-                    .dir
-                    .sync_all()
-                    .map_err(|e| Finish::SyncDir(e, entry.clone()))?;
-            }
-            Ok(())
+        }));
+        result.await.unwrap_or_else(|_| {
+            Err(Finish::Write(io::Error::other(
+                "filesystem task failed before the message was finished",
+            )))
         })
-        .await
-        .unwrap_or_else(|e| {
-            Err(Finish::Write(io::Error::other(format!(
-                "filesystem task failed: {e}"
-            ))))
-        })
+    }
+
+    /// Takes and commits batches until the queue is empty (on the blocking pool).
+    fn drain_commits(&self) {
+        loop {
+            let jobs = {
+                let mut queue = lock(&self.commits);
+                if queue.jobs.is_empty() {
+                    queue.draining = false;
+                    return;
+                }
+                std::mem::take(&mut queue.jobs)
+            };
+            Batch::new(jobs).commit(&*self.fs, &self.in_dir(), &self.unsynced_dirs);
+        }
     }
 
     /// Moves `work/<id>` into IN (the work file must be closed), through a
@@ -417,6 +452,152 @@ impl InEntry {
     }
 }
 
+/// The messages waiting to be committed, and whether a drainer is taking them.
+#[derive(Default)]
+struct CommitQueue {
+    jobs: Vec<Commit>,
+    /// A blocking task is draining the queue: a new message only joins it.
+    draining: bool,
+}
+
+/// A message whose file is finished (written, flushed, closed), to be moved
+/// into IN.
+struct Commit {
+    /// `work/<id>`.
+    path: PathBuf,
+    id: String,
+    durable: bool,
+    done: tokio::sync::oneshot::Sender<Result<(), Finish>>,
+}
+
+/// The thread draining the commit queue. Left by a panic, it answers no one:
+/// it drops the queued messages, whose sessions then get an error, and lets
+/// the next message drain the queue.
+struct Drainer {
+    spool: Spool,
+    ran: bool,
+}
+
+impl Drainer {
+    fn run(mut self) {
+        self.spool.drain_commits();
+        self.ran = true;
+    }
+}
+
+impl Drop for Drainer {
+    fn drop(&mut self) {
+        if !self.ran {
+            let mut queue = lock(&self.spool.commits);
+            queue.draining = false;
+            queue.jobs.clear();
+        }
+    }
+}
+
+/// Messages that finish together, moved into IN with shared flushes.
+///
+/// The parents of directories this connector created are flushed once (before
+/// any move into them); IN is opened once, every message is moved in through
+/// that handle, in queue order, and the handle is flushed once: that one
+/// flush makes durable every move into IN made before it, so every message it
+/// covered is acknowledged, or, if it fails, refused (each gets the error and
+/// its entry, to be taken out of IN through the same handle).
+struct Batch {
+    jobs: Vec<(Commit, Option<Result<(), Finish>>)>,
+}
+
+impl Batch {
+    fn new(jobs: Vec<Commit>) -> Batch {
+        Batch {
+            jobs: jobs.into_iter().map(|j| (j, None)).collect(),
+        }
+    }
+
+    /// The messages still going on (no outcome yet).
+    fn going_on(&mut self) -> impl Iterator<Item = &mut (Commit, Option<Result<(), Finish>>)> {
+        self.jobs
+            .iter_mut()
+            .filter(|(_, outcome)| outcome.is_none())
+    }
+
+    fn commit(mut self, fs: &dyn Fs, in_dir: &Path, unsynced: &Mutex<Vec<PathBuf>>) {
+        // Before the moves: no message enters a directory that a crash could
+        // take away with it.
+        if self.jobs.iter().any(|(j, o)| j.durable && o.is_none())
+            && let Err(e) = sync_created_dirs(fs, unsynced)
+        {
+            self.fail_all(&e, Finish::Directory);
+        }
+        if self.jobs.iter().any(|(_, o)| o.is_none()) {
+            match fs.open_dir(in_dir) {
+                Ok(dir) => self.move_in(dir.into(), in_dir),
+                Err(e) => self.fail_all(&e, Finish::Rename),
+            }
+        }
+        for (job, outcome) in self.jobs {
+            let outcome = outcome.unwrap_or(Ok(()));
+            // A session cut off (a crash, a dropped connection) no longer listens.
+            let _ = job.done.send(outcome);
+        }
+    }
+
+    /// Moves every message still going on into IN through `dir`, then flushes
+    /// `dir` once for the durable ones it received.
+    fn move_in(&mut self, dir: Arc<dyn FsDir>, in_dir: &Path) {
+        let mut moved = false;
+        for (job, outcome) in self.going_on() {
+            match dir.rename_in(&job.path, &job.id) {
+                Ok(()) => moved |= job.durable,
+                Err(e) => *outcome = Some(Err(Finish::Rename(e))),
+            }
+        }
+        if !moved {
+            return;
+        }
+        if let Err(e) = dir.sync_all() {
+            for (job, outcome) in self.going_on() {
+                if job.durable {
+                    let entry = InEntry {
+                        dir: dir.clone(),
+                        path: in_dir.join(&job.id),
+                        id: job.id.clone(),
+                    };
+                    *outcome = Some(Err(Finish::SyncDir(same_error(&e), entry)));
+                }
+            }
+        }
+    }
+
+    /// Every message still going on fails at this step with (a copy of) `e`.
+    fn fail_all(&mut self, e: &io::Error, step: fn(io::Error) -> Finish) {
+        for (_, outcome) in self.going_on() {
+            *outcome = Some(Err(step(same_error(e))));
+        }
+    }
+}
+
+/// The last bytes of one message, its flush, and closing it (before the
+/// move, whatever this returns); the failed step.
+fn finish_file(mut file: Box<dyn FsFile>, last: &[u8], durable: bool) -> Result<(), Finish> {
+    if !last.is_empty() {
+        file.write_all(last).map_err(Finish::Write)?;
+    }
+    if durable {
+        file.sync_all().map_err(Finish::Sync)?;
+    }
+    Ok(())
+}
+
+/// A copy of `e` for each message a shared step failed for: the same errno
+/// (what the events and replies are chosen by), or the same kind and text.
+fn same_error(e: &io::Error) -> io::Error {
+    match e.raw_os_error() {
+        Some(code) => io::Error::from_raw_os_error(code),
+        None => io::Error::new(e.kind(), e.to_string()),
+    }
+}
+
 /// The step of [`Spool::finish`] that failed.
 #[derive(Debug)]
 pub enum Finish {
@@ -513,5 +694,254 @@ mod tests {
         let b = ids.next_id();
         assert_eq!(a.len(), 16);
         assert!(b > a, "{b} should sort after {a}");
+    }
+
+    /// [`RealFs`](crate::fs::RealFs) that records its calls and holds the
+    /// first move into IN until told, so that the next messages queue up
+    /// behind it and are moved in together; it fails the directory flushes after the first
+    /// `sync_dirs_ok`.
+    struct HeldFs {
+        root: PathBuf,
+        ops: Mutex<Vec<String>>,
+        held: Mutex<Option<(std::sync::mpsc::Sender<()>, std::sync::mpsc::Receiver<()>)>>,
+        sync_dirs_ok: AtomicU64,
+    }
+
+    struct HeldFile {
+        inner: Box<dyn FsFile>,
+        name: String,
+        fs: Arc<HeldFs>,
+    }
+
+    struct HeldDir {
+        inner: Box<dyn FsDir>,
+        name: String,
+        fs: Arc<HeldFs>,
+    }
+
+    impl HeldFs {
+        fn rel(&self, p: &Path) -> String {
+            p.strip_prefix(&self.root).unwrap().display().to_string()
+        }
+        fn record(&self, op: String) {
+            self.ops.lock().unwrap().push(op);
+        }
+    }
+
+    impl io::Write for HeldFile {
+        fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
+            self.fs.record(format!("write {}", self.name));
+            self.inner.write(buf)
+        }
+        fn flush(&mut self) -> io::Result<()> {
+            Ok(())
+        }
+    }
+
+    impl FsFile for HeldFile {
+        fn sync_all(&mut self) -> io::Result<()> {
+            self.fs.record(format!("sync {}", self.name));
+            self.inner.sync_all()
+        }
+    }
+
+    impl FsDir for HeldDir {
+        fn rename_in(&self, from: &Path, name: &str) -> io::Result<()> {
+            let from = self.fs.rel(from);
+            self.fs
+                .record(format!("rename {from} {}/{name}", self.name));
+            let held = self.fs.held.lock().unwrap().take();
+            if let Some((entered, release)) = held {
+                entered.send(()).unwrap();
+                release.recv().unwrap();
+            }
+            self.inner.rename_in(&self.fs.root.join(&from), name)
+        }
+        fn rename_out(&self, name: &str, to: &Path) -> io::Result<()> {
+            self.inner.rename_out(name, to)
+        }
+        fn remove_file(&self, name: &str) -> io::Result<()> {
+            self.fs.record(format!("remove {}/{name}", self.name));
+            self.inner.remove_file(name)
+        }
+        fn sync_all(&self) -> io::Result<()> {
+            self.fs.record(format!("sync_dir {}", self.name));
+            let ok = self.fs.sync_dirs_ok.load(Ordering::SeqCst);
+            if ok == 0 {
+                return Err(io::Error::from_raw_os_error(libc::EIO));
+            }
+            self.fs.sync_dirs_ok.store(ok - 1, Ordering::SeqCst);
+            self.inner.sync_all()
+        }
+    }
+
+    /// The [`Fs`] of a test: a [`HeldFs`] behind an `Arc`, so files and
+    /// handles can reach its log.
+    struct Held(Arc<HeldFs>);
+
+    impl Fs for Held {
+        fn create(&self, path: &Path) -> io::Result<Box<dyn FsFile>> {
+            Ok(Box::new(HeldFile {
+                inner: crate::fs::RealFs.create(path)?,
+                name: self.0.rel(path),
+                fs: self.0.clone(),
+            }))
+        }
+        fn rename(&self, from: &Path, to: &Path) -> io::Result<()> {
+            crate::fs::RealFs.rename(from, to)
+        }
+        fn remove_file(&self, path: &Path) -> io::Result<()> {
+            crate::fs::RealFs.remove_file(path)
+        }
+        fn create_dir(&self, path: &Path) -> io::Result<()> {
+            crate::fs::RealFs.create_dir(path)
+        }
+        fn sync_dir(&self, path: &Path) -> io::Result<()> {
+            crate::fs::RealFs.sync_dir(path)
+        }
+        fn open_dir(&self, path: &Path) -> io::Result<Box<dyn FsDir>> {
+            Ok(Box::new(HeldDir {
+                inner: crate::fs::RealFs.open_dir(path)?,
+                name: self.0.rel(path),
+                fs: self.0.clone(),
+            }))
+        }
+        fn metadata(&self, path: &Path) -> io::Result<crate::fs::Metadata> {
+            crate::fs::RealFs.metadata(path)
+        }
+        fn read_dir(&self, path: &Path) -> io::Result<Vec<PathBuf>> {
+            crate::fs::RealFs.read_dir(path)
+        }
+        fn available_space(&self, path: &Path) -> io::Result<u64> {
+            crate::fs::RealFs.available_space(path)
+        }
+    }
+
+    /// Finishes `00000001` alone (its move into IN held), and `00000002` and
+    /// `00000003` while it is held, so that those two are moved in together. The
+    /// outcomes, the operations, and the files left in IN.
+    async fn two_finish_together(
+        sync_dirs_ok: u64,
+    ) -> (Vec<Result<(), Finish>>, Vec<String>, Vec<PathBuf>) {
+        let root = tempfile::tempdir().unwrap();
+        std::fs::create_dir_all(root.path().join("imcdata/work")).unwrap();
+        std::fs::create_dir_all(root.path().join("imcdata/in")).unwrap();
+        let (entered_tx, entered) = std::sync::mpsc::channel();
+        let (release, release_rx) = std::sync::mpsc::channel();
+        let fs = Arc::new(HeldFs {
+            root: root.path().to_path_buf(),
+            ops: Mutex::default(),
+            held: Mutex::new(Some((entered_tx, release_rx))),
+            sync_dirs_ok: AtomicU64::new(sync_dirs_ok),
+        });
+        let spool = Spool::new(Arc::new(Held(fs.clone())), root.path().to_path_buf());
+        let work = |id: &str| {
+            let path = spool.work_dir().join(id);
+            WorkFile {
+                file: Some(spool.fs().create(&path).unwrap()),
+                path,
+                id: id.to_string(),
+                header: Vec::new(),
+            }
+        };
+        let finish = |w: WorkFile| {
+            let spool = spool.clone();
+            tokio::spawn(async move { spool.finish(w, b"x\r\n".to_vec(), true).await })
+        };
+        let first = finish(work("00000001"));
+        tokio::task::spawn_blocking(move || entered.recv().unwrap())
+            .await
+            .unwrap();
+        let (second, third) = (finish(work("00000002")), finish(work("00000003")));
+        // Both files are finished and join the queue behind the held batch
+        // (on threads of the blocking pool), then the held move goes on.
+        while lock(&spool.commits).jobs.len() < 2 {
+            tokio::task::yield_now().await;
+        }
+        release.send(()).unwrap();
+        let mut outcomes = Vec::new();
+        for task in [first, second, third] {
+            outcomes.push(task.await.unwrap());
+        }
+        for outcome in &outcomes {
+            if let Err(Finish::SyncDir(_, entry)) = outcome {
+                entry.remove().await.unwrap();
+            }
+        }
+        let ops = fs.ops.lock().unwrap().clone();
+        let left = crate::fs::RealFs.read_dir(&spool.in_dir()).unwrap();
+        (outcomes, ops, left)
+    }
+
+    #[tokio::test]
+    async fn messages_finishing_together_share_one_flush_of_in() {
+        let (outcomes, ops, left) = two_finish_together(u64::MAX).await;
+        assert!(outcomes.iter().all(|o| o.is_ok()), "{outcomes:?}");
+        // The files of 2 and 3 are finished in parallel while 1's move is
+        // held, so their writes and flushes interleave in either order; their
+        // moves come after 1's flush of IN and share the next one.
+        assert_eq!(
+            ops[..3],
+            [
+                "write imcdata/work/00000001",
+                "sync imcdata/work/00000001",
+                "rename imcdata/work/00000001 imcdata/in/00000001",
+            ]
+        );
+        let mut files = ops[3..7].to_vec();
+        files.sort();
+        assert_eq!(
+            files,
+            [
+                "sync imcdata/work/00000002",
+                "sync imcdata/work/00000003",
+                "write imcdata/work/00000002",
+                "write imcdata/work/00000003",
+            ]
+        );
+        let mut moves = ops[8..10].to_vec();
+        moves.sort();
+        assert_eq!(
+            moves,
+            [
+                "rename imcdata/work/00000002 imcdata/in/00000002",
+                "rename imcdata/work/00000003 imcdata/in/00000003",
+            ]
+        );
+        assert_eq!(ops[7], "sync_dir imcdata/in");
+        assert_eq!(ops[10..], ["sync_dir imcdata/in"]);
+        assert_eq!(left.len(), 3);
+    }
+
+    #[tokio::test]
+    async fn a_failed_shared_flush_of_in_refuses_every_message_it_covered() {
+        let (outcomes, ops, left) = two_finish_together(1).await;
+        assert!(outcomes[0].is_ok(), "{:?}", outcomes[0]);
+        for (outcome, id) in outcomes[1..].iter().zip(["00000002", "00000003"]) {
+            match outcome {
+                Err(Finish::SyncDir(e, entry)) => {
+                    assert_eq!(e.raw_os_error(), Some(libc::EIO));
+                    assert_eq!(entry.id(), id);
+                }
+                other => panic!("{id}: {other:?}"),
+            }
+        }
+        assert_eq!(
+            ops[ops.len() - 3..],
+            [
+                "sync_dir imcdata/in",
+                "remove imcdata/in/00000002",
+                "remove imcdata/in/00000003",
+            ]
+        );
+        assert_eq!(
+            ops.iter().filter(|o| *o == "sync_dir imcdata/in").count(),
+            2
+        );
+        let names: Vec<_> = left
+            .iter()
+            .map(|p| p.file_name().unwrap().to_owned())
+            .collect();
+        assert_eq!(names, ["00000001"]);
     }
 }

@@ -66,6 +66,14 @@ struct Serve {
     /// skip-fsync, ignore-rename-error, partial-in, keep-rejected.
     #[arg(long)]
     mutant: Option<imc::Mutant>,
+    /// Threads running the sessions: 1 runs them all on the main thread (disk
+    /// calls still run on threads of their own); more gives a work-stealing
+    /// pool of that many.
+    #[arg(long, default_value_t = 1, value_parser = clap::value_parser!(u16).range(1..))]
+    threads: u16,
+    /// Most threads doing disk calls at once (tokio's blocking pool).
+    #[arg(long, default_value_t = 512, value_parser = clap::value_parser!(u16).range(1..))]
+    disk_threads: u16,
 }
 
 fn parse_profile(name: &str) -> Result<imc::Profile, String> {
@@ -89,7 +97,19 @@ fn say(mut to: impl std::io::Write, line: &str) {
 
 fn main() -> ExitCode {
     let Command::Serve(args) = Cli::parse().command;
-    let runtime = match tokio::runtime::Runtime::new() {
+    let runtime = if args.threads == 1 {
+        tokio::runtime::Builder::new_current_thread()
+            .max_blocking_threads(args.disk_threads.into())
+            .enable_all()
+            .build()
+    } else {
+        tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(args.threads.into())
+            .max_blocking_threads(args.disk_threads.into())
+            .enable_all()
+            .build()
+    };
+    let runtime = match runtime {
         Ok(rt) => rt,
         Err(e) => {
             say(
