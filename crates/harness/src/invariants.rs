@@ -381,7 +381,7 @@ impl Ledger {
 
     /// `no-phantom` and `no-partial` over the files of the target's accepted
     /// directories ("IN"): each is (its path under the root, the message body
-    /// as the target's format reads it, see [`read_bodies`]).
+    /// as the target's format reads it, see [`read_spool`]).
     pub fn check_in(&self, files: &[(String, Vec<u8>)]) -> Vec<(Invariant, String)> {
         let mut out = Vec::new();
         for (name, body) in files {
