@@ -186,7 +186,7 @@ impl Spool {
     /// come together into one journal commit). Then group commit: the message
     /// joins the queue of messages waiting to be moved into IN, and whichever
     /// thread finds no one draining it drains it, taking the whole queue as one
-    /// [`Batch`]: one handle on IN, every move through it, one flush of it. A
+    /// batch: one handle on IN, every move through it, one flush of it. A
     /// message finishing alone does what it did before batching: write, flush,
     /// (flush the parents of created directories), move, flush IN.
     pub async fn finish(&self, work: WorkFile, last: Vec<u8>, durable: bool) -> Result<(), Finish> {
