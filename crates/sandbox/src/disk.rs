@@ -312,6 +312,15 @@ impl Disk {
             }
             Err(e) => return Err(SandboxError::io("free", BALLAST, e)),
         };
+        // Truncated first: removing alone frees the blocks only at the last
+        // close, and a child process forked meanwhile (a process target
+        // starting elsewhere in this process) holds a copy of every open
+        // descriptor until its exec, so the space could come back late.
+        OpenOptions::new()
+            .write(true)
+            .open(&path)
+            .and_then(|f| f.set_len(0))
+            .map_err(|e| SandboxError::io("truncate", BALLAST, e))?;
         fs::remove_file(&path).map_err(|e| SandboxError::io("remove", BALLAST, e))?;
         Ok(format!(
             "freed disk: removed {BALLAST} ({} bytes)",
